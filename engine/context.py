@@ -1,0 +1,46 @@
+"""The step context: what a step may know besides state and params."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from populace.engine.rng import Streams
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; ``"cuda"`` without a GPU is an error."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for, but torch sees no CUDA GPU")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}; valid: auto, cpu, cuda[:i]")
+    return dev
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """Passed to every step and to a model's ``init``.
+
+    Attributes:
+        step: index of the step being computed (0 for init and the first step).
+        rng: per-member random streams.
+        device: where the state lives.
+        dtype: floating dtype of the run.
+    """
+
+    step: int
+    rng: Streams
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def members(self) -> int:
+        return self.rng.members
+
+    def at(self, step: int) -> Context:
+        return dataclasses.replace(self, step=step)

@@ -1,0 +1,245 @@
+"""Running a model: the step loop, ensembles, recording, progress, checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import torch
+from tqdm.auto import tqdm
+
+from populace.engine.context import Context, resolve_device
+from populace.engine.model import Model
+from populace.engine.params import Params, Schedule
+from populace.engine.recorder import Recorder
+from populace.engine.rng import Streams, member_seed
+from populace.engine.state import State, StateError, load_state_dict, state_dict
+
+CHECKPOINT_FORMAT = "populace-checkpoint/1"
+
+
+class NonFiniteError(FloatingPointError):
+    """A state field became NaN or Inf (raised with ``check_finite=True``)."""
+
+
+def _interactive() -> bool:
+    return sys.stderr.isatty() or "ipykernel" in sys.modules
+
+
+def _check_member_shapes(params: Params, members: int) -> None:
+    for name in params.names():
+        v = getattr(params, name)
+        t, lead = (v.values, 1) if isinstance(v, Schedule) else (v, 0)
+        if t.dim() > lead and t.shape[lead] != members:
+            raise ValueError(
+                f"parameter {name!r} has {t.shape[lead]} per-member values, but the run has "
+                f"{members} members"
+            )
+
+
+def _check_finite(state: State, step: int) -> None:
+    for name, t in state.tensors().items():
+        if t.is_floating_point() or t.is_complex():
+            bad = ~torch.isfinite(t).reshape(t.shape[0], -1).all(dim=1)
+            if bad.any():
+                members = bad.nonzero().flatten().tolist()
+                raise NonFiniteError(
+                    f"step {step}: field {type(state).__name__}.{name} has NaN/Inf "
+                    f"(member(s) {members})"
+                )
+
+
+@dataclasses.dataclass
+class Result:
+    """What one :meth:`Simulation.run` returns.
+
+    Attributes:
+        model: model name.
+        metrics: polars DataFrame ``(member, step, metric...)``.
+        final_state: the state after the last step.
+        seeds: the member stream seeds.
+        steps: (first, last) step of this run; ``last`` is the final state's step.
+        seconds: wall time of the step loop (synchronised at the end).
+    """
+
+    model: str
+    metrics: pl.DataFrame
+    final_state: State
+    seeds: list[int]
+    steps: tuple[int, int]
+    seconds: float
+    recorder: Recorder = dataclasses.field(repr=False)
+
+    def series(self, name: str) -> torch.Tensor:
+        """``[B, T]`` one metric over the recorded steps (differentiable if params need grad)."""
+        return self.recorder.series(name)
+
+    def final(self) -> dict[str, float]:
+        """Each metric at the last recorded step, averaged over members."""
+        last = self.metrics.filter(pl.col("step") == pl.col("step").max())
+        return {
+            n: float(last[n].mean()) for n in self.metrics.columns if n not in ("member", "step")
+        }
+
+
+class Simulation:
+    """Runs a model on a device for an ensemble of ``members`` (B) independent streams.
+
+    Args:
+        model: what to run.
+        members: ensemble size B (ignored when ``seeds`` is given).
+        seed: run seed; member b draws from ``member_seed(seed, b)``.
+        seeds: explicit member stream seeds (e.g. one member of a larger batch).
+        params: parameters to use instead of ``model.params``.
+        device: ``"auto" | "cpu" | "cuda[:i]"``.
+        dtype: floating dtype (float32 default, float64 for tests).
+        record_every: record metrics every k steps (and always the first and last state).
+        progress: tqdm progress bar; ``None`` shows it only on a terminal or in a notebook.
+        check_finite: stop at the first NaN/Inf in a state field, naming step and field.
+        chunk: records per host copy.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        members: int = 1,
+        seed: int = 0,
+        seeds: Sequence[int] | None = None,
+        params: Params | None = None,
+        device: str | torch.device = "auto",
+        dtype: torch.dtype = torch.float32,
+        record_every: int = 1,
+        progress: bool | None = None,
+        check_finite: bool = False,
+        chunk: int = 64,
+    ) -> None:
+        if seeds is None:
+            if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+                raise ValueError(f"members must be a positive integer, got {members!r}")
+            seeds = [member_seed(seed, b) for b in range(members)]
+        if record_every < 1:
+            raise ValueError(f"record_every must be >= 1, got {record_every}")
+        if not dtype.is_floating_point:
+            raise ValueError(f"dtype must be floating, got {dtype}")
+        self.model = model
+        self.seed = seed
+        self.device = resolve_device(device)
+        self.dtype = dtype
+        self.record_every = record_every
+        self.progress = progress
+        self.check_finite = check_finite
+        self.chunk = chunk
+        self.rng = Streams(seeds, self.device)
+        self.params = (params if params is not None else model.params).to(self.device, dtype)
+        _check_member_shapes(self.params, self.rng.members)
+        self.params.check()
+        self.step = 0
+        self.ctx = Context(0, self.rng, self.device, dtype)
+        self.state = self._init_state()
+
+    @property
+    def members(self) -> int:
+        return self.rng.members
+
+    def _init_state(self) -> State:
+        state = self.model.init(self.params.at(0), self.ctx)
+        if not isinstance(state, State):
+            raise TypeError(f"model {self.model.name!r}: init must return a State")
+        if state.members != self.members:
+            raise StateError(
+                f"model {self.model.name!r}: init built {state.members} members, expected "
+                f"{self.members}"
+            )
+        if state.device.type != self.device.type:
+            raise StateError(f"model {self.model.name!r}: init built state on {state.device}")
+        return state
+
+    def run(self, steps: int) -> Result:
+        """Advance ``steps`` steps from the current one, recording metrics; returns a Result."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+        keep_graph = torch.is_grad_enabled() and self.params.requires_grad()
+        recorder = Recorder(list(self.model.metrics), self.chunk, keep_graph)
+        first, last = self.step, self.step + steps
+        state = self.state
+        show = self.progress if self.progress is not None else _interactive()
+        start = time.perf_counter()
+        with tqdm(total=steps, disable=not show, desc=self.model.name, leave=False) as bar:
+            for t in range(first, last):
+                if (t - first) % self.record_every == 0:
+                    recorder.record(t, self.model.measure(state, self.params.at(t)))
+                state = self.model.step(state, self.params.at(t), self.ctx.at(t))
+                if self.check_finite:
+                    _check_finite(state, t)
+                bar.update(1)
+            recorder.record(last, self.model.measure(state, self.params.at(last)))
+            frame = recorder.frame()  # the host copy synchronises the device
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - start
+        self.state, self.step = state, last
+        return Result(
+            self.model.name, frame, state, self.rng.seeds, (first, last), seconds, recorder
+        )
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write a checkpoint (state, step, params, member seeds, generator states)."""
+        path = Path(path)
+        payload: dict[str, Any] = {
+            "format": CHECKPOINT_FORMAT,
+            "model": self.model.name,
+            "step": self.step,
+            "state": state_dict(self.state),
+            "params": self.params.as_dict(),
+            "seeds": self.rng.seeds,
+            "rng": self.rng.get_state(),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device_type": self.device.type,
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike, model: Model, **kwargs: Any) -> Simulation:
+        """Continue from a checkpoint; the run goes on exactly as if never interrupted (CPU).
+
+        ``kwargs`` are :class:`Simulation` options (device, params, progress, ...); the
+        member seeds and dtype come from the checkpoint.
+        """
+        payload = torch.load(Path(path), weights_only=True)
+        if payload.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path}: not a populace checkpoint ({payload.get('format')!r})")
+        if payload["model"] != model.name:
+            raise ValueError(
+                f"{path}: checkpoint of model {payload['model']!r}, not {model.name!r}"
+            )
+        dtype = getattr(torch, payload["dtype"])
+        sim = cls(model, seeds=payload["seeds"], dtype=dtype, **kwargs)
+        if sim.params.as_dict() != payload["params"]:
+            raise ValueError(
+                f"{path}: checkpoint params {payload['params']} differ from {sim.params.as_dict()}"
+            )
+        if sim.device.type != payload["device_type"]:
+            raise ValueError(
+                f"{path}: generator states were saved on {payload['device_type']}, resuming on "
+                f"{sim.device.type} would change the random streams"
+            )
+        sim.state = load_state_dict(sim.state, payload["state"])
+        sim.rng.set_state(payload["rng"])
+        sim.step = payload["step"]
+        return sim
+
+
+def run(model: Model, steps: int, **kwargs: Any) -> Result:
+    """Shortcut: ``Simulation(model, **kwargs).run(steps)``."""
+    return Simulation(model, **kwargs).run(steps)

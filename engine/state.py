@@ -1,0 +1,190 @@
+"""Agent state: frozen dataclasses of tensors with a leading ensemble axis ``[B, ...]``.
+
+A model's state subclasses :class:`State` and declares each tensor with :func:`tensor_field`
+(symbolic shape and dtype kind) and each piece of static metadata (box size, grid shape,
+capacity) with :func:`static_field`. Steps never mutate a state; they return
+``state.replace(field=new_tensor)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import torch
+
+S = TypeVar("S", bound="State")
+
+#: dtype kinds a field may declare instead of one exact dtype.
+DTYPE_KINDS = {
+    "float": lambda d: d.is_floating_point,
+    "int": lambda d: not d.is_floating_point and not d.is_complex and d != torch.bool,
+    "bool": lambda d: d == torch.bool,
+    "complex": lambda d: d.is_complex,
+}
+
+#: symbol of the agent axis; fields with it at dim 1 are permuted together by `compact`.
+AGENT_AXIS = "N"
+
+
+class StateError(ValueError):
+    """A state field has the wrong shape, dtype or device."""
+
+
+def tensor_field(*shape: str | int, dtype: str | torch.dtype = "float") -> Any:
+    """Declare a tensor field: ``shape`` gives symbolic dims ("B" first), ``dtype`` a kind or dtype.
+
+    Example: ``pos: torch.Tensor = tensor_field("B", "N", 2)``.
+    """
+    if not shape or shape[0] != "B":
+        raise ValueError(f"a state tensor's shape must start with the ensemble axis 'B': {shape}")
+    if isinstance(dtype, str) and dtype not in DTYPE_KINDS:
+        raise ValueError(f"unknown dtype kind {dtype!r}; valid: {sorted(DTYPE_KINDS)}")
+    return dataclasses.field(metadata={"shape": tuple(shape), "dtype": dtype})
+
+
+def static_field(default: Any = dataclasses.MISSING) -> Any:
+    """Declare static metadata (not a tensor): box size, grid shape, capacity."""
+    return dataclasses.field(default=default, metadata={"static": True})
+
+
+def _dtype_ok(dtype: torch.dtype, spec: str | torch.dtype) -> bool:
+    return DTYPE_KINDS[spec](dtype) if isinstance(spec, str) else dtype == spec
+
+
+@dataclasses.dataclass(frozen=True)
+class State:
+    """Base of all model states. Subclasses are ``@dataclass(frozen=True)``."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- introspection -------------------------------------------------------------------
+    @classmethod
+    def tensor_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls) if "shape" in f.metadata)
+
+    @classmethod
+    def static_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("static"))
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The tensor fields by name."""
+        return {name: getattr(self, name) for name in self.tensor_names()}
+
+    def statics(self) -> dict[str, Any]:
+        """The static metadata by name."""
+        return {name: getattr(self, name) for name in self.static_names()}
+
+    @property
+    def members(self) -> int:
+        """Ensemble size B."""
+        return next(iter(self.tensors().values())).shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.tensors().values())).device
+
+    # -- checks ----------------------------------------------------------------------------
+    def validate(self) -> dict[str, int]:
+        """Check every tensor field against its declaration; return the resolved dims.
+
+        Raises:
+            StateError: naming the field whose type, rank, size, dtype or device is wrong.
+        """
+        dims: dict[str, int] = {}
+        device = None
+        cls = type(self).__name__
+        for f in dataclasses.fields(self):
+            if "shape" not in f.metadata:
+                continue
+            value = getattr(self, f.name)
+            spec = f.metadata["shape"]
+            if not isinstance(value, torch.Tensor):
+                raise StateError(f"{cls}.{f.name}: expected a tensor, got {type(value).__name__}")
+            if value.dim() != len(spec):
+                raise StateError(
+                    f"{cls}.{f.name}: expected {len(spec)} dims {spec}, got shape "
+                    f"{tuple(value.shape)}"
+                )
+            for axis, (sym, size) in enumerate(zip(spec, value.shape, strict=True)):
+                want = sym if isinstance(sym, int) else dims.setdefault(sym, size)
+                if size != want:
+                    raise StateError(
+                        f"{cls}.{f.name}: dim {axis} ({sym}) is {size}, expected {want} "
+                        f"(shape {tuple(value.shape)}, declared {spec})"
+                    )
+            if not _dtype_ok(value.dtype, f.metadata["dtype"]):
+                raise StateError(
+                    f"{cls}.{f.name}: dtype {value.dtype} is not {f.metadata['dtype']}"
+                )
+            if device is None:
+                device = value.device
+            elif value.device != device:
+                raise StateError(f"{cls}.{f.name}: on {value.device}, other fields on {device}")
+        return dims
+
+    # -- functional updates ----------------------------------------------------------------
+    def replace(self: S, **changes: Any) -> S:
+        """A new state with some fields replaced (validated)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise StateError(
+                f"{type(self).__name__} has no field(s) {sorted(unknown)}; "
+                f"valid: {[f.name for f in dataclasses.fields(self)]}"
+            )
+        return dataclasses.replace(self, **changes)
+
+    def to(
+        self: S, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> S:
+        """Move tensors to ``device``; cast floating fields to ``dtype``."""
+        moved = {}
+        for name, t in self.tensors().items():
+            moved[name] = t.to(
+                device=device, dtype=dtype if (dtype and t.is_floating_point()) else None
+            )
+        return dataclasses.replace(self, **moved)
+
+    def select(self: S, members: torch.Tensor | list[int] | slice) -> S:
+        """The sub-ensemble of the given members (indexing the B axis of every field)."""
+        return dataclasses.replace(self, **{n: t[members] for n, t in self.tensors().items()})
+
+    def take_agents(self: S, index: torch.Tensor) -> S:
+        """Reorder agents: gather every field with the agent axis at dim 1.
+
+        Args:
+            index: ``[B, N]`` int64, the new order of agents per member.
+        """
+        out = {}
+        for f in dataclasses.fields(self):
+            shape = f.metadata.get("shape")
+            if shape and len(shape) > 1 and shape[1] == AGENT_AXIS:
+                t = getattr(self, f.name)
+                idx = index.view(*index.shape, *([1] * (t.dim() - 2))).expand(
+                    *index.shape, *t.shape[2:]
+                )
+                out[f.name] = torch.gather(t, 1, idx)
+        return dataclasses.replace(self, **out)
+
+
+def state_dict(state: State) -> dict[str, Any]:
+    """Plain dict (tensors + statics) for checkpoints."""
+    return {"tensors": state.tensors(), "statics": state.statics()}
+
+
+def load_state_dict(template: S, data: Mapping[str, Any]) -> S:
+    """Rebuild a state of ``template``'s class from :func:`state_dict` output (validated)."""
+    if set(data["tensors"]) != set(template.tensor_names()):
+        raise StateError(
+            f"checkpoint fields {sorted(data['tensors'])} do not match "
+            f"{type(template).__name__} fields {sorted(template.tensor_names())}"
+        )
+    if data["statics"] != template.statics():
+        raise StateError(
+            f"checkpoint static metadata {data['statics']} differs from the model's "
+            f"{template.statics()}"
+        )
+    tensors = {k: v.to(template.device) for k, v in data["tensors"].items()}
+    return dataclasses.replace(template, **tensors)

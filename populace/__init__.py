@@ -1,0 +1,41 @@
+"""populace: GPU-tensorized agent-based models of whole populations.
+
+The user API in one place::
+
+    import populace
+    import populace.models.sir
+
+    model = populace.models.sir.build(agents=100_000, initial_infected=100, beta=0.5)
+    result = populace.Simulation(model, members=8, seed=1).run(200)
+    result.metrics  # polars DataFrame (member, step, S, I, R)
+"""
+
+from populace.engine import (
+    Context,
+    Model,
+    Params,
+    Result,
+    Schedule,
+    Simulation,
+    State,
+    member_view,
+    run,
+    static_field,
+    tensor_field,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Context",
+    "Model",
+    "Params",
+    "Result",
+    "Schedule",
+    "Simulation",
+    "State",
+    "member_view",
+    "run",
+    "static_field",
+    "tensor_field",
+]

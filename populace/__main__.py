@@ -1,0 +1,5 @@
+import sys
+
+from populace.cli import main
+
+sys.exit(main())

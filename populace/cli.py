@@ -1,0 +1,251 @@
+"""The ``populace`` command line: ``models``, ``run``, ``bench``."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from populace import models
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def int_at_least(flag: str, low: int):
+    """argparse type: an integer >= ``low``, with an error naming the flag."""
+    what = "a positive integer" if low == 1 else f"an integer >= {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"{flag} must be {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+def positive_int(flag: str):
+    return int_at_least(flag, 1)
+
+
+def non_negative_int(flag: str):
+    return int_at_least(flag, 0)
+
+
+def parse_value(text: str) -> Any:
+    """A Python literal (number, bool, list), else the text itself; lists become tensors."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    if isinstance(value, (list, tuple)):
+        return torch.tensor(value, dtype=torch.float64)
+    return value
+
+
+def split_settings(name: str, pairs: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``--set`` pairs → (build options, params); unknown names raise listing the valid ones."""
+    opts, params = {}, {}
+    valid_opts = set(models.options(name)) - {"agents"}
+    valid_params = set(models.module(name).PARAMS.names())
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise CLIError(f"--set expects name=value, got {pair!r}")
+        if key in valid_params:
+            params[key] = parse_value(text)
+        elif key in valid_opts:
+            opts[key] = parse_value(text)
+        else:
+            raise CLIError(
+                f"unknown setting {key!r} for model {name!r}; parameters: "
+                f"{', '.join(sorted(valid_params))}; options: {', '.join(sorted(valid_opts))}"
+            )
+    return opts, params
+
+
+def build_model(name: str, agents: int, pairs: list[str]):
+    try:
+        module = models.module(name)
+    except KeyError as err:
+        raise CLIError(err.args[0]) from None
+    opts, params = split_settings(name, pairs)
+    model = module.build(agents=agents, **opts)
+    return model.with_params(**params) if params else model
+
+
+def add_run_options(p: argparse.ArgumentParser, steps_default: int) -> None:
+    p.add_argument("model", help="model name (see `populace models`)")
+    p.add_argument("--agents", type=positive_int("--agents"), default=10_000)
+    p.add_argument("--steps", type=non_negative_int("--steps"), default=steps_default)
+    p.add_argument("--seed", type=non_negative_int("--seed"), default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    p.add_argument(
+        "--members",
+        type=positive_int("--members"),
+        default=1,
+        help="ensemble members (independent seeds) run as one batch",
+    )
+    p.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter or build option; repeatable",
+    )
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    summaries = models.summaries()
+    width = max(map(len, summaries))
+    for name, summary in summaries.items():
+        print(f"{name:<{width}}  {summary}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from populace.engine import Simulation
+    from populace.engine.provenance import device_name, now, versions
+
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and any(out.iterdir()):
+        raise CLIError(f"--out {out} exists and is not empty; choose another folder")
+    model = build_model(args.model, args.agents, args.settings)
+    dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
+    sim = Simulation(
+        model,
+        members=args.members,
+        seed=args.seed,
+        device=args.device,
+        dtype=dtype,
+        record_every=args.record_every,
+        check_finite=args.check_finite,
+        progress=None if not args.json else False,
+    )
+    result = sim.run(args.steps)
+    final = result.final()
+    if out is not None:
+        record = {
+            "model": model.name,
+            "agents": args.agents,
+            "steps": args.steps,
+            "members": args.members,
+            "seed": args.seed,
+            "seeds": result.seeds,
+            "options": dict(model.options),
+            "params": sim.params.as_dict(),
+            "device": sim.device.type,
+            "device_name": device_name(sim.device),
+            "dtype": args.dtype,
+            "versions": versions(),
+            "date": now(),
+            "seconds": result.seconds,
+            "final": final,
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            result.metrics.write_parquet(tmp / "metrics.parquet")
+            (tmp / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+            if out.exists():
+                out.rmdir()
+            tmp.rename(out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    if args.json:
+        print(json.dumps({**final, "seconds": result.seconds}))
+    else:
+        print(
+            f"{model.name}: {args.agents} agents x {args.members} member(s), "
+            f"{args.steps} steps on {sim.device.type} in {result.seconds:.3f} s"
+        )
+        for key, value in final.items():
+            print(f"  {key:<12} {value:.6g}  (mean over members, step {args.steps})")
+        if out is not None:
+            print(f"  wrote {out}/metrics.parquet and {out}/run.json")
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from populace.benchmarks import harness
+
+    try:
+        models.module(args.model)
+    except KeyError as err:
+        raise CLIError(err.args[0]) from None
+    opts, params = split_settings(args.model, args.settings)
+    record = harness.bench_model(
+        args.model,
+        agents=args.agents,
+        steps=args.steps,
+        members=args.members,
+        device=args.device,
+        seed=args.seed,
+        warmup=args.warmup,
+        options=opts,
+        params=params,
+    )
+    if args.save:
+        path = harness.save(record, args.save)
+        print(f"saved {path}", file=sys.stderr)
+    print(json.dumps(record))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="populace", description="agent-based models of populations")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("models", help="list the model zoo").set_defaults(fn=cmd_models)
+
+    run = sub.add_parser("run", help="run a model and record its metrics")
+    add_run_options(run, steps_default=100)
+    run.add_argument("--out", help="folder for metrics.parquet and run.json")
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="last stdout line: JSON of final metrics (mean over members) + seconds",
+    )
+    run.add_argument("--record-every", type=positive_int("--record-every"), default=1)
+    run.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    run.add_argument(
+        "--check-finite",
+        action="store_true",
+        help="stop at the first NaN/Inf, naming the step and field",
+    )
+    run.set_defaults(fn=cmd_run)
+
+    bench = sub.add_parser("bench", help="time a model; last stdout line is JSON")
+    add_run_options(bench, steps_default=100)
+    bench.add_argument("--warmup", type=non_negative_int("--warmup"), default=2)
+    bench.add_argument("--save", metavar="DIR", help="also write the JSON record into DIR")
+    bench.set_defaults(fn=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except CLIError as err:
+        print(f"populace: error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError, RuntimeError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"populace: error: {msg}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Synthetic populations, geography and contact networks."""
