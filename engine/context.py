@@ -14,11 +14,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     name = str(device)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}; valid: auto, cpu, cuda[:i]")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was asked for, but torch sees no CUDA GPU")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {name!r}; valid: auto, cpu, cuda[:i]")
     return dev
 
 

@@ -94,6 +94,7 @@ class State:
             StateError: naming the field whose type, rank, size, dtype or device is wrong.
         """
         dims: dict[str, int] = {}
+        origin: dict[str, str] = {}  # which field fixed each symbolic dim
         device = None
         cls = type(self).__name__
         for f in dataclasses.fields(self):
@@ -109,10 +110,13 @@ class State:
                     f"{tuple(value.shape)}"
                 )
             for axis, (sym, size) in enumerate(zip(spec, value.shape, strict=True)):
+                if isinstance(sym, str):
+                    origin.setdefault(sym, f.name)
                 want = sym if isinstance(sym, int) else dims.setdefault(sym, size)
                 if size != want:
+                    where = "" if isinstance(sym, int) else f" as set by {cls}.{origin[sym]}"
                     raise StateError(
-                        f"{cls}.{f.name}: dim {axis} ({sym}) is {size}, expected {want} "
+                        f"{cls}.{f.name}: dim {axis} ({sym}) is {size}, expected {want}{where} "
                         f"(shape {tuple(value.shape)}, declared {spec})"
                     )
             if not _dtype_ok(value.dtype, f.metadata["dtype"]):
@@ -120,9 +124,11 @@ class State:
                     f"{cls}.{f.name}: dtype {value.dtype} is not {f.metadata['dtype']}"
                 )
             if device is None:
-                device = value.device
+                device, first = value.device, f.name
             elif value.device != device:
-                raise StateError(f"{cls}.{f.name}: on {value.device}, other fields on {device}")
+                raise StateError(
+                    f"{cls}.{f.name}: on {value.device}, but {cls}.{first} is on {device}"
+                )
         return dims
 
     # -- functional updates ----------------------------------------------------------------

@@ -9,6 +9,7 @@ start of the step). The deterministic limit has final size ``z = 1 - exp(-R0 z)`
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 
@@ -119,7 +120,7 @@ def final_size(r0: float, tol: float = 1e-12) -> float:
         return 0.0
     z = 1.0
     while True:
-        nxt = 1.0 - float(torch.exp(torch.tensor(-r0 * z, dtype=torch.float64)))
+        nxt = 1.0 - math.exp(-r0 * z)
         if abs(nxt - z) < tol:
             return nxt
         z = nxt

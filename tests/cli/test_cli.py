@@ -1,0 +1,147 @@
+import json
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+
+from populace.cli import main
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_models_lists_the_zoo(capsys):
+    code, out, _ = run_cli(capsys, "models")
+    assert code == 0
+    assert out.splitlines()[0].startswith("sir ")
+
+
+def test_run_writes_parquet_and_run_json(tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    code, out, _ = run_cli(
+        capsys,
+        "run",
+        "sir",
+        "--agents",
+        "2000",
+        "--steps",
+        "30",
+        "--members",
+        "3",
+        "--seed",
+        "4",
+        "--set",
+        "beta=0.6",
+        "--set",
+        "initial_infected=20",
+        "--out",
+        str(out_dir),
+        "--json",
+    )
+    assert code == 0
+    final = json.loads(out.strip().splitlines()[-1])
+    assert set(final) == {"S", "I", "R", "seconds"}
+    assert final["S"] + final["I"] + final["R"] == pytest.approx(2000)
+    metrics = pl.read_parquet(out_dir / "metrics.parquet")
+    assert metrics.columns == ["member", "step", "S", "I", "R"]
+    assert metrics.height == 3 * 31
+    record = json.loads((out_dir / "run.json").read_text())
+    assert record["model"] == "sir" and record["seed"] == 4 and record["members"] == 3
+    assert record["params"]["beta"] == pytest.approx(0.6)
+    assert record["options"] == {"agents": 2000, "initial_infected": 20}
+    assert record["versions"]["torch"] and record["device"] == "cpu"
+    last = metrics.filter(pl.col("step") == 30)
+    assert last["S"].mean() == pytest.approx(final["S"])
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["run", "sri"], ["unknown model 'sri'", "sir"]),
+        (
+            ["run", "sir", "--set", "betta=1"],
+            ["unknown setting 'betta'", "beta", "initial_infected"],
+        ),
+        (["run", "sir", "--set", "beta"], ["name=value"]),
+        (["run", "sir", "--set", "gamma=3"], ["gamma * dt"]),
+        (["bench", "nope"], ["unknown model 'nope'"]),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(capsys, argv, words, tmp_path):
+    out_dir = tmp_path / "never"
+    code, _, err = (
+        run_cli(capsys, *argv, "--agents", "100", "--out", str(out_dir))
+        if argv[0] == "run"
+        else run_cli(capsys, *argv)
+    )
+    assert code == 2
+    for w in words:
+        assert w in err
+    assert not out_dir.exists()  # nothing half-written
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("agents", ["0", "-5", "1.5", "many"])
+def test_bad_agent_counts(capsys, agents):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "sir", "--agents", agents])
+    assert exit_.value.code == 2
+    assert "--agents must be a positive integer" in capsys.readouterr().err
+
+
+def test_run_refuses_a_non_empty_out_dir(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    code, _, err = run_cli(capsys, "run", "sir", "--agents", "10", "--out", str(tmp_path))
+    assert code == 2 and "not empty" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_bench_prints_json_record(capsys):
+    code, out, _ = run_cli(
+        capsys,
+        "bench",
+        "sir",
+        "--agents",
+        "5000",
+        "--steps",
+        "5",
+        "--device",
+        "cpu",
+        "--members",
+        "2",
+    )
+    assert code == 0
+    rec = json.loads(out.strip().splitlines()[-1])
+    for key in (
+        "name",
+        "device",
+        "agents",
+        "steps",
+        "seconds",
+        "agent_steps_per_s",
+        "peak_memory_bytes",
+    ):
+        assert key in rec
+    assert rec["agent_steps_per_s"] == pytest.approx(5000 * 2 * 5 / rec["seconds"])
+    assert rec["peak_memory_bytes"] > 0
+
+
+def test_console_script_runs():
+    exe = [
+        sys.executable,
+        "-m",
+        "populace",
+        "run",
+        "sir",
+        "--agents",
+        "500",
+        "--steps",
+        "3",
+        "--json",
+    ]
+    proc = subprocess.run(exe, capture_output=True, text=True, check=True)
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["S"] <= 500

@@ -1,0 +1,53 @@
+"""Shared fixtures: a tiny deterministic-decay model used to test the engine itself."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from populace.engine import Context, Model, Params, State, member_view, static_field, tensor_field
+
+
+@dataclasses.dataclass(frozen=True)
+class DecayParams(Params):
+    rate: float | torch.Tensor = 0.1
+    noise: float | torch.Tensor = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class DecayState(State):
+    x: torch.Tensor = tensor_field("B", "N")
+    alive: torch.Tensor = tensor_field("B", "N", dtype="bool")
+    label: torch.Tensor = tensor_field("B", "N", dtype=torch.int64)
+    size: int = static_field(0)
+
+
+def decay_model(agents: int = 16) -> Model:
+    """x ← x·(1 − rate) + noise·ε: linear, so its gradients and moments are known exactly."""
+
+    def init(params: DecayParams, ctx: Context) -> DecayState:
+        x = torch.ones(ctx.members, agents, device=ctx.device, dtype=ctx.dtype)
+        alive = torch.ones_like(x, dtype=torch.bool)
+        label = torch.arange(agents, device=ctx.device).expand(ctx.members, agents).clone()
+        return DecayState(x=x, alive=alive, label=label, size=agents)
+
+    def decay(state: DecayState, params: DecayParams, ctx: Context) -> DecayState:
+        eps = ctx.rng.normal(agents, dtype=ctx.dtype)
+        rate, noise = member_view(params.rate, 2), member_view(params.noise, 2)
+        return state.replace(x=state.x * (1 - rate) + noise * eps)
+
+    return Model(
+        name="decay",
+        params=DecayParams(),
+        init=init,
+        steps=(decay,),
+        metrics={"mean_x": lambda s, p: s.x.mean(dim=1), "alive": lambda s, p: s.alive.sum(1)},
+        agents=agents,
+    )
+
+
+@pytest.fixture
+def decay() -> Model:
+    return decay_model()

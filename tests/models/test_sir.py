@@ -1,0 +1,61 @@
+import math
+
+import pytest
+import torch
+
+from populace.engine import ParamError, Simulation
+from populace.models import sir
+
+
+@pytest.mark.parametrize("r0, z", [(2.0, 0.7968), (3.0, 0.9405), (1.5, 0.5828)])
+def test_final_size_solver_matches_published_values(r0, z):
+    got = sir.final_size(r0)
+    assert got == pytest.approx(z, abs=5e-5)
+    assert got == pytest.approx(1 - math.exp(-r0 * got), abs=1e-9)
+    assert sir.final_size(0.9) == 0.0
+
+
+@pytest.mark.parametrize("r0", [2.0, 3.0])
+def test_attack_rate_matches_final_size_equation(r0):
+    agents, gamma = 200_000, 0.25
+    model = sir.build(agents=agents, initial_infected=agents // 1000, beta=r0 * gamma, gamma=gamma)
+    sim = Simulation(model, members=8, seed=11, device="cpu", record_every=25)
+    result = sim.run(50)
+    while (result.final_state.status == sir.INFECTIOUS).any():  # run until the epidemic is over
+        assert sim.step < 400, "epidemic did not end"
+        result = sim.run(25)
+    attack = result.series("R")[:, -1].float() / agents  # [B]
+    assert abs(attack.mean().item() - sir.final_size(r0)) < 0.015
+
+
+def test_counts_are_conserved_and_monotone():
+    model = sir.build(agents=5_000, initial_infected=50)
+    m = Simulation(model, members=4, seed=2, device="cpu").run(60).metrics
+    assert (m["S"] + m["I"] + m["R"] == 5_000).all()
+    for b in range(4):
+        mb = m.filter(m["member"] == b).sort("step")
+        assert (mb["S"].diff().drop_nulls() <= 0).all()
+        assert (mb["R"].diff().drop_nulls() >= 0).all()
+
+
+def test_no_transmission_without_beta():
+    model = sir.build(agents=1_000, initial_infected=10, beta=0.0)
+    res = Simulation(model, members=2, device="cpu").run(100)
+    assert res.final()["S"] == 990
+
+
+def test_float64_and_float32_agree_in_distribution():
+    model = sir.build(agents=20_000, initial_infected=20)
+    a = Simulation(model, members=4, seed=1, device="cpu", dtype=torch.float64).run(200)
+    assert abs(a.final()["R"] / 20_000 - sir.final_size(2.0)) < 0.05
+
+
+def test_bad_sir_inputs():
+    with pytest.raises(ValueError, match="initial_infected"):
+        sir.build(agents=10, initial_infected=11)
+    with pytest.raises(ParamError, match="gamma \\* dt"):
+        Simulation(sir.build(agents=10, gamma=2.0), device="cpu")
+    with pytest.raises(ParamError, match="'beta' must be >= 0"):
+        Simulation(sir.build(agents=10, beta=-1.0), device="cpu")
+    with pytest.raises(ParamError, match="unknown parameter"):
+        sir.build(agents=10, betta=0.3)
