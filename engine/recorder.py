@@ -29,7 +29,7 @@ class Recorder:
         self._pending: list[torch.Tensor] = []  # each [M, B] float64, on device
         self._host: list[torch.Tensor] = []  # each [k, M, B] float64, on CPU
         self._graph: dict[str, list[torch.Tensor]] = {n: [] for n in self.names}
-        self._integer = dict.fromkeys(self.names, True)
+        self._kind: dict[str, str] = {}  # "bool" | "int" | "float", from the first record
 
     def record(self, step: int, values: dict[str, torch.Tensor]) -> None:
         """Record ``values`` (name → ``[B]``) for ``step``."""
@@ -39,8 +39,8 @@ class Recorder:
         row = []
         for n in self.names:
             v = values[n]
-            if v.is_floating_point():
-                self._integer[n] = False
+            kind = "bool" if v.dtype == torch.bool else "float" if v.is_floating_point() else "int"
+            self._kind.setdefault(n, kind)
             if self.keep_graph:
                 self._graph[n].append(v)
             row.append(v.detach().to(torch.float64))
@@ -70,7 +70,8 @@ class Recorder:
         }
         for m, n in enumerate(self.names):
             col = data[:, m, :].reshape(-1)
-            cols[n] = (col.round().to(torch.int64) if self._integer[n] else col).numpy()
+            cast = {"bool": torch.bool, "int": torch.int64, "float": torch.float64}[self._kind[n]]
+            cols[n] = col.to(cast).numpy()
         return pl.DataFrame(cols)
 
     def series(self, name: str) -> torch.Tensor:

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from populace.engine.context import Context, resolve_device
+from populace.engine.intervention import Trigger
 from populace.engine.model import Model
 from populace.engine.params import Params, Schedule
 from populace.engine.recorder import Recorder
@@ -103,6 +104,8 @@ class Simulation:
         progress: tqdm progress bar; ``None`` shows it only on a terminal or in a notebook.
         check_finite: stop at the first NaN/Inf in a state field, naming step and field.
         chunk: records per host copy.
+        triggers: metric-triggered rules (:class:`~populace.engine.intervention.Trigger`); each
+            rule's on/off flag per member is recorded as a metric column named by its label.
     """
 
     def __init__(
@@ -119,6 +122,7 @@ class Simulation:
         progress: bool | None = None,
         check_finite: bool = False,
         chunk: int = 64,
+        triggers: Sequence[Trigger] = (),
     ) -> None:
         if seeds is None:
             if isinstance(members, bool) or not isinstance(members, int) or members < 1:
@@ -143,6 +147,14 @@ class Simulation:
         self.step = 0
         self.ctx = Context(0, self.rng, self.device, dtype)
         self.state = self._init_state()
+        self.triggers = tuple(triggers)
+        labels = [t.label for t in self.triggers]
+        clash = set(labels) & set(model.metrics) or len(set(labels)) != len(labels)
+        if clash:
+            raise ValueError(f"trigger labels {labels} must be unique and not metric names")
+        self.rules_on = [
+            torch.zeros(self.members, dtype=torch.bool, device=self.device) for _ in labels
+        ]
 
     @property
     def members(self) -> int:
@@ -166,20 +178,22 @@ class Simulation:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
         keep_graph = torch.is_grad_enabled() and self.params.requires_grad()
-        recorder = Recorder(list(self.model.metrics), self.chunk, keep_graph)
+        names = list(self.model.metrics) + [t.label for t in self.triggers]
+        recorder = Recorder(names, self.chunk, keep_graph)
         first, last = self.step, self.step + steps
         state = self.state
         show = self.progress if self.progress is not None else _interactive()
         start = time.perf_counter()
         with tqdm(total=steps, disable=not show, desc=self.model.name, leave=False) as bar:
             for t in range(first, last):
+                params = self._params_at(t, state)
                 if (t - first) % self.record_every == 0:
-                    recorder.record(t, self.model.measure(state, self.params.at(t)))
-                state = self.model.step(state, self.params.at(t), self.ctx.at(t))
+                    recorder.record(t, self._measure(state, params))
+                state = self.model.step(state, params, self.ctx.at(t))
                 if self.check_finite:
                     _check_finite(state, t)
                 bar.update(1)
-            recorder.record(last, self.model.measure(state, self.params.at(last)))
+            recorder.record(last, self._measure(state, self._params_at(last, state)))
             frame = recorder.frame()  # the host copy synchronises the device
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -188,6 +202,19 @@ class Simulation:
         return Result(
             self.model.name, frame, state, self.rng.seeds, (first, last), seconds, recorder
         )
+
+    def _params_at(self, step: int, state: State) -> Params:
+        """Params in force at ``step``: schedules resolved, then triggered rules applied."""
+        params = self.params.at(step)
+        for i, rule in enumerate(self.triggers):
+            self.rules_on[i] = rule.update(self.rules_on[i], state, params)
+            params = rule.apply(params, self.rules_on[i])
+        return params
+
+    def _measure(self, state: State, params: Params) -> dict[str, torch.Tensor]:
+        values = self.model.measure(state, params)
+        values.update({t.label: on for t, on in zip(self.triggers, self.rules_on, strict=True)})
+        return values
 
     # -- checkpoints -----------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
@@ -203,6 +230,7 @@ class Simulation:
             "rng": self.rng.get_state(),
             "dtype": str(self.dtype).removeprefix("torch."),
             "device_type": self.device.type,
+            "rules_on": [on.cpu() for on in self.rules_on],
         }
         tmp = path.with_name(path.name + ".tmp")
         torch.save(payload, tmp)
@@ -236,6 +264,12 @@ class Simulation:
             )
         sim.state = load_state_dict(sim.state, payload["state"])
         sim.rng.set_state(payload["rng"])
+        if len(payload["rules_on"]) != len(sim.triggers):
+            raise ValueError(
+                f"{path}: saved with {len(payload['rules_on'])} trigger(s), resumed with "
+                f"{len(sim.triggers)}"
+            )
+        sim.rules_on = [on.to(sim.device) for on in payload["rules_on"]]
         sim.step = payload["step"]
         return sim
 

@@ -1,0 +1,120 @@
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from populace.engine import Schedule, Simulation
+from populace.engine.intervention import Ramp, ScaleParam, SetParam, Trigger, apply_all
+from populace.engine.params import ParamError
+from populace.engine.study import Scenario, stack_params, study
+from populace.models import sir
+from tests.conftest import DecayParams
+
+
+def values_over(params, name, steps):
+    p = params.to("cpu", torch.float64)
+    return [float(p.at(t).__getattribute__(name)) for t in range(steps)]
+
+
+def test_set_param_changes_only_its_param_from_its_step():
+    base = DecayParams(rate=0.1, noise=0.5)
+    new = SetParam("rate", 0.3, start=4).apply(base)
+    assert values_over(new, "rate", 7) == pytest.approx([0.1] * 4 + [0.3] * 3)
+    assert new.noise == 0.5  # untouched
+    win = SetParam("rate", 0.3, start=2, end=4).apply(base)
+    assert values_over(win, "rate", 6) == pytest.approx([0.1, 0.1, 0.3, 0.3, 0.1, 0.1])
+
+
+def test_interventions_compose_with_existing_schedules():
+    base = DecayParams(rate=Schedule([0.1, 0.2], (0, 5)))
+    new = apply_all(base, [ScaleParam("rate", 0.5, start=3), SetParam("rate", 0.9, start=8)])
+    assert values_over(new, "rate", 10) == pytest.approx(
+        [0.1, 0.1, 0.1, 0.05, 0.05, 0.1, 0.1, 0.1, 0.9, 0.9]
+    )
+
+
+def test_ramp_is_linear_then_holds():
+    new = Ramp("rate", to=0.5, start=2, end=6).apply(DecayParams(rate=0.1))
+    assert values_over(new, "rate", 9) == pytest.approx(
+        [0.1, 0.1, 0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.5]
+    )
+
+
+def test_unknown_param_is_named():
+    with pytest.raises(ParamError, match="unknown parameter 'rte'.*rate"):
+        SetParam("rte", 0.3, start=1).apply(DecayParams())
+    with pytest.raises(ParamError, match="bad window"):
+        SetParam("rate", 0.3, start=5, end=5).apply(DecayParams())
+
+
+def test_trigger_fires_per_member_with_hysteresis():
+    # member 0 has high transmission and crosses the threshold; member 1 never does
+    model = sir.build(agents=4_000, initial_infected=40, gamma=0.2)
+    beta = torch.tensor([0.8, 0.1])
+    rule = Trigger(
+        "beta",
+        0.0,
+        lambda s, p: (s.status == sir.INFECTIOUS).sum(1) / 4_000,
+        on_above=0.05,
+        off_below=0.01,
+        label="lockdown",
+    )
+    sim = Simulation(model.with_params(beta=beta), members=2, device="cpu", triggers=[rule])
+    m = sim.run(80).metrics
+    on0 = m.filter(pl.col("member") == 0)["lockdown"]
+    on1 = m.filter(pl.col("member") == 1)["lockdown"]
+    assert on0.any() and not on1.any()
+    prev0 = m.filter(pl.col("member") == 0)["I"] / 4_000
+    # it turned on only after prevalence exceeded 5 %, and turned off only below 1 %
+    first_on = int(on0.arg_max())
+    assert prev0[first_on] > 0.05 and (prev0[:first_on] <= 0.05).all()
+    # once on, beta = 0: no new infections while the rule holds
+    s0 = m.filter(pl.col("member") == 0)["S"]
+    on_steps = [t for t in range(1, len(on0)) if on0[t - 1] and on0[t]]
+    assert all(s0[t] == s0[t - 1] for t in on_steps)
+
+
+def test_stack_params_makes_per_member_schedules():
+    a = DecayParams(rate=0.1)
+    b = SetParam("rate", 0.4, start=3).apply(a)
+    p = stack_params([a, b], repeats=2).to("cpu", torch.float64)
+    assert p.noise == 0.0
+    assert p.at(0).rate.tolist() == pytest.approx([0.1, 0.1, 0.1, 0.1])
+    assert p.at(3).rate.tolist() == pytest.approx([0.1, 0.1, 0.4, 0.4])
+
+
+def test_study_pairs_scenarios_with_common_random_numbers(tmp_path):
+    model = sir.build(agents=3_000, initial_infected=15, beta=0.45, gamma=0.25)
+    res = study(
+        model,
+        [Scenario("distancing", (ScaleParam("beta", 0.8, start=5),))],
+        steps=120,
+        seeds=24,
+        seed=1,
+        device="cpu",
+    )
+    assert res.scenarios == ["baseline", "distancing"]
+    assert res.metrics.columns[:3] == ["scenario", "seed", "step"]
+    paired = res.difference("R", "final").filter(pl.col("scenario") == "distancing")
+    unpaired = res.difference("R", "final", paired=False).filter(pl.col("scenario") == "distancing")
+    assert paired["mean"][0] < 0  # distancing averts infections
+    assert paired["std"][0] < unpaired["std"][0]  # CRN: paired differences vary less
+    # the baseline members are exactly a plain run of the model with the same member seeds
+    plain = Simulation(model, members=24, seed=1, device="cpu").run(120).metrics
+    base = res.metrics.filter(pl.col("scenario") == "baseline")
+    assert base["R"].to_list() == plain["R"].to_list()
+    summary = res.summary("I")
+    assert {"mean", "lo", "hi"} <= set(summary.columns)
+    row = summary.filter((pl.col("scenario") == "distancing") & (pl.col("step") == 30))
+    values = res.metrics.filter((pl.col("scenario") == "distancing") & (pl.col("step") == 30))["I"]
+    assert row["mean"][0] == pytest.approx(values.mean())
+    assert row["lo"][0] == pytest.approx(np.quantile(values.to_numpy(), 0.05))
+    assert row["hi"][0] == pytest.approx(np.quantile(values.to_numpy(), 0.95))
+    path = res.save(tmp_path / "study.parquet")
+    assert pl.read_parquet(path).equals(res.metrics)
+
+
+def test_study_rejects_duplicate_names():
+    model = sir.build(agents=100)
+    with pytest.raises(ValueError, match="unique"):
+        study(model, [Scenario("baseline")], steps=1, device="cpu")
