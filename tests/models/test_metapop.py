@@ -10,6 +10,16 @@ from populace.engine import Schedule, Simulation
 from populace.models import metapop, sir
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These runs are memory-bound; on the shared 2-core CI box one thread is several times
+    faster than two competing with other processes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_isolated_regions_stay_uninfected():
     model = metapop.build(agents=6_000, regions=3, initial_infected=20, beta=0.6, gamma=0.2)
     result = Simulation(model.with_params(travel=0.0), seed=0, device="cpu", progress=False).run(

@@ -12,6 +12,16 @@ from populace.models import network_sir
 from populace.populations.graphs import erdos_renyi, from_networkx
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These runs are memory-bound; on the shared 2-core CI box one thread is several times
+    faster than two competing with other processes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.slow
 def test_final_size_matches_bond_percolation_on_erdos_renyi():
     # one step of infectiousness (gamma = 1): each edge transmits once with probability T
