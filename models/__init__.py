@@ -7,7 +7,7 @@ import inspect
 from types import ModuleType
 
 #: module names of the zoo, in listing order.
-ZOO = ("sir",)
+ZOO = ("sir", "kuramoto", "network_sir", "metapop")
 
 
 def module(name: str) -> ModuleType:

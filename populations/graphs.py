@@ -1,0 +1,203 @@
+"""Contact networks as CSR layers: networkx converters and fast tensor graph generators.
+
+A contact layer is a ``torch.sparse_csr_tensor`` of size ``[N, N]`` with float weights; row ``i``
+lists the contacts ``j`` of agent ``i`` (crow/col indices int64, columns sorted within a row).
+Undirected graphs store each edge in both directions. networkx is for small graphs and for
+checking; the tensor generators build graphs of millions of nodes in seconds (on CPU or GPU).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+import networkx as nx
+import torch
+
+from populace.kernels.graph import check_layer, edge_rows
+
+
+def _generator(seed: int | torch.Generator | None, device: torch.device) -> torch.Generator:
+    if isinstance(seed, torch.Generator):
+        return seed
+    if seed is None:
+        raise ValueError("a graph generator needs a seed (int) or a torch.Generator")
+    g = torch.Generator(device=device)
+    g.manual_seed(int(seed))
+    return g
+
+
+def csr_from_edges(
+    src: torch.Tensor,
+    dst: torch.Tensor,
+    agents: int,
+    weight: torch.Tensor | float = 1.0,
+    *,
+    symmetric: bool = True,
+    dedupe: bool = True,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Build a CSR contact layer from an edge list.
+
+    Args:
+        src, dst: ``[E]`` int64 endpoints in ``[0, agents)``.
+        agents: N.
+        weight: ``[E]`` weights or one number for all edges.
+        symmetric: store each edge in both directions (undirected contacts).
+        dedupe: drop self-loops and repeated edges (the first weight of a repeated edge is kept).
+        dtype: weight dtype.
+
+    Returns:
+        ``[N, N]`` sparse CSR tensor, rows sorted by column.
+    """
+    if src.shape != dst.shape or src.dim() != 1:
+        raise ValueError(
+            f"src and dst must be [E] tensors of one shape, got {src.shape}/{dst.shape}"
+        )
+    if src.dtype != torch.int64 or dst.dtype != torch.int64:
+        raise TypeError(f"edge endpoints must be int64, got {src.dtype}/{dst.dtype}")
+    if src.numel() and (
+        int(torch.minimum(src.min(), dst.min())) < 0
+        or int(torch.maximum(src.max(), dst.max())) >= agents
+    ):
+        raise ValueError(f"edge endpoints must lie in [0, {agents})")
+    w = torch.as_tensor(weight, dtype=dtype, device=src.device).expand(src.shape).clone()
+    if not torch.isfinite(w).all():
+        raise ValueError("edge weights contain NaN/Inf")
+    if symmetric:
+        src, dst, w = torch.cat([src, dst]), torch.cat([dst, src]), torch.cat([w, w])
+    key = src * agents + dst
+    key, order = torch.sort(key, stable=True)
+    w = w[order]
+    if dedupe:
+        keep = key != (key // agents) * (agents + 1)  # src == dst would give key = src*(N+1)
+        first = torch.ones_like(keep)
+        first[1:] = key[1:] != key[:-1]
+        keep &= first
+        key, w = key[keep], w[keep]
+    rows, cols = key // agents, key % agents
+    crow = torch.zeros(agents + 1, dtype=torch.int64, device=src.device)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=agents), 0)
+    return torch.sparse_csr_tensor(crow, cols, w, size=(agents, agents))
+
+
+def erdos_renyi(
+    agents: int,
+    mean_degree: float,
+    seed: int | torch.Generator | None = 0,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """An Erdős–Rényi-like random graph: ``round(N k / 2)`` edges with uniform random endpoints,
+    self-loops and repeats dropped (``O(k^2)`` of them), so degrees are Poisson(k) as N grows.
+
+    Args:
+        agents: N.
+        mean_degree: k >= 0.
+        seed: int seed or a ``torch.Generator`` on ``device``.
+
+    Returns:
+        ``[N, N]`` symmetric CSR layer with unit weights.
+    """
+    if agents < 1 or not mean_degree >= 0:
+        raise ValueError(
+            f"erdos_renyi needs agents >= 1 and mean_degree >= 0, got {agents}, {mean_degree}"
+        )
+    device = torch.device(device)
+    g = _generator(seed, device)
+    m = round(agents * mean_degree / 2)
+    ends = torch.randint(0, agents, (2, m), generator=g, device=device)
+    return csr_from_edges(ends[0], ends[1], agents, dtype=dtype)
+
+
+def configuration_model(
+    degrees: torch.Tensor,
+    seed: int | torch.Generator | None = 0,
+    *,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """The erased configuration model: stubs paired at random, self-loops and repeats dropped.
+
+    Args:
+        degrees: ``[N]`` int64 wanted degrees (an odd total drops one stub).
+        seed: int seed or a ``torch.Generator`` on ``degrees.device``.
+
+    Returns:
+        ``[N, N]`` symmetric CSR layer with unit weights; degrees are at most the wanted ones.
+    """
+    if degrees.dim() != 1 or degrees.dtype != torch.int64:
+        raise ValueError(
+            f"degrees must be an [N] int64 tensor, got {degrees.dtype} {tuple(degrees.shape)}"
+        )
+    if degrees.numel() and int(degrees.min()) < 0:
+        raise ValueError("degrees must be >= 0")
+    n = degrees.shape[0]
+    g = _generator(seed, degrees.device)
+    stubs = torch.repeat_interleave(torch.arange(n, device=degrees.device), degrees)
+    stubs = stubs[torch.randperm(stubs.numel(), generator=g, device=degrees.device)]
+    pairs = stubs[: stubs.numel() // 2 * 2].view(-1, 2)
+    return csr_from_edges(pairs[:, 0], pairs[:, 1], n, dtype=dtype)
+
+
+def from_networkx(
+    graph: nx.Graph,
+    *,
+    weight: str | None = "weight",
+    nodelist: Sequence[Hashable] | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """A networkx graph as a CSR contact layer.
+
+    Args:
+        graph: undirected (each edge stored both ways) or directed (``u -> v`` means row u
+            lists contact v).
+        weight: edge attribute holding the weight (missing → 1), or None for unit weights.
+        nodelist: node order (row i is ``nodelist[i]``); default ``list(graph.nodes)``.
+
+    Returns:
+        ``[N, N]`` sparse CSR tensor.
+    """
+    if graph.is_multigraph():
+        raise TypeError("from_networkx: multigraphs are not supported; collapse parallel edges")
+    nodes = list(graph.nodes) if nodelist is None else list(nodelist)
+    index = {node: i for i, node in enumerate(nodes)}
+    if len(index) != graph.number_of_nodes() or any(n not in index for n in graph.nodes):
+        raise ValueError("nodelist must list every node of the graph exactly once")
+    src, dst, w = [], [], []
+    for u, v, data in graph.edges(data=True):
+        src.append(index[u])
+        dst.append(index[v])
+        w.append(float(data.get(weight, 1.0)) if weight is not None else 1.0)
+    n = len(nodes)
+    return csr_from_edges(
+        torch.tensor(src, dtype=torch.int64, device=device),
+        torch.tensor(dst, dtype=torch.int64, device=device),
+        n,
+        torch.tensor(w, dtype=dtype, device=device),
+        symmetric=not graph.is_directed(),
+        dtype=dtype,
+    )
+
+
+def to_networkx(layer: torch.Tensor, *, directed: bool = False, weight: str = "weight") -> nx.Graph:
+    """A CSR contact layer as a networkx graph with nodes ``0..N-1`` (for small graphs).
+
+    With ``directed=False`` each stored edge ``(i, j)`` becomes one undirected edge (a
+    symmetric layer round-trips exactly).
+    """
+    check_layer(layer)
+    crow = layer.crow_indices().cpu()
+    rows = edge_rows(crow).tolist()
+    cols = layer.col_indices().cpu().tolist()
+    ws = layer.values().detach().cpu().tolist()
+    graph = nx.DiGraph() if directed else nx.Graph()
+    graph.add_nodes_from(range(layer.shape[0]))
+    graph.add_weighted_edges_from(zip(rows, cols, ws, strict=True), weight=weight)
+    return graph
+
+
+def degrees(layer: torch.Tensor) -> torch.Tensor:
+    """``[N]`` int64: the number of contacts of each agent (stored entries per row)."""
+    check_layer(layer)
+    return layer.crow_indices().diff()

@@ -1,0 +1,122 @@
+"""Contact pressure on CSR layers: Triton vs reference vs torch.sparse.mm; gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from populace.kernels import HAS_TRITON, INTERPRET
+from populace.kernels.graph import contact_pressure, contact_pressure_reference, spmv_reference
+
+triton_ok = pytest.mark.skipif(
+    not (HAS_TRITON and (INTERPRET or torch.cuda.is_available())),
+    reason="the Triton path needs TRITON_INTERPRET=1 (set by `make test`) or a GPU",
+)
+
+
+def random_layer(n, density, dtype=torch.float64, seed=0, device="cpu"):
+    """A random sparse [n, n] weighted layer (not symmetric: rows and columns differ)."""
+    gen = torch.Generator().manual_seed(seed)
+    mask = torch.rand(n, n, generator=gen) < density
+    dense = torch.where(mask, torch.rand(n, n, generator=gen, dtype=dtype) + 0.1, 0.0)
+    dense[0] = 0  # an agent without contacts
+    dense[1, :] = torch.rand(n, generator=gen, dtype=dtype)  # a hub row, longer than the rest
+    return dense.to_sparse_csr().to(device), dense.to(device)
+
+
+def _nodes(b, n, dtype, seed=1, device="cpu"):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(b, n, generator=gen, dtype=dtype).to(device)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("b,n,density", [(1, 5, 0.5), (3, 90, 0.05), (2, 130, 0.03)])
+def test_reference_matches_sparse_mm(dtype, b, n, density):
+    layer, _ = random_layer(n, density, dtype)
+    x = _nodes(b, n, dtype)
+    want = torch.sparse.mm(layer, x.T).T
+    got = spmv_reference(layer.crow_indices(), layer.col_indices(), layer.values(), x)
+    torch.testing.assert_close(got, want)
+
+
+@triton_ok
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("b,n,density", [(1, 5, 0.5), (3, 90, 0.05), (2, 130, 0.03)])
+def test_triton_matches_sparse_mm_over_layers(dtype, b, n, density):
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    layers = [random_layer(n, density, dtype, seed=s, device=dev)[0] for s in (0, 1)]
+    x = _nodes(b, n, dtype, device=dev)
+    sus = _nodes(b, n, dtype, seed=2, device=dev)
+    scales = [torch.linspace(0, 1, b, dtype=dtype, device=dev), 0.5]
+    got = contact_pressure(layers, x, sus, scales, backend="triton")
+    want = (
+        sum(
+            (s if isinstance(s, float) else s.unsqueeze(1)) * torch.sparse.mm(a, x.T).T
+            for a, s in zip(layers, scales, strict=True)
+        )
+        * sus
+    )
+    tol = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {}
+    torch.testing.assert_close(got, want, **tol)
+    torch.testing.assert_close(got, contact_pressure_reference(layers, x, sus, scales), **tol)
+
+
+def _pressure_inputs(requires_grad=True):
+    layer, dense = random_layer(10, 0.3)
+    w = layer.values().clone().requires_grad_(requires_grad)
+    x = _nodes(2, 10, torch.float64).requires_grad_(requires_grad)
+    sus = _nodes(2, 10, torch.float64, seed=3).requires_grad_(requires_grad)
+    s = torch.tensor([0.3, 1.2], dtype=torch.float64, requires_grad=requires_grad)
+    return layer, w, x, sus, s
+
+
+def test_gradcheck_reference_wrt_nodes_weights_and_scales():
+    layer, w, x, sus, s = _pressure_inputs()
+    crow, col = layer.crow_indices(), layer.col_indices()
+
+    def f(w, x, sus, s):
+        lay = torch.sparse_csr_tensor(crow, col, w, size=layer.shape)
+        return contact_pressure(lay, x, sus, [s], backend="torch")
+
+    assert torch.autograd.gradcheck(f, (w, x, sus, s))
+
+
+@triton_ok
+def test_triton_gradients_match_reference():
+    layer, w, x, sus, s = _pressure_inputs()
+    crow, col = layer.crow_indices(), layer.col_indices()
+    grads = []
+    for backend in ("triton", "torch"):
+        inputs = [t.detach().clone().requires_grad_(True) for t in (w, x, sus, s)]
+        lay = torch.sparse_csr_tensor(crow, col, inputs[0], size=layer.shape)
+        out = contact_pressure(lay, inputs[1], inputs[2], [inputs[3]], backend=backend)
+        (out * torch.arange(20, dtype=out.dtype).view(2, 10)).sum().backward()
+        grads.append([t.grad for t in inputs])
+    for got, want in zip(*grads, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_layer_scale_zero_switches_layer_off_and_pressure_counts_infectious_contacts():
+    # a path 0-1-2-3: agent 1 has contacts 0 and 2
+    dense = torch.zeros(4, 4)
+    for i, j in ((0, 1), (1, 2), (2, 3)):
+        dense[i, j] = dense[j, i] = 1.0
+    layer = dense.to_sparse_csr()
+    infectious = torch.tensor([[1.0, 0.0, 1.0, 0.0]])
+    assert contact_pressure(layer, infectious).tolist() == [[0.0, 2.0, 0.0, 1.0]]
+    off = contact_pressure([layer, layer], infectious, scales=[0.0, torch.tensor(1.0)])
+    assert off.tolist() == [[0.0, 2.0, 0.0, 1.0]]
+
+
+def test_bad_layers_raise_naming_the_problem():
+    x = torch.rand(1, 4)
+    with pytest.raises(TypeError, match="sparse_csr"):
+        contact_pressure(torch.eye(4), x)
+    with pytest.raises(ValueError, match=r"\[5, 5\]"):
+        contact_pressure(torch.eye(5).to_sparse_csr(), x)
+    with pytest.raises(ValueError, match=r"\[B, N\]"):
+        contact_pressure(torch.eye(4).to_sparse_csr(), torch.rand(4))
+    with pytest.raises(ValueError, match="scales"):
+        contact_pressure([torch.eye(4).to_sparse_csr()], x, scales=[1.0, 2.0])
+    with pytest.raises(ValueError, match="scales"):
+        contact_pressure(torch.eye(4).to_sparse_csr(), x, scales=[torch.ones(3)])
