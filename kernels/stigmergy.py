@@ -191,24 +191,25 @@ def deposit_reference(
 
 
 def _neighbour_sum_and_count(field: torch.Tensor, wrap: bool):
+    """Sum of the 8 neighbours ``[B, H, W]`` and their number (8, or ``[1, H, W]`` closed).
+
+    The 3x3 box sum is separable: sum along rows, then along columns, then drop the centre.
+    """
     B, H, W = field.shape
     if wrap:
-        total = torch.zeros_like(field)
-        for dr in (-1, 0, 1):
-            for dc in (-1, 0, 1):
-                if dr or dc:
-                    total = total + torch.roll(field, shifts=(dr, dc), dims=(1, 2))
-        return total, 8.0
-    padded = torch.nn.functional.pad(field, (1, 1, 1, 1))
-    ones = torch.nn.functional.pad(torch.ones_like(field[:1]), (1, 1, 1, 1))
-    total = torch.zeros_like(field)
-    count = torch.zeros_like(field[:1])
-    for dr in (0, 1, 2):
-        for dc in (0, 1, 2):
-            if dr != 1 or dc != 1:
-                total = total + padded[:, dr : dr + H, dc : dc + W]
-                count = count + ones[:, dr : dr + H, dc : dc + W]
-    return total, count
+        rows = field + torch.roll(field, 1, 2) + torch.roll(field, -1, 2)
+        box = rows + torch.roll(rows, 1, 1) + torch.roll(rows, -1, 1)
+        return box - field, 8.0
+    p = torch.nn.functional.pad(field, (1, 1, 1, 1))
+    rows = p[:, :, :-2] + p[:, :, 1:-1] + p[:, :, 2:]  # [B, H + 2, W]
+    box = rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
+
+    def span(n: int) -> torch.Tensor:  # cells in {i-1, i, i+1} inside [0, n)
+        i = torch.arange(n, device=field.device)
+        return ((i > 0).to(field.dtype) + 1 + (i < n - 1).to(field.dtype)).view(-1)
+
+    count = span(H).view(1, H, 1) * span(W).view(1, 1, W) - 1
+    return box - field, count
 
 
 def diffuse_evaporate_reference(

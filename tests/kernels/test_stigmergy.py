@@ -218,6 +218,10 @@ def test_reference_gradcheck(boundary):
     assert torch.autograd.gradcheck(
         lambda q: st.deposit(field.detach(), q, amount.detach(), mode="bilinear", **kw), (p,)
     )
+    h = torch.zeros_like(heading).requires_grad_(True)  # sensors at 0 deg stay off cell borders
+    assert torch.autograd.gradcheck(
+        lambda q, hh: st.sense(field.detach(), q, hh, [0.0], 0.25, mode="bilinear", **kw), (p, h)
+    )
 
 
 @needs_triton
