@@ -7,7 +7,7 @@ import inspect
 from types import ModuleType
 
 #: module names of the zoo, in listing order.
-ZOO = ("sir", "kuramoto", "network_sir", "metapop")
+ZOO = ("sir", "network_sir", "metapop", "kuramoto", "ants", "physarum")
 
 
 def module(name: str) -> ModuleType:
