@@ -49,6 +49,18 @@ class Model(Generic[S, P]):
         if not isinstance(self.params, Params):
             raise TypeError(f"model {self.name!r}: params must be a Params dataclass")
 
+    def _repr_html_(self) -> str:
+        from populace.engine.display import describe_value, table
+
+        rows = [["agents", f"{self.agents:,}"]]
+        rows += [[f"option {k}", v] for k, v in self.options.items() if k != "agents"]
+        rows += [
+            [f"param {n}", describe_value(getattr(self.params, n))] for n in self.params.names()
+        ]
+        rows.append(["steps", " → ".join(getattr(f, "__name__", repr(f)) for f in self.steps)])
+        rows.append(["metrics", ", ".join(self.metrics)])
+        return table(rows, ["", ""], title=f"Model {self.name!r}")
+
     def with_params(self, **values: Any) -> Model[S, P]:
         """The same model with some parameter values replaced (names checked)."""
         return dataclasses.replace(self, params=self.params.replace(**values))

@@ -148,6 +148,12 @@ class Params:
                 return True
         return False
 
+    def _repr_html_(self) -> str:
+        from populace.engine.display import describe_value, table
+
+        rows = [[n, describe_value(getattr(self, n))] for n in self.names()]
+        return table(rows, ["parameter", "value"], title=type(self).__name__)
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly values: numbers, lists, or {"values", "starts"} for schedules."""
         out: dict[str, Any] = {}

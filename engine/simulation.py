@@ -81,6 +81,18 @@ class Result:
         """``[B, T]`` one metric over the recorded steps (differentiable if params need grad)."""
         return self.recorder.series(name)
 
+    def _repr_html_(self) -> str:
+        from populace.engine.display import table
+
+        first, last = self.steps
+        members = self.metrics["member"].n_unique() if self.metrics.height else 0
+        rows = [[k, f"{v:.6g}"] for k, v in self.final().items()]
+        title = (
+            f"Result of {self.model!r}: steps {first}..{last}, {members} member(s), "
+            f"{self.seconds:.3g} s"
+        )
+        return table(rows, ["metric (mean over members, last step)", "value"], title=title)
+
     def final(self) -> dict[str, float]:
         """Each metric at the last recorded step, averaged over members."""
         last = self.metrics.filter(pl.col("step") == pl.col("step").max())

@@ -131,6 +131,15 @@ class State:
                 )
         return dims
 
+    def _repr_html_(self) -> str:
+        from populace.engine.display import table, tensor_row
+
+        rows = [tensor_row(n, t) for n, t in self.tensors().items()]
+        rows += [[n, "static", "", "", repr(v)] for n, v in self.statics().items()]
+        return table(
+            rows, ["field", "shape", "dtype", "device", "range / value"], title=type(self).__name__
+        )
+
     # -- functional updates ----------------------------------------------------------------
     def replace(self: S, **changes: Any) -> S:
         """A new state with some fields replaced (validated)."""

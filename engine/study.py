@@ -81,6 +81,24 @@ class StudyResult:
     def baseline(self) -> str:
         return self.scenarios[0]
 
+    def _repr_html_(self) -> str:
+        from populace.engine.display import table
+
+        metrics = [c for c in self.metrics.columns if c not in ("scenario", "seed", "step")]
+        rows = []
+        for m in metrics:
+            if self.metrics[m].dtype.is_numeric():
+                d = self.difference(m, "final")
+                rows += [
+                    [m, r["scenario"], f"{r['mean']:.4g}", f"[{r['lo']:.4g}, {r['hi']:.4g}]"]
+                    for r in d.iter_rows(named=True)
+                    if r["scenario"] != self.baseline
+                ]
+        title = (
+            f"Study: {len(self.scenarios)} scenarios × {self.seeds} seeds (vs {self.baseline!r})"
+        )
+        return table(rows, ["metric", "scenario", "final diff (paired)", "90 % interval"], title)
+
     def summary(self, metric: str, level: float = 0.9) -> pl.DataFrame:
         """Per scenario and step: mean and central ``level`` interval over seeds."""
         lo, hi = (1 - level) / 2, (1 + level) / 2
