@@ -56,8 +56,9 @@ def check_marginal(
         for row, label in enumerate(table[d].cast(pl.Utf8).to_list()):
             if label not in allowed:
                 raise MarginalError(f"marginal {name!r} row {row}: unknown {d} label {label!r}")
-    if table.select(dims).is_duplicated().any():
-        row = int(table.select(dims).is_duplicated().arg_true()[0])
+    repeated = ~table.select(pl.struct(dims).is_first_distinct()).to_series()
+    if repeated.any():
+        row = int(repeated.arg_true()[0])
         raise MarginalError(f"marginal {name!r} row {row}: duplicate combination of {dims}")
     return dims
 
