@@ -84,7 +84,7 @@ def read_areas_table(path: str | Path = DATA / "data-by-modzcta.csv") -> pl.Data
         for key, value in nums.items():
             out[key].append(value)
     table = pl.DataFrame(out)
-    dup = table["code"].is_duplicated()
+    dup = ~table["code"].is_first_distinct()
     if dup.any():
         row = int(dup.arg_true()[0])
         raise ValueError(f"{path} row {row}: duplicate area code {table['code'][row]!r}")

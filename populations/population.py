@@ -161,6 +161,7 @@ class Population:
                 tensors[f"layer.{name}.col"],
                 tensors[f"layer.{name}.values"],
                 size=(n, n),
+                check_invariants=True,  # files from disk may be damaged
             )
             for name in meta["layers"]
         }
