@@ -65,31 +65,26 @@ def clique_layer(group: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
     member = group >= 0
     # members ordered by (group, agent id): stable sort of group ids keeps ids ascending
     ids = torch.nonzero(member).squeeze(1)
-    g_sorted, pos = torch.sort(group[ids], stable=True)
-    ids = ids[pos]
+    g_sorted, perm = torch.sort(group[ids], stable=True)
+    ids = ids[perm]
     _, inverse, size = torch.unique_consecutive(g_sorted, return_inverse=True, return_counts=True)
     start = torch.cumsum(size, 0) - size
     degree = torch.zeros(n, dtype=torch.long, device=device)
     degree[ids] = size[inverse] - 1
     crow = torch.zeros(n + 1, dtype=torch.long, device=device)
     crow[1:] = torch.cumsum(degree, 0)
-    # for member k (in sorted order) with group size s: s candidate columns, then drop itself
-    s_k = size[inverse]
-    block = torch.repeat_interleave(torch.arange(ids.numel(), device=device), s_k)
-    offset = torch.arange(block.numel(), device=device) - torch.repeat_interleave(
-        torch.cumsum(s_k, 0) - s_k, s_k
-    )
-    cols = ids[start[inverse[block]] + offset]
-    rows = ids[block]
-    keep = cols != rows
-    # rows of the same agent are one block and already column-sorted; blocks follow group
-    # order, so place each block at its row's offset instead of sorting
-    rows, cols = rows[keep], cols[keep]
-    within = torch.arange(rows.numel(), device=device) - torch.repeat_interleave(
-        torch.cumsum(s_k - 1, 0) - (s_k - 1), s_k - 1
-    )
+    # member k (sorted order, position p_k in its group) gets the s_k - 1 other members: the
+    # j-th is member start + j + (j >= p_k); generated straight into place, skipping itself
+    pos = torch.arange(ids.numel(), device=device) - start[inverse]
+    d_k = size[inverse] - 1
+    first = torch.cumsum(d_k, 0) - d_k  # where member k's entries begin in generation order
+    block = torch.repeat_interleave(torch.arange(ids.numel(), device=device), d_k)
+    ar = torch.arange(block.numel(), device=device)
+    j = ar - first[block]
+    cols = ids[start[inverse][block] + j + (j >= pos[block]).long()]
+    # rows come in group order, not agent order: move each block to its row's CSR offset
     out = torch.empty_like(cols)
-    out[crow[rows] + within] = cols
+    out[(crow[ids] - first)[block] + ar] = cols
     values = torch.full((out.numel(),), weight, dtype=torch.float32, device=device)
     return torch.sparse_csr_tensor(crow, out, values, size=(n, n), check_invariants=False)
 
@@ -113,9 +108,10 @@ def chunk_groups(
     key = key.to(torch.long)
     if (sizes <= 0).any():
         raise ValueError("chunk_groups: sizes must be > 0")
-    shuffle = torch.randperm(n, generator=generator, device=key.device)
-    ks, pos = torch.sort(key[shuffle], stable=True)
-    order = shuffle[pos]
+    # one sort of (key, random): agents grouped by key, shuffled within it
+    noise = torch.randint(0, 2**31, (n,), generator=generator, device=key.device)
+    order = torch.sort((key + 1) * 2**31 + noise, stable=True).indices
+    ks = key[order]
     _, counts = torch.unique_consecutive(ks, return_counts=True)
     rank = torch.arange(n, device=key.device) - torch.repeat_interleave(
         torch.cumsum(counts, 0) - counts, counts

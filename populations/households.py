@@ -50,10 +50,10 @@ def form_households(
     draws = (pop.double() / mean * 1.3 + 20).long()
     while True:
         draw_area = torch.repeat_interleave(torch.arange(n_areas, device=device), draws)
-        sizes = torch.multinomial(
-            probs.to(device), draw_area.numel(), replacement=True, generator=generator
-        )
-        sizes = sizes + 1
+        cdf = torch.cumsum(probs, 0).to(device)
+        cdf[-1] = 1.0
+        u = torch.rand(draw_area.numel(), generator=generator, device=device, dtype=torch.float64)
+        sizes = torch.searchsorted(cdf, u, right=True).clamp(max=probs.numel() - 1) + 1
         cs = torch.cumsum(sizes, 0)
         offsets = torch.cumsum(draws, 0) - draws
         end = cs - (cs[offsets] - sizes[offsets])[draw_area]  # cumulative size within area
@@ -72,16 +72,15 @@ def form_households(
     is_head = torch.arange(hh_of_slot.numel(), device=device) == first[hh_of_slot]
     # order slots by (area, head first, random) and agents by (area, adult first, random),
     # then pair them up position by position
-    u = torch.rand(hh_of_slot.numel(), generator=generator, device=device)
-    slot_order = _sort_by(slot_area * 2 + (~is_head).long(), u)
-    v = torch.rand(n, generator=generator, device=device)
-    agent_order = _sort_by(area * 2 + (~adult.to(torch.bool)).long(), v)
+    slot_order = _sort_by(slot_area * 2 + (~is_head).long(), generator)
+    agent_order = _sort_by(area * 2 + (~adult.to(torch.bool)).long(), generator)
     household = torch.empty(n, dtype=torch.long, device=device)
     household[agent_order] = hh_of_slot[slot_order]
     return household
 
 
-def _sort_by(key: torch.Tensor, tiebreak: torch.Tensor) -> torch.Tensor:
-    """Permutation sorting by ``key``, ties in random order given by ``tiebreak``."""
-    first = torch.sort(tiebreak).indices
-    return first[torch.sort(key[first], stable=True).indices]
+def _sort_by(key: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Permutation sorting by ``key`` (>= 0, < 2**31), ties in random order: one sort of a
+    combined int64 key (high bits: key, low bits: random)."""
+    noise = torch.randint(0, 2**31, key.shape, generator=generator, device=key.device)
+    return torch.sort(key.to(torch.long) * 2**31 + noise, stable=True).indices
