@@ -23,7 +23,7 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from populace.populations.contacts import chunk_groups, clique_layer, csr_from_edges
+from populace.populations.contacts import chunk_groups, clique_layer, csr_from_edges, layer_stats
 from populace.populations.households import NYC_HOUSEHOLD_SIZE_PROBS, form_households
 from populace.populations.population import Population
 from populace.populations.synthesis import MarginalError, agents_from_table, fit_joint, integerise
@@ -366,8 +366,6 @@ def _destination(cdf: torch.Tensor, source: torch.Tensor, gen: torch.Generator) 
 def summary(population: Population) -> dict[str, pl.DataFrame]:
     """Tables: agents per borough, per age band, edges per layer, bytes per agent."""
     layers = []
-    from populace.populations.contacts import layer_stats
-
     for name, layer in population.layers.items():
         stats = layer_stats(layer)
         layers.append((name, stats["edges"], stats["mean_degree"], stats["bytes"]))
