@@ -7,6 +7,14 @@ New York City: :func:`nyc` (geography needs the ``geo`` extra, imported only whe
 """
 
 from populace.populations.contacts import chunk_groups, clique_layer, csr_from_edges, layer_stats
+from populace.populations.geography import (
+    centroids,
+    choropleth,
+    haversine_km,
+    read_areas,
+    sample_points,
+    triangulate,
+)
 from populace.populations.households import NYC_HOUSEHOLD_SIZE_PROBS, form_households
 from populace.populations.nyc import nyc, summary
 from populace.populations.population import Population
@@ -24,6 +32,12 @@ __all__ = [
     "MarginalError",
     "Population",
     "agents_from_table",
+    "centroids",
+    "choropleth",
+    "haversine_km",
+    "read_areas",
+    "sample_points",
+    "triangulate",
     "check_marginal",
     "chunk_groups",
     "clique_layer",

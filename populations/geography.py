@@ -123,6 +123,18 @@ def triangulate(geometries: Any) -> Triangulation:
     return Triangulation(vertices, owner, cumulative)
 
 
+def centroids(frame: Any) -> torch.Tensor:
+    """[A, 2] float64 lon/lat area centroids of the polygons (in row order).
+
+    Computed in a local equal-area projection so that they are true area centroids.
+    """
+    import numpy as np
+
+    projected = frame.geometry.to_crs(frame.geometry.estimate_utm_crs())
+    points = projected.centroid.to_crs(frame.crs or "EPSG:4326")
+    return torch.from_numpy(np.column_stack([points.x.to_numpy(), points.y.to_numpy()]))
+
+
 def _triangle_area(v: torch.Tensor) -> torch.Tensor:
     ab, ac = v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]
     return 0.5 * (ab[:, 0] * ac[:, 1] - ab[:, 1] * ac[:, 0]).abs()

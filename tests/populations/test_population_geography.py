@@ -60,3 +60,31 @@ def test_choropleth_checks_length(frame):
     assert ax is not None
     with pytest.raises(ValueError, match="2 values for 3 areas"):
         choropleth(frame, [1.0, 2.0])
+
+
+def test_read_areas_names_invalid_geometry_and_unknown_codes(tmp_path):
+    from populace.populations.geography import read_areas
+
+    bowtie = shapely.Polygon([(0, 0), (1, 1), (1, 0), (0, 1)])
+    good = shapely.box(2, 0, 3, 1)
+    path = tmp_path / "areas.geojson"
+    gpd.GeoDataFrame({"code": ["A", "B"]}, geometry=[good, bowtie], crs="EPSG:4326").to_file(path)
+    with pytest.raises(ValueError, match=r"row 1 \(area B\): invalid geometry \(Self-intersection"):
+        read_areas(path, "code")
+    gpd.GeoDataFrame({"code": ["A"]}, geometry=[good], crs="EPSG:4326").to_file(path)
+    with pytest.raises(ValueError, match=r"area code\(s\) \['Z'\] not in the polygons"):
+        read_areas(path, "code", ["A", "Z"])
+    with pytest.raises(ValueError, match="no column 'zip'"):
+        read_areas(path, "zip")
+
+
+def test_nyc_polygon_centroids_near_data_centroids():
+    from populace.populations.geography import centroids, read_areas
+    from populace.populations.nyc import DATA, read_areas_table
+
+    table = read_areas_table()
+    frame = read_areas(DATA / "modzcta.geojson", "MODZCTA", table["code"].to_list())
+    got = centroids(frame)
+    want = torch.tensor(table.select("lon", "lat").to_numpy())
+    # the data's lat/lon are label points, not exact centroids: agree within ~2 km
+    assert (haversine_km(got, want).diagonal() < 2.5).float().mean() > 0.95
