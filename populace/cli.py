@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from populace import models
+from populace.populations import cli as population_cli
 
 
 class CLIError(Exception):
@@ -230,6 +231,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--warmup", type=non_negative_int("--warmup"), default=2)
     bench.add_argument("--save", metavar="DIR", help="also write the JSON record into DIR")
     bench.set_defaults(fn=cmd_bench)
+    population_cli.add_parser(sub)
     return p
 
 
