@@ -73,14 +73,14 @@ def animate_field(
         raise ValueError(f"frames must be [T, H, W], got {tuple(frames.shape)}")
     if positions is not None and (positions.dim() != 3 or positions.shape[0] != frames.shape[0]):
         raise ValueError(f"positions must be [T, N, 2] with T={frames.shape[0]}")
-    data = frames.detach().cpu()
+    data = frames.detach().cpu().numpy()
     fig, ax = plt.subplots(figsize=(5, 5))
     img = ax.imshow(
         data[0], cmap=cmap, origin="lower", vmin=float(data.min()), vmax=float(data.max())
     )
     dots = None
     if positions is not None:
-        pos = positions.detach().cpu()
+        pos = positions.detach().cpu().numpy()
         dots = ax.scatter(pos[0, :, 0], pos[0, :, 1], s=2, c="cyan")
     ax.set_axis_off()
 
