@@ -7,7 +7,7 @@ import inspect
 from types import ModuleType
 
 #: module names of the zoo, in listing order.
-ZOO = ("sir",)
+ZOO = ("sir", "vicsek", "boids", "circles")
 
 
 def module(name: str) -> ModuleType:
