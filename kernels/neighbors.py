@@ -203,7 +203,7 @@ def build_cells(pos: torch.Tensor, grid: CellGrid) -> CellList:
 
 
 def neighbour_candidates(
-    cells: CellList, coords: torch.Tensor
+    cells: CellList, coords: torch.Tensor, *, slots: bool = False
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Walk the stencil of every agent: yield ``(j, valid)`` per (offset, slot-in-cell).
 
@@ -213,9 +213,12 @@ def neighbour_candidates(
     Args:
         cells: from :func:`build_cells`.
         coords: ``[B, N, D]`` cell coordinates of the querying agents (:func:`cell_coords`).
+        slots: yield sorted slots instead of agent indices (for data already in sorted order:
+            neighbours of a cell are then contiguous in memory).
 
     Yields:
-        j: ``[B, N]`` int64 candidate agent index (original order; arbitrary where not valid).
+        j: ``[B, N]`` int64 candidate agent index (original order), or sorted slot with
+            ``slots=True``; arbitrary where not valid.
         valid: ``[B, N]`` bool.
     """
     grid = cells.grid
@@ -237,8 +240,8 @@ def neighbour_candidates(
             valid = slot < stop
             if not valid.any():
                 break
-            j = torch.gather(cells.order, 1, slot.clamp(max=last))
-            yield j, valid
+            slot = slot.clamp(max=last)
+            yield (slot if slots else torch.gather(cells.order, 1, slot)), valid
 
 
 def _pairs(member: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:

@@ -220,8 +220,10 @@ def _neighbour_sums_triton(
     B, N, D = pos.shape
     spos = cells.sort(pos).contiguous()
     svel = cells.sort(vel).contiguous() if vel is not None else spos
-    outs = [torch.zeros_like(spos) for _ in range(3)]
-    count = torch.zeros(B, N, dtype=pos.dtype, device=pos.device)
+    # only boids writes the second and third sums; the others get a placeholder (never stored)
+    outs = [torch.empty_like(spos) for _ in range(3 if rule == BOIDS else 1)]
+    outs += [outs[0]] * (3 - len(outs))
+    count = torch.empty(B, N, dtype=pos.dtype, device=pos.device)
     box = (*grid.box, 1.0) if D == 2 else grid.box
     n = (*grid.cells, 1) if D == 2 else grid.cells
     span = (*grid.span, 1) if D == 2 else grid.span
@@ -254,7 +256,10 @@ def _neighbour_sums_triton(
         ACC=acc,
         BLOCK=BLOCK,
     )
-    return (*(cells.unsort(o) for o in outs), cells.unsort(count))
+    a = cells.unsort(outs[0])
+    if rule != BOIDS:
+        return a, None, None, cells.unsort(count)
+    return a, cells.unsort(outs[1]), cells.unsort(outs[2]), cells.unsort(count)
 
 
 def _neighbour_sums_reference(
@@ -274,15 +279,21 @@ def _neighbour_sums_reference(
         other = ~torch.eye(N, dtype=torch.bool, device=pos.device)
         candidates = [(delta, d2, other, vel[:, None, :, :] if vel is not None else None)]
     elif method == "cells":
+        # walk in sorted-by-cell order so neighbour reads are contiguous; unsort at the end
         cells = build_cells(pos, grid)
+        pos = cells.sort(pos)
+        vel = cells.sort(vel) if vel is not None else None
         coords = cell_coords(pos, grid)
-        agent = torch.arange(N, device=pos.device).expand(B, N)
-        candidates = []
-        for j, valid in neighbour_candidates(cells, coords):
-            delta = minimum_image(_gather_agents(pos, j) - pos, grid)
-            d2 = torch.where(valid, (delta * delta).sum(-1), math.inf)
-            vj = _gather_agents(vel, j) if vel is not None else None
-            candidates.append((delta, d2, valid & (j != agent), vj))
+        own = torch.arange(N, device=pos.device).expand(B, N)
+
+        def walk(pos=pos, vel=vel):  # lazily: one (offset, slot) term in memory at a time
+            for j, valid in neighbour_candidates(cells, coords, slots=True):
+                delta = minimum_image(_gather_agents(pos, j) - pos, grid)
+                d2 = torch.where(valid, (delta * delta).sum(-1), math.inf)
+                vj = _gather_agents(vel, j) if vel is not None else None
+                yield delta, d2, valid & (j != own), vj
+
+        candidates = walk()
     else:
         raise ValueError(f"unknown reference method {method!r}; valid: cells, brute")
 
@@ -312,6 +323,8 @@ def _neighbour_sums_reference(
             a = a + reduce(w[..., None] * delta)
             b = b - reduce(s[..., None] * delta)
             c = c + reduce(w[..., None] * vj)
+    if method == "cells":
+        return cells.unsort(a), cells.unsort(b), cells.unsort(c), cells.unsort(count)
     return a, b, c, count
 
 

@@ -75,14 +75,20 @@ class BoidsState(State):
     pos: ``[B, N, 2]`` positions in ``[0, extent)^2``.
     vel: ``[B, N, 2]`` unit velocities.
     neighbours: ``[B]`` mean neighbour count (self excluded) at the last step.
-    grid: periodic cell grid sized for the visual distance.
+    box, radius: the periodic box sides and the visual distance (see ``grid``).
     """
 
     pos: torch.Tensor = tensor_field("B", "N", 2)
     vel: torch.Tensor = tensor_field("B", "N", 2)
     neighbours: torch.Tensor = tensor_field("B")
-    grid: CellGrid | None = static_field(None)
+    box: tuple[float, ...] = static_field(())
+    radius: float = static_field(0.0)
     backend: str = static_field("auto")
+
+    @property
+    def grid(self) -> CellGrid:
+        """The cell grid (statics stay plain numbers so checkpoints load with weights_only)."""
+        return cell_grid(self.box, self.radius, periodic=True)
 
 
 def random_init(agents: int, grid: CellGrid, backend: str):
@@ -94,7 +100,7 @@ def random_init(agents: int, grid: CellGrid, backend: str):
         angle = ctx.rng.uniform(agents, dtype=ctx.dtype) * 2 * math.pi
         vel = torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1)
         zero = torch.zeros(ctx.members, device=ctx.device, dtype=ctx.dtype)
-        return BoidsState(pos, vel, zero, grid=grid, backend=backend)
+        return BoidsState(pos, vel, zero, box=grid.box, radius=grid.radius, backend=backend)
 
     return init
 

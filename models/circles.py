@@ -53,14 +53,20 @@ class CirclesState(State):
     pos: ``[B, N, 3]`` positions.
     drift: ``[B]`` mean displacement length of the last step.
     neighbours: ``[B]`` mean count of neighbours within the radius at the last step.
-    grid: bounded 3D cell grid.
+    box, radius: the bounded box sides and the interaction radius (see ``grid``).
     """
 
     pos: torch.Tensor = tensor_field("B", "N", 3)
     drift: torch.Tensor = tensor_field("B")
     neighbours: torch.Tensor = tensor_field("B")
-    grid: CellGrid | None = static_field(None)
+    box: tuple[float, ...] = static_field(())
+    radius: float = static_field(0.0)
     backend: str = static_field("auto")
+
+    @property
+    def grid(self) -> CellGrid:
+        """The cell grid (statics stay plain numbers so checkpoints load with weights_only)."""
+        return cell_grid(self.box, self.radius, periodic=False)
 
 
 def random_init(agents: int, grid: CellGrid, backend: str):
@@ -70,7 +76,9 @@ def random_init(agents: int, grid: CellGrid, backend: str):
         box = torch.tensor(grid.box, device=ctx.device, dtype=ctx.dtype)
         pos = ctx.rng.uniform(agents, 3, dtype=ctx.dtype) * box
         zero = torch.zeros(ctx.members, device=ctx.device, dtype=ctx.dtype)
-        return CirclesState(pos, zero, zero.clone(), grid=grid, backend=backend)
+        return CirclesState(
+            pos, zero, zero.clone(), box=grid.box, radius=grid.radius, backend=backend
+        )
 
     return init
 

@@ -64,14 +64,20 @@ class VicsekState(State):
     pos: ``[B, N, 2]`` positions in ``[0, L)^2``.
     theta: ``[B, N]`` headings in ``[-pi, pi)``.
     neighbours: ``[B]`` mean neighbour count (itself included) at the last alignment.
-    grid: the periodic cell grid (box side L, radius).
+    box, radius: the periodic box sides and the alignment radius (see ``grid``).
     """
 
     pos: torch.Tensor = tensor_field("B", "N", 2)
     theta: torch.Tensor = tensor_field("B", "N")
     neighbours: torch.Tensor = tensor_field("B")
-    grid: CellGrid | None = static_field(None)
+    box: tuple[float, ...] = static_field(())
+    radius: float = static_field(0.0)
     backend: str = static_field("auto")
+
+    @property
+    def grid(self) -> CellGrid:
+        """The cell grid (statics stay plain numbers so checkpoints load with weights_only)."""
+        return cell_grid(self.box, self.radius, periodic=True)
 
 
 def headings(theta: torch.Tensor) -> torch.Tensor:
@@ -87,7 +93,9 @@ def random_init(agents: int, grid: CellGrid, backend: str):
         pos = ctx.rng.uniform(agents, 2, dtype=ctx.dtype) * box
         theta = (ctx.rng.uniform(agents, dtype=ctx.dtype) * 2 - 1) * math.pi
         _, count = vicsek_align(pos, headings(theta), grid, backend=backend)
-        return VicsekState(pos, theta, count.mean(dim=1), grid=grid, backend=backend)
+        return VicsekState(
+            pos, theta, count.mean(dim=1), box=grid.box, radius=grid.radius, backend=backend
+        )
 
     return init
 

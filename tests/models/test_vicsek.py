@@ -107,3 +107,14 @@ def test_cli_run_reports_order(capsys):
     assert code == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0 <= record["order"] <= 1 and record["neighbours"] >= 1
+
+
+def test_checkpoint_resume_continues_exactly(tmp_path):
+    model = vicsek.build(agents=64, density=4.0, noise=1.0, speed=0.2)
+    straight = Simulation(model, members=2, seed=8, device="cpu").run(6)
+    sim = Simulation(model, members=2, seed=8, device="cpu")
+    sim.run(3)
+    path = sim.save(tmp_path / "vicsek.pt")
+    resumed = Simulation.resume(path, model, device="cpu").run(3)
+    assert torch.equal(resumed.final_state.pos, straight.final_state.pos)
+    assert torch.equal(resumed.final_state.theta, straight.final_state.theta)
