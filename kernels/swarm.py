@@ -33,7 +33,6 @@ from populace.kernels._backend import HAS_TRITON, pick
 from populace.kernels.neighbors import (
     CellGrid,
     CellList,
-    _gather_agents,
     build_cells,
     cell_coords,
     check_positions,
@@ -286,11 +285,18 @@ def _neighbour_sums_reference(
         coords = cell_coords(pos, grid)
         own = torch.arange(N, device=pos.device).expand(B, N)
 
-        def walk(pos=pos, vel=vel):  # lazily: one (offset, slot) term in memory at a time
+        base = (torch.arange(B, device=pos.device) * N)[:, None]
+        rows = pos.reshape(B * N, D)
+        vel_rows = vel.reshape(B * N, D) if vel is not None else None
+
+        def walk():  # lazily: one (offset, slot) term in memory at a time
             for j, valid in neighbour_candidates(cells, coords, slots=True):
-                delta = minimum_image(_gather_agents(pos, j) - pos, grid)
-                d2 = torch.where(valid, (delta * delta).sum(-1), math.inf)
-                vj = _gather_agents(vel, j) if vel is not None else None
+                flat = (j + base).reshape(-1)  # row gathers: faster than gather on [B, N, D]
+                delta = minimum_image(rows.index_select(0, flat).view(B, N, D) - pos, grid)
+                sq = delta * delta
+                d2 = sq[..., 0] + sq[..., 1] + (sq[..., 2] if D == 3 else 0)  # faster than sum(-1)
+                d2 = torch.where(valid, d2, math.inf)
+                vj = vel_rows.index_select(0, flat).view(B, N, D) if vel is not None else None
                 yield delta, d2, valid & (j != own), vj
 
         candidates = walk()
