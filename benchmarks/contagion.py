@@ -59,20 +59,23 @@ def bench_contagion(
     }
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="populace bench contagion", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--agents", type=int, default=1_000_000)
     p.add_argument("--degree", type=float, default=20.0)
     p.add_argument("--members", type=int, default=1)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--device", default="auto")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     print(
         json.dumps(
             bench_contagion(args.agents, args.degree, args.members, args.repeats, args.device)
         )
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -119,7 +119,7 @@ def bench(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m populace.benchmarks.stigmergy")
+    p = argparse.ArgumentParser(prog="populace bench stigmergy")
     p.add_argument("--agents", type=int, default=1_000_000)
     p.add_argument("--grid", type=int, default=1024)
     p.add_argument("--steps", type=int, default=10)

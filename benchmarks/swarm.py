@@ -49,7 +49,7 @@ def bench(model: str, agents: int, steps: int, device: str, warmup: int) -> dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m populace.benchmarks.swarm")
+    p = argparse.ArgumentParser(prog="populace bench swarm")
     p.add_argument("--model", choices=MODELS, required=True)
     p.add_argument("--agents", type=int, default=1_000_000)
     p.add_argument("--steps", type=int, default=5)

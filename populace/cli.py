@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib
 import json
 import shutil
 import sys
@@ -180,12 +181,12 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from populace.benchmarks import harness
+    from populace.benchmarks import KERNEL_BENCHES, harness
 
     try:
         models.module(args.model)
     except KeyError as err:
-        raise CLIError(err.args[0]) from None
+        raise CLIError(f"{err.args[0]}; kernel benchmarks: {', '.join(KERNEL_BENCHES)}") from None
     opts, params = split_settings(args.model, args.settings)
     record = harness.bench_model(
         args.model,
@@ -226,7 +227,11 @@ def parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(fn=cmd_run)
 
-    bench = sub.add_parser("bench", help="time a model; last stdout line is JSON")
+    bench = sub.add_parser(
+        "bench",
+        help="time a zoo model (or a kernel family: stigmergy, swarm, contagion); "
+        "last stdout line is JSON",
+    )
     add_run_options(bench, steps_default=100)
     bench.add_argument("--warmup", type=non_negative_int("--warmup"), default=2)
     bench.add_argument("--save", metavar="DIR", help="also write the JSON record into DIR")
@@ -236,6 +241,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if len(argv) >= 2 and argv[0] == "bench":
+        from populace.benchmarks import KERNEL_BENCHES
+
+        if argv[1] in KERNEL_BENCHES:  # a kernel family's own benchmark command line
+            module = importlib.import_module(f"populace.benchmarks.{argv[1]}")
+            return module.main(argv[2:])
     args = parser().parse_args(argv)
     try:
         args.fn(args)

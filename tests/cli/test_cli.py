@@ -145,3 +145,22 @@ def test_console_script_runs():
     ]
     proc = subprocess.run(exe, capture_output=True, text=True, check=True)
     assert json.loads(proc.stdout.strip().splitlines()[-1])["S"] <= 500
+
+
+def test_bench_dispatches_kernel_families(capsys):
+    code, out, _ = run_cli(
+        capsys,
+        "bench",
+        "contagion",
+        "--agents",
+        "2000",
+        "--degree",
+        "4",
+        "--repeats",
+        "1",
+        "--device",
+        "cpu",
+    )
+    assert code == 0
+    rec = json.loads(out.strip().splitlines()[-1])
+    assert rec["name"] == "contagion" and rec["agents"] == 2000
