@@ -7,7 +7,7 @@ import inspect
 from types import ModuleType
 
 #: module names of the zoo, in listing order.
-ZOO = ("sir", "network_sir", "metapop", "kuramoto", "ants", "physarum")
+ZOO = ("sir", "network_sir", "metapop", "kuramoto", "ants", "physarum", "covid_nyc_seir")
 
 
 def module(name: str) -> ModuleType:
