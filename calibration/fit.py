@@ -325,7 +325,7 @@ def fit_adam(
         if not torch.isfinite(theta.grad).all():
             raise CalibrationError(f"epoch {epoch}: non-finite gradient {theta.grad.tolist()}")
         opt.step()
-        history.append(float(loss))
+        history.append(float(loss.detach()))
         if callback is not None:
             callback(epoch, history[-1])
     seconds = time.perf_counter() - start

@@ -105,7 +105,7 @@ def fit_neural(
         loss = problem.objective(values(theta))
         loss.backward()
         opt.step()
-        history.append(float(loss))
+        history.append(float(loss.detach()))
     seconds = time.perf_counter() - start
     theta = theta.detach()
     with torch.no_grad():

@@ -18,7 +18,9 @@ def delay_weights(
     """``[max_delay + 1]`` (or ``[B, max_delay + 1]`` for a ``[B]`` delay), rows summing to 1."""
     if not spread > 0 or max_delay < 0:
         raise ValueError(f"spread must be > 0 and max_delay >= 0, got {spread}, {max_delay}")
-    d = torch.as_tensor(delay, dtype=torch.get_default_dtype())
+    d = delay if isinstance(delay, torch.Tensor) else torch.tensor(float(delay))
+    if not d.is_floating_point():
+        d = d.to(torch.get_default_dtype())
     if d.dim() > 1:
         raise ValueError(f"delay must be [] or [B], got shape {tuple(d.shape)}")
     k = torch.arange(max_delay + 1, dtype=d.dtype, device=d.device)
