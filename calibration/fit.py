@@ -151,8 +151,7 @@ class Problem:
         bad = [n for n in names if n not in valid] + [n for n in self.fixed if n not in valid]
         if bad:
             raise CalibrationError(
-                f"unknown parameter(s) {bad} for model {self.model.name!r}; valid: "
-                f"{sorted(valid)}"
+                f"unknown parameter(s) {bad} for model {self.model.name!r}; valid: {sorted(valid)}"
             )
         if len(set(names)) != len(names):
             raise CalibrationError(f"free parameters named twice: {names}")

@@ -60,7 +60,9 @@ class NeuralCalibrator(torch.nn.Module):
         )
         with torch.no_grad():  # start flat at `init` so training begins from a sensible model
             self.net[2].weight.mul_(0.1)
-            self.net[2].bias.fill_(float(torch.logit(torch.tensor((init - lower) / (upper - lower)))))
+            self.net[2].bias.fill_(
+                float(torch.logit(torch.tensor((init - lower) / (upper - lower))))
+            )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         z = self.net(features).squeeze(-1)
@@ -91,7 +93,9 @@ def fit_neural(
     features = features.to(problem.dtype)
     calibrator = calibrator.to(problem.dtype)
     theta = problem.start().to(problem.dtype).requires_grad_(True)
-    opt = torch.optim.Adam([{"params": calibrator.parameters()}, {"params": [theta], "lr": 0.05}], lr=lr)
+    opt = torch.optim.Adam(
+        [{"params": calibrator.parameters()}, {"params": [theta], "lr": 0.05}], lr=lr
+    )
 
     def values(th: torch.Tensor) -> dict:
         out = problem.split(th) if th.numel() else {}
@@ -112,4 +116,3 @@ def fit_neural(
         final = values(theta)
         loss = float(problem.objective(final))
     return Fit("neural", theta, plain_values(final), history, loss, seconds, epochs + 1), calibrator
-

@@ -31,7 +31,10 @@ def intervals(fits: Sequence[Fit], level: float = 0.9) -> pl.DataFrame:
     rows = []
     for name in fits[0].values:
         samples = torch.tensor(
-            [f.values[name] if isinstance(f.values[name], list) else [f.values[name]] for f in fits],
+            [
+                f.values[name] if isinstance(f.values[name], list) else [f.values[name]]
+                for f in fits
+            ],
             dtype=torch.float64,
         )  # [fits, pieces]
         q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
@@ -40,6 +43,4 @@ def intervals(fits: Sequence[Fit], level: float = 0.9) -> pl.DataFrame:
             rows.append(
                 (name, k, float(samples[:, k].mean()), float(lo[k]), float(hi[k]), len(fits))
             )
-    return pl.DataFrame(
-        rows, schema=["param", "piece", "mean", "lo", "hi", "fits"], orient="row"
-    )
+    return pl.DataFrame(rows, schema=["param", "piece", "mean", "lo", "hi", "fits"], orient="row")

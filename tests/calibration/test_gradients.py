@@ -37,9 +37,7 @@ def gradient_and_fd(
         initial=initial,
     )
     target = torch.full((steps,), 0.03 * agents)
-    problem = Problem(
-        model, {"cases": target}, [], members=members, seed=3, dtype=torch.float64
-    )
+    problem = Problem(model, {"cases": target}, [], members=members, seed=3, dtype=torch.float64)
     base = float(getattr(model.params, name))
     value = torch.full((members,), base, dtype=torch.float64, requires_grad=True)
     preds, final = problem.predict({name: value})
