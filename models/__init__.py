@@ -17,6 +17,7 @@ ZOO = (
     "vicsek",
     "boids",
     "circles",
+    "covid_nyc_seir",
 )
 
 

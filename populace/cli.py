@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from populace import models
+from populace.calibration import cli as calibration_cli
 from populace.populations import cli as population_cli
 
 
@@ -237,6 +238,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--save", metavar="DIR", help="also write the JSON record into DIR")
     bench.set_defaults(fn=cmd_bench)
     population_cli.add_parser(sub)
+    calibration_cli.add_parser(sub)
     return p
 
 

@@ -1,0 +1,123 @@
+"""``populace calibrate``: fit a zoo model's params to one column of a user's CSV."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from populace.calibration.baseline import nelder_mead
+from populace.calibration.data import read_series
+from populace.calibration.fit import Free, Problem, fit_adam
+from populace.calibration.report import error_table, params_table, plot_fit, write_report
+
+#: models whose transitions carry gradients (Adam); the others use Nelder-Mead.
+DIFFERENTIABLE = ("covid_nyc_seir",)
+#: default metric per model (else "I").
+DEFAULT_METRIC = {"covid_nyc_seir": "cases"}
+DEFAULT_PARAMS = {"covid_nyc_seir": "beta,initial", "network_sir": "transmissibility"}
+#: parameters that are probabilities: fitted inside (0, 1).
+PROBABILITIES = ("gamma", "sigma", "initial", "transmissibility", "travel")
+MIN_ROWS = 3
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "calibrate",
+        help="fit a model's params to a CSV column; last stdout line is JSON",
+    )
+    p.add_argument("model", help="model name (see `populace models`)")
+    p.add_argument("--data", required=True, help="CSV file")
+    p.add_argument("--target", required=True, help="column of observed values")
+    p.add_argument("--metric", help="model metric to match (default: cases or I)")
+    p.add_argument("--date-column", help="sort rows by this date column")
+    p.add_argument("--population", type=_positive_int, default=1000, help="agents")
+    p.add_argument("--params", help="comma-separated params to fit (default per model)")
+    p.add_argument("--steps-per-row", type=_positive_int, default=1)
+    p.add_argument("--epochs", type=_positive_int, default=30)
+    p.add_argument("--members", type=_positive_int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--loss", default="mse_log1p", help="mse_log1p | poisson | negbin")
+    p.add_argument("--multiplier", type=float, default=1.0, help="model metric x this = data")
+    p.add_argument("--method", choices=("auto", "adam", "nelder_mead"), default="auto")
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a build option or fixed parameter of the model; repeatable",
+    )
+    p.add_argument("--out", help="folder for the report (tables, plot, calibration.json)")
+    p.set_defaults(fn=cmd_calibrate)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    from populace.cli import CLIError, build_model
+
+    observed, labels = read_series(args.data, args.target, args.date_column, MIN_ROWS)
+    model = build_model(args.model, args.population, args.settings)
+    metric = args.metric or DEFAULT_METRIC.get(args.model, "I")
+    names = (args.params or DEFAULT_PARAMS.get(args.model, "beta")).split(",")
+    free = []
+    for name in (n.strip() for n in names):
+        if name not in model.params.names():
+            raise CLIError(
+                f"--params: model {args.model!r} has no parameter {name!r}; valid: "
+                f"{', '.join(model.params.names())}"
+            )
+        init = float(getattr(model.params, name))
+        free.append(Free(name, init, upper=1.0 if name in PROBABILITIES else None))
+    problem = Problem(
+        model,
+        {metric: observed},
+        free,
+        loss=args.loss,
+        steps_per_row=args.steps_per_row,
+        members=args.members,
+        seed=args.seed,
+        multiplier=args.multiplier,
+    )
+    method = args.method
+    if method == "auto":
+        method = "adam" if args.model in DIFFERENTIABLE else "nelder_mead"
+    if method == "adam":
+        fit = fit_adam(problem, epochs=args.epochs, lr=args.lr)
+    else:
+        fit = nelder_mead(problem, evaluations=max(args.epochs, len(free) + 1))
+    with torch.no_grad():
+        preds, _ = problem.predict(problem.split(fit.theta))
+    errors = error_table(preds, {metric: observed}, "fit")
+    nd = float(errors["nd"][0]) if float(observed.abs().sum()) > 0 else None
+    record = {
+        "model": args.model,
+        "data": str(args.data),
+        "target": args.target,
+        "metric": metric,
+        "method": fit.method,
+        "params": fit.values,
+        "loss": fit.loss,
+        "nd": nd,
+        "epochs": len(fit.history),
+        "seconds": fit.seconds,
+        "rows": len(labels),
+    }
+    if args.out:
+        out = Path(args.out)
+        write_report(out, {"params": params_table([fit]), "errors": errors}, record)
+        plot_fit({metric: observed}, preds, out / "fit.png", title=f"{args.model} vs {args.target}")
+        print(f"wrote the report to {out}")
+    print(json.dumps({"params": fit.values, "loss": fit.loss, "nd": nd}))

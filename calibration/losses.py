@@ -1,0 +1,88 @@
+"""Losses between simulated and observed series, and the normalized deviation.
+
+All losses take ``pred`` ``[B, T]`` (or ``[T]``) expected counts, ``obs`` ``[T]`` observed counts,
+and return ``[B]`` (one loss per ensemble member; ``[]`` for a ``[T]`` prediction), so that a
+score-function estimator can weigh each member's cost by its own log-probability.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+#: keeps logs finite where a prediction is exactly 0.
+_EPS = 1e-6
+
+
+def _check(pred: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+    obs = torch.as_tensor(obs, dtype=pred.dtype, device=pred.device)
+    if obs.dim() != 1 or pred.shape[-1] != obs.shape[0]:
+        raise ValueError(
+            f"prediction of shape {tuple(pred.shape)} and observations of shape "
+            f"{tuple(obs.shape)} must share the last (time) axis"
+        )
+    if not torch.isfinite(obs).all():
+        raise ValueError("observations contain NaN/Inf")
+    return obs
+
+
+def mse_log1p(pred: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of ``log1p`` counts over time: ``[B, T], [T] -> [B]``."""
+    obs = _check(pred, obs)
+    return (torch.log1p(pred.clamp_min(0)) - torch.log1p(obs.clamp_min(0))).pow(2).mean(dim=-1)
+
+
+def poisson_nll(pred: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+    """Poisson negative log-likelihood per time point (constant ``log y!`` dropped), mean over T."""
+    obs = _check(pred, obs)
+    rate = pred.clamp_min(_EPS)
+    return (rate - obs * torch.log(rate)).mean(dim=-1)
+
+
+def negbin_nll(pred: torch.Tensor, obs: torch.Tensor, dispersion: float = 10.0) -> torch.Tensor:
+    """Negative-binomial NLL (mean ``pred``, size ``dispersion``; variance ``mu + mu^2/r``)."""
+    if not dispersion > 0:
+        raise ValueError(f"dispersion must be > 0, got {dispersion}")
+    obs = _check(pred, obs)
+    mu = pred.clamp_min(_EPS)
+    r = torch.as_tensor(dispersion, dtype=mu.dtype, device=mu.device)
+    ll = (
+        torch.lgamma(obs + r)
+        - torch.lgamma(r)
+        - torch.lgamma(obs + 1)
+        + r * torch.log(r / (r + mu))
+        + obs * torch.log(mu / (r + mu))
+    )
+    return -ll.mean(dim=-1)
+
+
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "mse_log1p": mse_log1p,
+    "poisson": poisson_nll,
+    "negbin": negbin_nll,
+}
+
+
+def loss_function(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss called ``name``; unknown names raise listing the valid ones."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")
+    return LOSSES[name]
+
+
+def weekly(series: torch.Tensor) -> torch.Tensor:
+    """Sum daily counts into whole weeks: ``[..., T] -> [..., T // 7]`` (a partial week dropped)."""
+    weeks = series.shape[-1] // 7
+    if weeks == 0:
+        raise ValueError(f"a series of {series.shape[-1]} days has no whole week")
+    return series[..., : weeks * 7].reshape(*series.shape[:-1], weeks, 7).sum(dim=-1)
+
+
+def normalized_deviation(pred: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+    """ND = sum |pred - obs| / sum |obs| over time: ``[..., T], [T] -> [...]``."""
+    obs = _check(pred, obs)
+    total = obs.abs().sum()
+    if total == 0:
+        raise ValueError("normalized deviation is undefined for an all-zero observed series")
+    return (pred - obs).abs().sum(dim=-1) / total

@@ -1,0 +1,137 @@
+"""Parameter recovery, the gradient-free baseline, the neural calibrator, losses, observation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from populace.calibration.baseline import nelder_mead
+from populace.calibration.fit import CalibrationError, Free, Problem, evaluate, fit_adam
+from populace.calibration.losses import mse_log1p, negbin_nll, normalized_deviation, poisson_nll
+from populace.calibration.neural import NeuralCalibrator, fit_neural, lagged_features
+from populace.calibration.observation import delay_weights, reported_cases
+from populace.calibration.uncertainty import intervals
+from populace.engine import Simulation
+from populace.models import covid_nyc_seir
+
+TRUE = {"beta": 0.7, "gamma": 0.25, "initial": 0.02}
+
+
+def synthetic_problem(members=4, steps=40):
+    model = covid_nyc_seir.build(agents=1000, population="well_mixed", sigma=0.5, **TRUE)
+    with torch.no_grad():  # data: other seeds than the fit's
+        result = Simulation(model, members=16, seed=100, progress=False).run(steps)
+    observed = {k: result.series(k)[:, 1:].mean(dim=0) for k in ("cases", "I")}
+    free = [Free("beta", 0.5), Free("gamma", 0.35, upper=1.0), Free("initial", 0.01, upper=1.0)]
+    return Problem(model, observed, free, members=members, seed=0)
+
+
+@pytest.mark.slow
+def test_adam_recovers_beta_gamma_and_initial_infections_within_10_percent():
+    fit = fit_adam(synthetic_problem(), epochs=60, lr=0.1)
+    for name, true in TRUE.items():
+        assert abs(fit.values[name] / true - 1) < 0.10, (name, fit.values[name], true)
+    assert fit.loss < fit.history[0] / 10
+
+
+@pytest.mark.slow
+def test_nelder_mead_improves_the_same_objective():
+    problem = synthetic_problem(members=2, steps=30)
+    fit = nelder_mead(problem, evaluations=30)
+    assert fit.evaluations <= 30 + len(problem.free)  # a shrink may finish its round
+    assert fit.loss < evaluate(problem, problem.start().float())
+
+
+def test_neural_calibrator_trains_through_the_simulator():
+    model = covid_nyc_seir.build(agents=300, population="well_mixed", initial=0.02)
+    with torch.no_grad():
+        obs = Simulation(model.with_params(beta=0.9), members=4, seed=5, progress=False).run(21)
+    cases = obs.series("cases")[:, 1:].mean(dim=0)
+    problem = Problem(model, {"cases": cases}, [], members=2, seed=0)
+    features = lagged_features(cases.unsqueeze(0), period=7, lags=1)  # [3, 1]
+    net = NeuralCalibrator(features.shape[1], 0.05, 2.0, init=0.3)
+    with torch.no_grad():
+        start = float(problem.objective({"beta": net(features.float()).mean()}))
+    fit, net = fit_neural(problem, net, features, epochs=15, lr=0.05)
+    assert fit.loss < start
+    assert len(fit.values["beta"]) == 3
+
+
+def test_adam_on_a_non_differentiable_model_says_so():
+    from populace.models import sir
+
+    problem = Problem(sir.build(agents=100), {"I": torch.ones(5)}, [Free("beta", 0.5)])
+    with pytest.raises(CalibrationError, match="not differentiable"):
+        fit_adam(problem, epochs=1)
+
+
+def test_problem_errors_name_the_problem():
+    model = covid_nyc_seir.build(agents=50, population="well_mixed")
+    with pytest.raises(CalibrationError, match="no metric"):
+        Problem(model, {"deaths": torch.ones(3)}, [])
+    with pytest.raises(CalibrationError, match="unknown parameter"):
+        Problem(model, {"cases": torch.ones(3)}, [Free("bogus", 0.5)])
+    with pytest.raises(CalibrationError, match="strictly inside"):
+        Free("gamma", 1.5, upper=1.0)
+    with pytest.raises(ValueError, match="unknown loss"):
+        Problem(model, {"cases": torch.ones(3)}, [], loss="l7")
+
+
+def test_losses_are_minimal_at_the_observation():
+    obs = torch.tensor([3.0, 10.0, 0.0, 7.0])
+    grid = torch.stack([obs * s for s in (0.5, 0.9, 1.0, 1.1, 2.0)]) + 1e-3
+    for loss in (mse_log1p, poisson_nll, negbin_nll):
+        values = loss(grid, obs)
+        assert values.shape == (5,) and int(values.argmin()) == 2, loss.__name__
+
+
+def test_poisson_nll_matches_torch_distribution():
+    pred, obs = torch.tensor([[2.0, 5.0, 0.5]]), torch.tensor([1.0, 6.0, 0.0])
+    ref = -torch.distributions.Poisson(pred).log_prob(obs) - torch.lgamma(obs + 1)
+    torch.testing.assert_close(poisson_nll(pred, obs), ref.mean(dim=-1))
+
+
+def test_negbin_nll_matches_torch_distribution():
+    pred, obs, r = torch.tensor([[2.0, 5.0, 0.5]]), torch.tensor([1.0, 6.0, 0.0]), 4.0
+    dist = torch.distributions.NegativeBinomial(total_count=r, probs=pred / (pred + r))
+    torch.testing.assert_close(negbin_nll(pred, obs, r), -dist.log_prob(obs).mean(dim=-1))
+
+
+def test_normalized_deviation():
+    obs = torch.tensor([1.0, 2.0, 3.0])
+    assert float(normalized_deviation(obs, obs)) == 0
+    assert math.isclose(float(normalized_deviation(obs * 1.5, obs)), 0.5)
+    with pytest.raises(ValueError, match="all-zero"):
+        normalized_deviation(obs, torch.zeros(3))
+
+
+def test_reporting_delay_shifts_mass_and_keeps_it():
+    onsets = torch.zeros(1, 40)
+    onsets[0, 5] = 100.0
+    out = reported_cases(onsets, 0.5, 7.0, multiplier=2.0)
+    assert math.isclose(float(out.sum()), 100.0, rel_tol=1e-5)  # 0.5 x 2 x 100
+    assert int(out.argmax()) == 12
+    w = delay_weights(torch.tensor([2.0, 5.0]))
+    torch.testing.assert_close(w.sum(dim=-1), torch.ones(2))
+
+
+def test_reporting_is_differentiable_in_delay_and_ascertainment():
+    onsets = torch.rand(2, 30, dtype=torch.float64)
+    a = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    d = torch.tensor(4.0, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda a, d: reported_cases(onsets, a, d), (a, d))
+
+
+def test_intervals_cover_the_fits():
+    from populace.calibration.fit import Fit
+
+    fits = [
+        Fit("adam", torch.zeros(1), {"beta": b, "w": [b, 2 * b]}, [], 0.0, 0.0, 1)
+        for b in (0.4, 0.5, 0.6)
+    ]
+    table = intervals(fits)
+    beta = table.filter(table["param"] == "beta").row(0, named=True)
+    assert beta["lo"] < beta["mean"] < beta["hi"] and math.isclose(beta["mean"], 0.5)
+    assert table.height == 3
