@@ -7,7 +7,17 @@ import inspect
 from types import ModuleType
 
 #: module names of the zoo, in listing order.
-ZOO = ("sir", "network_sir", "metapop", "kuramoto", "ants", "physarum")
+ZOO = (
+    "sir",
+    "network_sir",
+    "metapop",
+    "kuramoto",
+    "ants",
+    "physarum",
+    "schelling",
+    "wolfsheep",
+    "forestfire",
+)
 
 
 def module(name: str) -> ModuleType:
