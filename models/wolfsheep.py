@@ -118,11 +118,16 @@ def populate(width: int, sheep: int, wolves: int, sheep_capacity: int, wolf_capa
 
 def walk(cell: torch.Tensor, width: int, ctx: Context) -> torch.Tensor:
     """``[B, N]`` cells after one step to a uniformly random Moore neighbour on the torus."""
+    cells = width * width
     k = ctx.rng.integers(0, 8, cell.shape[1])
     k = k + (k >= 4)  # 0..8 without 4, the centre of the 3 x 3 window
-    y = torch.remainder(cell // width + k // 3 - 1, width)
-    x = torch.remainder(cell % width + k % 3 - 1, width)
-    return y * width + x
+    # k = 3 (dy + 1) + (dx + 1), decoded without integer division (slow on CPU)
+    dy = (k >= 6).to(k.dtype) - (k < 3).to(k.dtype)
+    dx = k - 3 * dy - 4
+    x = cell % width + dx
+    dx = torch.where(x < 0, dx + width, torch.where(x >= width, dx - width, dx))
+    new = cell + dy * width + dx
+    return torch.where(new < 0, new + cells, torch.where(new >= cells, new - cells, new))
 
 
 def winners(cell: torch.Tensor, candidate: torch.Tensor, key: torch.Tensor, cells: int):
@@ -159,12 +164,14 @@ def reproduce(cell, energy, alive, p, ctx: Context):
     wanted = parent.sum(dim=1)
     new, _ = claim_slots(alive, wanted)
     born = new.sum(dim=1)
-    # k-th parent (by slot) fills the k-th claimed slot; both orders list their set first
-    parents = torch.sort((~parent).to(torch.int8), dim=1, stable=True).indices
-    slots = torch.sort((~new).to(torch.int8), dim=1, stable=True).indices
-    rank_ok = torch.arange(n, device=cell.device) < born.view(-1, 1)
-    source = torch.arange(n, device=cell.device).expand_as(cell).clone()
-    source = source.scatter(1, slots, torch.where(rank_ok, parents, slots))
+    # the k-th parent (by slot index) fills the k-th claimed slot; ranks by cumsum, no sort.
+    # Column n is a dump for the non-parents' writes and is never read for a claimed slot.
+    index = torch.arange(n, device=cell.device).expand_as(cell)
+    parent_rank = torch.where(parent, torch.cumsum(parent, dim=1) - 1, n)
+    by_rank = torch.zeros(cell.shape[0], n + 1, dtype=torch.int64, device=cell.device)
+    by_rank = by_rank.scatter(1, parent_rank, index)
+    slot_rank = torch.where(new, torch.cumsum(new, dim=1) - 1, n)
+    source = torch.where(new, torch.gather(by_rank, 1, slot_rank), index)
     cell = torch.gather(cell, 1, source)
     energy = torch.gather(energy, 1, source)
     return cell, energy, alive | new, wanted - born
