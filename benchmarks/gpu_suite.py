@@ -70,7 +70,9 @@ def nyc_epidemic(scale: float) -> Callable[[torch.device], Model]:
 
         with warnings.catch_warnings():  # the borough-marginal rescaling note is known
             warnings.simplefilter("ignore")
-            pop = nyc(scale=scale, seed=0, homes=False, device=device)
+            # built on CPU (the tested path, ~1 min at full scale); network_sir moves the
+            # layers to the run's device once, at its first step
+            pop = nyc(scale=scale, seed=0, homes=False)
         return models.module("network_sir").build(
             agents=pop.n, graph=pop.layers, initial_infected=max(pop.n // 10_000, 1)
         )

@@ -33,6 +33,7 @@ from populace.engine import (
     Model,
     ParamError,
     Params,
+    Schedule,
     State,
     claim_slots,
     member_view,
@@ -62,6 +63,13 @@ class WolfSheepParams(Params):
         for name in self.names():
             if (self.values(name) < 0).any():
                 raise ParamError(f"wolfsheep {name!r} must be >= 0, got {getattr(self, name)}")
+        regrowth = self.values("regrowth")
+        per_member = regrowth.dim() > (1 if isinstance(self.regrowth, Schedule) else 0)
+        if per_member or (regrowth != regrowth.round()).any():
+            raise ParamError(
+                f"wolfsheep regrowth must be a whole number of steps, one value for all members, "
+                f"got {self.regrowth}"
+            )
         for name in ("sheep_reproduce", "wolf_reproduce"):
             if (self.values(name) > 1).any():
                 raise ParamError(f"wolfsheep {name!r} is a probability, got {getattr(self, name)}")
@@ -188,7 +196,8 @@ def sheep_phase(state: WolfSheepState, params: WolfSheepParams, ctx: Context) ->
     energy = energy + eats * member_view(params.sheep_gain, 2)
     grazed = occupied(cell, eats, cells)
     grown = state.grown & ~grazed
-    countdown = torch.where(grazed, int(params.regrowth), state.countdown)
+    regrowth = params.regrowth.to(state.countdown.dtype)  # a tensor: no host sync on GPU
+    countdown = torch.where(grazed, regrowth, state.countdown)
     cell, energy, alive, dropped = reproduce(cell, energy, alive, params.sheep_reproduce, ctx)
     return state.replace(
         sheep_cell=cell,
@@ -227,9 +236,9 @@ def wolf_phase(state: WolfSheepState, params: WolfSheepParams, ctx: Context) -> 
 def grass_phase(state: WolfSheepState, params: WolfSheepParams, ctx: Context) -> WolfSheepState:
     """Eaten grass counts down and grows back at zero (countdown then resets to regrowth)."""
     ready = ~state.grown & (state.countdown <= 0)
-    countdown = torch.where(
-        ready, int(params.regrowth), torch.where(state.grown, state.countdown, state.countdown - 1)
-    )
+    regrowth = params.regrowth.to(state.countdown.dtype)
+    waiting = torch.where(state.grown, state.countdown, state.countdown - 1)
+    countdown = torch.where(ready, regrowth, waiting)
     return state.replace(grown=state.grown | ready, countdown=countdown)
 
 
@@ -280,9 +289,6 @@ def build(
     wolf_cap = capacity or max(8 * wolves, cells)
     if sheep_cap < sheep or wolf_cap < wolves:
         raise ValueError(f"wolfsheep: capacity={capacity} is below the initial {sheep}, {wolves}")
-    regrowth = WolfSheepParams().replace(**params).regrowth
-    if isinstance(regrowth, torch.Tensor) and regrowth.numel() != 1:
-        raise ValueError("wolfsheep: regrowth must be one value for all members")
     return Model(
         name=NAME,
         params=WolfSheepParams().replace(**params),

@@ -104,5 +104,13 @@ def test_bad_wolfsheep_inputs():
         ws.build(agents=30, width=10, capacity=5)
     with pytest.raises(ParamError, match="probability"):
         Simulation(ws.build(agents=30, width=10, sheep_reproduce=1.5), device="cpu")
+    with pytest.raises(ParamError, match="whole number"):
+        Simulation(ws.build(agents=30, width=10, regrowth=2.5), device="cpu")
+    with pytest.raises(ParamError, match="one value for all members"):
+        Simulation(
+            ws.build(agents=30, width=10).with_params(regrowth=torch.tensor([3.0, 4.0])),
+            members=2,
+            device="cpu",
+        )
     with pytest.raises(ValueError, match="width"):
         ws.build(agents=30, width=0)
