@@ -18,6 +18,9 @@ ZOO = (
     "boids",
     "circles",
     "covid_nyc_seir",
+    "schelling",
+    "wolfsheep",
+    "forestfire",
 )
 
 
