@@ -7,7 +7,7 @@ import inspect
 from types import ModuleType
 
 #: module names of the zoo, in listing order.
-ZOO = ("sir",)
+ZOO = ("sir", "covid_behavior")
 
 
 def module(name: str) -> ModuleType:

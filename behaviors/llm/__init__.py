@@ -1,1 +1,74 @@
-"""LLM archetype behaviours: one prompt per archetype, broadcast to its agents."""
+"""LLM archetype behaviours: one prompt per archetype, broadcast to its agents.
+
+LLM calls scale with archetypes x query steps x samples, never with the number of agents.
+"""
+
+from __future__ import annotations
+
+from populace.behaviors.llm.accounting import Accounting
+from populace.behaviors.llm.archetypes import Archetypes, group_by, kmeans
+from populace.behaviors.llm.backends import (
+    Backend,
+    BackendError,
+    Completion,
+    OpenAIBackend,
+    Sampling,
+    TransformersBackend,
+    VLLMBackend,
+    smollm2_gguf,
+)
+from populace.behaviors.llm.broadcast import broadcast, decide, heterogeneous
+from populace.behaviors.llm.cache import AnswerCache, cache_key
+from populace.behaviors.llm.prompts import PromptTemplate
+from populace.behaviors.llm.query import ArchetypeQuery, Fallback, FallbackError, Question
+from populace.behaviors.llm.schema import InvalidAnswer, NumberRange, OneOf, YesNo
+
+BACKENDS = ("transformers", "vllm", "openai")
+
+
+def make_backend(kind: str, *, url: str = "", model: str = "", device: str = "cpu") -> Backend:
+    """A backend by kind: ``"transformers"`` (embedded SmolLM2 unless ``model`` is a GGUF
+    path), ``"vllm"`` (``model`` is a model folder) or ``"openai"`` (``url`` and ``model``)."""
+    if kind == "transformers":
+        return TransformersBackend(gguf=model or None, device=device)
+    if kind == "vllm":
+        if not model:
+            raise ValueError("the vllm backend needs a model folder (llm_model=...)")
+        return VLLMBackend(model)
+    if kind == "openai":
+        if not url or not model:
+            raise ValueError("the openai backend needs llm_url and llm_model")
+        return OpenAIBackend(url, model)
+    raise ValueError(f"unknown LLM backend {kind!r}; valid: {', '.join(BACKENDS)}")
+
+
+__all__ = [
+    "BACKENDS",
+    "Accounting",
+    "AnswerCache",
+    "ArchetypeQuery",
+    "Archetypes",
+    "Backend",
+    "BackendError",
+    "Completion",
+    "Fallback",
+    "FallbackError",
+    "InvalidAnswer",
+    "NumberRange",
+    "OneOf",
+    "OpenAIBackend",
+    "PromptTemplate",
+    "Question",
+    "Sampling",
+    "TransformersBackend",
+    "VLLMBackend",
+    "YesNo",
+    "broadcast",
+    "cache_key",
+    "decide",
+    "group_by",
+    "heterogeneous",
+    "kmeans",
+    "make_backend",
+    "smollm2_gguf",
+]
