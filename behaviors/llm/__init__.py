@@ -15,6 +15,8 @@ from populace.behaviors.llm.backends import (
     Sampling,
     TransformersBackend,
     VLLMBackend,
+    cache_root,
+    converted_model,
     smollm2_gguf,
 )
 from populace.behaviors.llm.broadcast import broadcast, decide, heterogeneous
@@ -27,14 +29,13 @@ BACKENDS = ("transformers", "vllm", "openai")
 
 
 def make_backend(kind: str, *, url: str = "", model: str = "", device: str = "cpu") -> Backend:
-    """A backend by kind: ``"transformers"`` (embedded SmolLM2 unless ``model`` is a GGUF
-    path), ``"vllm"`` (``model`` is a model folder) or ``"openai"`` (``url`` and ``model``)."""
+    """A backend by kind: ``"transformers"`` (embedded SmolLM2 unless ``model`` is a GGUF file
+    or model folder), ``"vllm"`` (``model`` is a model folder, default: SmolLM2 converted to
+    safetensors) or ``"openai"`` (``url`` and ``model``)."""
     if kind == "transformers":
-        return TransformersBackend(gguf=model or None, device=device)
+        return TransformersBackend(model or None, device=device)
     if kind == "vllm":
-        if not model:
-            raise ValueError("the vllm backend needs a model folder (llm_model=...)")
-        return VLLMBackend(model)
+        return VLLMBackend(model or converted_model())
     if kind == "openai":
         if not url or not model:
             raise ValueError("the openai backend needs llm_url and llm_model")
@@ -65,6 +66,8 @@ __all__ = [
     "YesNo",
     "broadcast",
     "cache_key",
+    "cache_root",
+    "converted_model",
     "decide",
     "group_by",
     "heterogeneous",

