@@ -278,7 +278,8 @@ class VLLMBackend:
         if schema is None:
             return {}
         spec = {"choice": schema.choices()} if schema.choices() else {"json": schema.json_schema()}
-        params = self._vllm.sampling_params
+        import vllm.sampling_params as params
+
         if hasattr(params, "StructuredOutputsParams"):
             return {"structured_outputs": params.StructuredOutputsParams(**spec)}
         if hasattr(params, "GuidedDecodingParams"):

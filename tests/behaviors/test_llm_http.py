@@ -52,24 +52,24 @@ class Server:
                     n = len(outer.requests)
                     outer.in_flight += 1
                     outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
-                try:
-                    time.sleep(outer.delay)
-                    if self.path != "/v1/chat/completions":
-                        return self._send(404, {"error": "not found"})
-                    if n <= outer.fail_first:
-                        return self._send(503, {"error": "overloaded"})
-                    text = body["messages"][-1]["content"]
-                    answer = "yes" if int(text.split()[0]) >= 100 else "no"
-                    self._send(
-                        200,
-                        {
-                            "choices": [{"message": {"role": "assistant", "content": answer}}],
-                            "usage": {"prompt_tokens": 12, "completion_tokens": 1},
-                        },
-                    )
-                finally:
-                    with outer.lock:
-                        outer.in_flight -= 1
+                time.sleep(outer.delay)
+                # leave the in-flight count before answering: once the client has the answer
+                # it may send its next request while this handler is still returning
+                with outer.lock:
+                    outer.in_flight -= 1
+                if self.path != "/v1/chat/completions":
+                    return self._send(404, {"error": "not found"})
+                if n <= outer.fail_first:
+                    return self._send(503, {"error": "overloaded"})
+                text = body["messages"][-1]["content"]
+                answer = "yes" if int(text.split()[0]) >= 100 else "no"
+                self._send(
+                    200,
+                    {
+                        "choices": [{"message": {"role": "assistant", "content": answer}}],
+                        "usage": {"prompt_tokens": 12, "completion_tokens": 1},
+                    },
+                )
 
             def _send(self, code, payload):
                 data = json.dumps(payload).encode()
@@ -117,12 +117,15 @@ def test_retries_with_backoff_then_success():
 
 
 def test_concurrency_limit_is_respected():
-    with Server(delay=0.05) as server:
+    with Server(delay=0.2) as server:
         backend = OpenAIBackend(server.url, "m", concurrency=2)
         prompts = [[{"role": "user", "content": f"{i} new"}] for i in range(8)]
+        start = time.perf_counter()
         out = backend.generate(prompts, Sampling())
+        seconds = time.perf_counter() - start
     assert [c.text for c in out] == ["no"] * 8
-    assert server.max_in_flight == 2
+    assert 1 <= server.max_in_flight <= 2
+    assert seconds >= 8 / 2 * 0.2 * 0.95  # at most 2 at a time: 4 rounds of 0.2 s
 
 
 def test_timeout_is_an_error_after_retries():

@@ -54,7 +54,7 @@ def test_batched_left_padded_generation_matches_one_by_one(backend):
 
 def test_same_seed_same_samples(backend):
     hot = Sampling(temperature=1.0, max_tokens=3, seed=5)
-    assert backend.generate([LONG, LONG], hot) == backend.generate([LONG, LONG], hot)
+    assert backend.generate([SHORT], hot) == backend.generate([SHORT], hot)
 
 
 def test_archetype_query_with_the_real_model(backend):
