@@ -14,8 +14,10 @@ The population is synthetic (:func:`synthetic_population`: age band × borough w
 shares), generated here until the NYC population of ``populace.populations`` is available; the
 seam is :class:`Population` — any object with the same fields works.
 
-LLM counters (calls, prompts, tokens, cache hits, fallbacks, seconds) are per step for the whole
-ensemble batch, repeated in each member's row of the metrics.
+LLM counters (``llm_calls``, ``llm_prompts``, ``llm_cache_hits``, ``llm_invalid``,
+``llm_retries``, ``llm_fallbacks``, ``llm_backend_errors``, tokens, ``llm_seconds``) count the work
+of one step for the whole ensemble batch, repeated in each member's row; the row of step t+1
+reports the query made in step t (metrics are measured on the state a step produced).
 """
 
 from __future__ import annotations
@@ -62,7 +64,18 @@ SUMMARY = (
 SUSCEPTIBLE, INFECTIOUS, RECOVERED = 0, 1, 2
 #: days of daily case counts kept for the trend (this week vs the 4-week average).
 WINDOW = 28
-LLM_METRICS = ("calls", "prompts", "cache_hits", "fallbacks", "completion_tokens", "seconds")
+LLM_METRICS = (
+    "calls",
+    "prompts",
+    "cache_hits",
+    "invalid",
+    "retries",
+    "fallbacks",
+    "backend_errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "seconds",
+)
 
 AGE_BANDS = ("0-17", "18-34", "35-64", "65+")
 AGE_SHARES = (0.21, 0.24, 0.39, 0.16)
