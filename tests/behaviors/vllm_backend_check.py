@@ -23,15 +23,20 @@ from populace.behaviors.llm import (
 
 @pytest.fixture(scope="module")
 def backend():
-    # SmolLM2 converted from the wheel's GGUF to a safetensors folder (offline)
-    return VLLMBackend(converted_model(), dtype="float32", max_model_len=512)
+    # SmolLM2 converted from the wheel's GGUF to a safetensors folder (offline); on the CPU
+    # backend gpu_memory_utilization is the fraction of host memory vllm reserves
+    return VLLMBackend(
+        converted_model(), dtype="float32", max_model_len=512, gpu_memory_utilization=0.1
+    )
 
 
 def test_generation_returns_texts_and_token_counts(backend):
-    out = backend.generate(
-        [[{"role": "user", "content": "Say yes."}]] * 2, Sampling(temperature=0.0, max_tokens=3)
-    )
-    assert len(out) == 2 and all(c.text for c in out)
+    prompt = [
+        {"role": "system", "content": "You are a careful 70 year old living in Queens."},
+        {"role": "user", "content": "Cases are rising. Will you stay home? Yes or no."},
+    ]
+    out = backend.generate([prompt] * 2, Sampling(temperature=0.0, max_tokens=3))
+    assert len(out) == 2 and all(c.text.strip() for c in out), out
     assert out[0] == out[1]  # greedy: identical prompts, identical answers
     assert all(c.prompt_tokens > 0 and 1 <= c.completion_tokens <= 3 for c in out)
 
