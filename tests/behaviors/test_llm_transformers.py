@@ -63,12 +63,12 @@ def test_archetype_query_with_the_real_model(backend):
         user="This week there were {cases} new cases per 100,000 people. Will you stay home?",
     )
     query = ArchetypeQuery(
-        backend, template, YesNo(), samples=2, sampling=Sampling(max_tokens=3), max_retries=1
+        backend, template, YesNo(), samples=1, sampling=Sampling(max_tokens=2), max_retries=1
     )
     values, acc = query.ask([Question({"age": a}, {"cases": 250}) for a in ("18-34", "65+")])
     assert values.shape == (2,) and ((values >= 0) & (values <= 1)).all()
-    assert acc.calls == acc.prompts - acc.cache_hits >= 4
-    assert acc.calls == 4 + acc.retries
+    assert acc.calls == acc.prompts - acc.cache_hits >= 2
+    assert acc.calls == 2 + acc.retries
     assert acc.completion_tokens > 0 and acc.seconds > 0
 
 
