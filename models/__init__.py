@@ -21,6 +21,7 @@ ZOO = (
     "schelling",
     "wolfsheep",
     "forestfire",
+    "covid_behavior",
 )
 
 

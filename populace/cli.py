@@ -184,6 +184,27 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_bench(args: argparse.Namespace) -> None:
     from populace.benchmarks import KERNEL_BENCHES, harness
 
+    if args.model == "llm":  # `populace bench llm`: the LLM backends, not a zoo model
+        from populace.behaviors.llm.bench import bench_llm
+        from populace.engine.provenance import device_name
+
+        device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
+        device = "cpu" if device == "auto" else device
+        record = bench_llm(
+            args.backend,
+            archetypes=args.archetypes,
+            samples=args.samples,
+            max_tokens=args.max_tokens,
+            rounds=args.rounds,
+            model=args.llm_model,
+            url=args.llm_url,
+            device=device,
+        )
+        record["device_name"] = device_name(torch.device(device))
+        if args.save:
+            print(f"saved {harness.save(record, args.save)}", file=sys.stderr)
+        print(json.dumps(record))
+        return
     try:
         models.module(args.model)
     except KeyError as err:
@@ -236,6 +257,14 @@ def parser() -> argparse.ArgumentParser:
     add_run_options(bench, steps_default=100)
     bench.add_argument("--warmup", type=non_negative_int("--warmup"), default=2)
     bench.add_argument("--save", metavar="DIR", help="also write the JSON record into DIR")
+    llm = bench.add_argument_group("bench llm", "options of `populace bench llm`")
+    llm.add_argument("--backend", default="transformers", help="transformers | vllm | openai")
+    llm.add_argument("--archetypes", type=positive_int("--archetypes"), default=8)
+    llm.add_argument("--samples", type=positive_int("--samples"), default=1)
+    llm.add_argument("--max-tokens", type=positive_int("--max-tokens"), default=4)
+    llm.add_argument("--rounds", type=positive_int("--rounds"), default=2)
+    llm.add_argument("--llm-model", default="", help="GGUF file / vllm model folder / served name")
+    llm.add_argument("--llm-url", default="", help="OpenAI-compatible base URL (…/v1)")
     bench.set_defaults(fn=cmd_bench)
     population_cli.add_parser(sub)
     calibration_cli.add_parser(sub)

