@@ -32,7 +32,9 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/populace run sir --agents 200000 --members 4 --steps 150 --set initial_infected=200
+	# the flagship: NYC population, SmolLM2 archetype behaviour, baseline vs stay-at-home
+	rm -rf report
+	$(VENV)/bin/populace demo --out report
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -227,6 +227,22 @@ def cmd_bench(args: argparse.Namespace) -> None:
     print(json.dumps(record))
 
 
+def cmd_demo(args: argparse.Namespace) -> None:
+    from populace.demo import flagship
+
+    record = flagship(
+        args.out,
+        scale=args.scale,
+        days=args.days,
+        seeds=args.seeds,
+        seed=args.seed,
+        device=args.device,
+    )
+    print((Path(args.out) / "summary.md").read_text())
+    print(f"report written to {Path(args.out).resolve()}/")
+    print(json.dumps({k: record[k] for k in ("agents", "attack_rate", "seconds")}))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="populace", description="agent-based models of populations")
     sub = p.add_subparsers(dest="command", required=True)
@@ -266,6 +282,21 @@ def parser() -> argparse.ArgumentParser:
     llm.add_argument("--llm-model", default="", help="GGUF file / vllm model folder / served name")
     llm.add_argument("--llm-url", default="", help="OpenAI-compatible base URL (…/v1)")
     bench.set_defaults(fn=cmd_bench)
+    demo = sub.add_parser(
+        "demo", help="flagship: NYC + LLM archetype behaviour, baseline vs stay-at-home, report"
+    )
+    demo.add_argument("--out", default="report", help="report folder (must be new or empty)")
+    demo.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help="fraction of NYC (default 0.01 on CPU, 1.0 on CUDA)",
+    )
+    demo.add_argument("--days", type=positive_int("--days"), default=56)
+    demo.add_argument("--seeds", type=positive_int("--seeds"), default=2)
+    demo.add_argument("--seed", type=non_negative_int("--seed"), default=0)
+    demo.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    demo.set_defaults(fn=cmd_demo)
     population_cli.add_parser(sub)
     calibration_cli.add_parser(sub)
     return p
