@@ -53,6 +53,54 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--out", help="folder for the report (tables, plot, calibration.json)")
     p.set_defaults(fn=cmd_calibrate)
+    add_nyc_parser(sub)
+
+
+def add_nyc_parser(sub) -> None:
+    p = sub.add_parser(
+        "calibrate-nyc",
+        help="fit the NYC first wave per borough and forecast July 2020; last stdout line is JSON",
+    )
+    p.add_argument("--agents", type=_positive_int, default=2000, help="synthetic NYC agents")
+    p.add_argument("--members", type=_positive_int, default=2)
+    p.add_argument("--epochs", type=_positive_int, default=100)
+    p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate")
+    p.add_argument(
+        "--beta",
+        choices=("borough", "city", "neural"),
+        default="borough",
+        help="weekly rate per borough, city-wide, or from the neural calibrator",
+    )
+    p.add_argument("--seeds", default="0,1,2", help="member seeds, one fit each (intervals)")
+    p.add_argument("--period", type=_positive_int, default=7, help="days per rate piece")
+    p.add_argument("--days", type=_positive_int, help="fit only the first DAYS days")
+    p.add_argument("--out", help="folder for the report (tables, plot, calibration.json)")
+    p.set_defaults(fn=cmd_calibrate_nyc)
+
+
+def cmd_calibrate_nyc(args: argparse.Namespace) -> None:
+    from populace.calibration.nyc import calibrate_nyc
+    from populace.cli import CLIError
+
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        raise CLIError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
+    record = calibrate_nyc(
+        agents=args.agents,
+        members=args.members,
+        epochs=args.epochs,
+        lr=args.lr,
+        beta=args.beta,
+        seeds=seeds,
+        period=args.period,
+        days=args.days,
+        out=args.out,
+    )
+    if args.out:
+        print(f"wrote the report to {args.out}")
+    summary = record.get("nd_intervals") or record["nd"]
+    print(json.dumps({"epochs_per_s": record["epochs_per_s"], "nd": summary}))
 
 
 def _positive_int(text: str) -> int:

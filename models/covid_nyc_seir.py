@@ -3,7 +3,8 @@
 Every agent is in one of S, E, I, R, held as four ``[B, N]`` float fields that are exactly 0 or 1
 forward. Each step (one day), from the state at the start of the step:
 
-- a susceptible agent is exposed with probability ``1 - exp(-beta(t) * lambda_i)``, where
+- a susceptible agent is exposed with probability ``1 - exp(-beta(t) * r_b(t) * lambda_i)``,
+  where ``r_b`` is the relative rate ``beta_<b>`` of the agent's borough b (default 1) and
   ``lambda_i`` is the agent's infectious contacts over the population's layers divided by the mean
   degree (``population="nyc"`` or ``"random"``), or the infectious fraction (``"well_mixed"``), so
   ``beta / gamma`` is about R0 in every mode;
@@ -43,7 +44,8 @@ from populace.kernels.graph import contact_pressure
 
 NAME = "covid_nyc_seir"
 SUMMARY = (
-    "differentiable agent SEIR on the NYC population (beta, sigma, gamma, initial; "
+    "differentiable agent SEIR on the NYC population (beta, sigma, gamma, initial, "
+    "beta_<borough>; "
     "choice estimators); metrics S E I R, cases, cases_<borough>"
 )
 
@@ -59,12 +61,19 @@ class CovidParams(Params):
     sigma: per-day probability that an exposed agent becomes infectious (1 / latent days).
     gamma: per-day probability that an infectious agent recovers (1 / infectious days).
     initial: probability that an agent is infectious at step 0.
+    beta_BX, beta_BK, beta_MN, beta_QN, beta_SI: relative transmission rate of the borough's
+        susceptible residents (multiplies ``beta``; a Schedule gives a per-borough weekly R(t)).
     """
 
     beta: float | torch.Tensor = 0.6
     sigma: float | torch.Tensor = 0.3
     gamma: float | torch.Tensor = 0.2
     initial: float | torch.Tensor = 0.001
+    beta_BX: float | torch.Tensor = 1.0
+    beta_BK: float | torch.Tensor = 1.0
+    beta_MN: float | torch.Tensor = 1.0
+    beta_QN: float | torch.Tensor = 1.0
+    beta_SI: float | torch.Tensor = 1.0
 
     def check(self) -> None:
         for name in self.names():
@@ -120,11 +129,29 @@ def seed_infections(agents: int, estimator: str, temperature: float):
     return init
 
 
+def borough_rates(params: CovidParams, borough: torch.Tensor) -> torch.Tensor:
+    """Per-agent relative transmission rate from the ``beta_<borough>`` params.
+
+    Args:
+        borough: ``[N]`` int64 borough codes (indices into :data:`BOROUGHS`).
+
+    Returns:
+        ``[N]`` (scalar params) or ``[B, N]`` (per-member params), differentiable.
+    """
+    rates = torch.broadcast_tensors(*(getattr(params, f"beta_{b}") for b in BOROUGHS))
+    return torch.stack(rates, dim=-1)[..., borough]  # [5] or [B, 5] -> [N] or [B, N]
+
+
 def transition(
-    layers: list[torch.Tensor] | None, mean_degree: float, estimator: str, temperature: float
+    layers: list[torch.Tensor] | None,
+    mean_degree: float,
+    estimator: str,
+    temperature: float,
+    borough: torch.Tensor,
 ):
     """The daily step: exposure, onset and recovery, all from the state at the step's start."""
     moved: dict[tuple, list[torch.Tensor]] = {}
+    codes: dict[torch.device, torch.Tensor] = {}
 
     def pressure(state: CovidState, ctx: Context) -> torch.Tensor:
         if layers is None:  # well mixed: the infectious fraction, [B, 1]
@@ -136,7 +163,10 @@ def transition(
 
     def step(state: CovidState, params: CovidParams, ctx: Context) -> CovidState:
         b, n = ctx.members, state.agents
-        hazard = member_view(params.beta, 2) * pressure(state, ctx)
+        if ctx.device not in codes:
+            codes[ctx.device] = borough.to(ctx.device)
+        rate = member_view(params.beta, 2) * borough_rates(params, codes[ctx.device])
+        hazard = rate * pressure(state, ctx)
         p_expose = (-torch.expm1(-hazard)).expand(b, n)
         u = ctx.rng.uniform(n, dtype=ctx.dtype)  # one draw per agent: its states exclude
         expose = _choose(p_expose, u, estimator, temperature)
@@ -229,7 +259,7 @@ def build(
             the beta gradient is 4x the finite-difference value at 1.0, 1.2x at 0.25 and within
             error at 0.1 (tests/calibration/test_gradients.py), hence the default 0.1.
         population_seed: seed of the population / graph (the same for every member).
-        params: override :class:`CovidParams` (beta, sigma, gamma, initial).
+        params: override :class:`CovidParams` (beta, sigma, gamma, initial, beta_<borough>).
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; valid: {', '.join(ESTIMATORS)}")
@@ -250,7 +280,7 @@ def build(
         name=NAME,
         params=CovidParams().replace(**params),
         init=seed_infections(n, estimator, temperature),
-        steps=(transition(layers, mean_degree, estimator, temperature),),
+        steps=(transition(layers, mean_degree, estimator, temperature, borough),),
         metrics=metrics,
         agents=n,
         options={
