@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -149,6 +150,7 @@ def run_demo(
         (pl.col("isolating") / agents).alias("isolating_share"),
     )
     frame.write_parquet(out / "metrics.parquet")
+    result = dataclasses.replace(result, metrics=frame)
 
     # figures
     for metric, title in [("I", "infectious agents"), ("isolating_share", "share isolating")]:
@@ -175,7 +177,7 @@ def run_demo(
     # numbers
     diff = {
         r["scenario"]: r
-        for r in result.difference("R", "final").iter_rows(named=True)
+        for r in result.difference("ever_infected", "final").iter_rows(named=True)
         if r["scenario"] != result.baseline
     }["stay_at_home"]
     peak = {
@@ -204,7 +206,7 @@ def run_demo(
         "device": dev.type,
         "device_name": device_name(dev),
         "attack_rate": dict(zip(final["scenario"], final["attack_rate"], strict=True)),
-        "recovered_difference": {k: diff[k] for k in ("mean", "lo", "hi")},
+        "ever_infected_difference": {k: diff[k] for k in ("mean", "lo", "hi")},
         "peak_day_shift": {k: peak[k] for k in ("mean", "lo", "hi")},
         "borough_attack_rate_baseline": dict(zip(boroughs, borough_attack.tolist(), strict=True)),
         "llm": llm,
@@ -222,7 +224,7 @@ def run_demo(
 
 
 def _markdown(r: dict[str, Any], lockdown_day: int, factor: float) -> str:
-    d, p, llm = r["recovered_difference"], r["peak_day_shift"], r["llm"]
+    d, p, llm = r["ever_infected_difference"], r["peak_day_shift"], r["llm"]
     lines = [
         "# populace flagship demo: New York City with LLM archetype behaviour",
         "",

@@ -177,6 +177,12 @@ class TransformersBackend:
             model folder; default: the embedded SmolLM2-135M-Instruct.
         device: ``"cpu"`` or ``"cuda"``.
         batch_size: prompts per ``generate`` call.
+        guided: for a schema with a fixed set of answers (``YesNo``, ``OneOf``), choose among
+            them instead of generating free text (guided choice, as vLLM's ``guided_choice``):
+            one forward pass scores each option by the logits of its first token (case and a
+            leading space folded together), and the option is sampled from those scores at
+            ``sampling.temperature`` (greedy at 0). Every answer is then valid, and a small
+            model that would ramble ("This week there were...") still expresses its preference.
 
     Generation is seeded with ``sampling.seed`` before every batch, so the same batch gives
     the same texts on CPU; on CUDA, kernels may differ run to run.
@@ -185,7 +191,11 @@ class TransformersBackend:
     name = "transformers"
 
     def __init__(
-        self, model: str | Path | None = None, device: str = "cpu", batch_size: int = 32
+        self,
+        model: str | Path | None = None,
+        device: str = "cpu",
+        batch_size: int = 32,
+        guided: bool = True,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -215,12 +225,65 @@ class TransformersBackend:
         self.lm = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
         self.lm.to(self.device)
         self.lm.eval()
+        self.guided = guided
+        if guided:  # guided answers differ from free text: keep their cache entries apart
+            self.model = f"{self.model}+guided"
+
+    def option_tokens(self, options: Sequence[str]) -> list[list[int]]:
+        """Per option, the single tokens that spell it (``yes``, ``Yes``, `` yes``...).
+
+        Multi-token options are scored by their first token only where no single-token
+        spelling exists; a first token is never shared between options.
+
+        Raises:
+            BackendError: when two options share a first token (they cannot be told apart).
+        """
+        starts = []
+        for opt in options:
+            variants = {opt, opt.lower(), opt.capitalize(), opt.upper()}
+            variants |= {" " + v for v in variants}
+            encoded = [self.tokenizer.encode(v, add_special_tokens=False) for v in variants]
+            single = {e[0] for e in encoded if len(e) == 1}
+            starts.append(sorted(single or {e[0] for e in encoded if e}))
+        seen: dict[int, str] = {}
+        for opt, ids in zip(options, starts, strict=True):
+            for i in ids:
+                if i in seen:
+                    raise BackendError(
+                        f"options {seen[i]!r} and {opt!r} start with the same token; "
+                        "guided choice cannot separate them (use guided=False)"
+                    )
+                seen[i] = opt
+        return starts
+
+    def _choose(
+        self, enc, options: Sequence[str], sampling: Sampling, first: int
+    ) -> list[tuple[str, int]]:
+        """Guided choice for one batch: (option, index) per prompt."""
+        torch = self._torch
+        with torch.no_grad():
+            logits = self.lm(**enc).logits[:, -1, :].float()  # [P, V], left-padded batch
+        logp = torch.log_softmax(logits, dim=-1)
+        scores = torch.stack(
+            [torch.logsumexp(logp[:, ids], dim=-1) for ids in self.option_tokens(options)], dim=1
+        )  # [P, K]
+        picks = []
+        for row, score in enumerate(scores.cpu()):
+            if sampling.temperature == 0:
+                k = int(score.argmax())
+            else:
+                g = torch.Generator().manual_seed(sampling.seed + first + row)
+                probs = torch.softmax(score / sampling.temperature, dim=0)
+                k = int(torch.multinomial(probs, 1, generator=g))
+            picks.append((options[k], k))
+        return picks
 
     def generate(
         self, prompts: Sequence[Messages], sampling: Sampling, schema: Schema | None = None
     ) -> list[Completion]:
         torch = self._torch
         out: list[Completion] = []
+        options = schema.choices() if (self.guided and schema is not None) else []
         for start in range(0, len(prompts), self.batch_size):
             chunk = prompts[start : start + self.batch_size]
             texts = [
@@ -228,6 +291,13 @@ class TransformersBackend:
                 for m in chunk
             ]
             enc = self.tokenizer(texts, return_tensors="pt", padding=True).to(self.device)
+            lengths = enc["attention_mask"].sum(dim=1).tolist()
+            if options:
+                for (text, _), n_in in zip(
+                    self._choose(enc, options, sampling, start), lengths, strict=True
+                ):
+                    out.append(Completion(text, int(n_in), 1))
+                continue
             torch.manual_seed(sampling.seed + start)
             greedy = sampling.temperature == 0
             with torch.no_grad():
@@ -241,7 +311,6 @@ class TransformersBackend:
                     pad_token_id=self.tokenizer.pad_token_id,
                 )
             new = gen[:, enc["input_ids"].shape[1] :]
-            lengths = enc["attention_mask"].sum(dim=1).tolist()
             for row, n_in in zip(new, lengths, strict=True):
                 keep = row[row != self.tokenizer.pad_token_id]
                 text = self.tokenizer.decode(keep, skip_special_tokens=True)

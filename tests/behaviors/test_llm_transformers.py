@@ -77,3 +77,34 @@ def test_missing_model_is_a_clear_error(tmp_path):
         TransformersBackend(tmp_path)
     with pytest.raises(BackendError, match="not found"):
         TransformersBackend(tmp_path / "missing.gguf")
+
+
+def test_guided_choice_always_answers_an_option_and_follows_the_logits(backend):
+    prompts = [SHORT, LONG, [{"role": "user", "content": "Say no."}]]
+    greedy = backend.generate(prompts, Sampling(temperature=0.0), YesNo())
+    assert all(c.text in ("yes", "no") and c.completion_tokens == 1 for c in greedy)
+    # greedy guided choice is the option whose first tokens the model ranks highest
+    enc = backend.tokenizer(
+        [
+            backend.tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+            for p in prompts
+        ],
+        return_tensors="pt",
+        padding=True,
+    )
+    logp = backend.lm(**enc).logits[:, -1, :].log_softmax(-1).detach()
+    yes_ids, no_ids = backend.option_tokens(["yes", "no"])
+    want = [
+        "yes" if logp[i, yes_ids].logsumexp(0) > logp[i, no_ids].logsumexp(0) else "no"
+        for i in range(3)
+    ]
+    assert [c.text for c in greedy] == want
+    assert greedy[0].text == "yes" and greedy[2].text == "no"
+    hot = Sampling(temperature=1.0, seed=3)
+    assert backend.generate(prompts, hot, YesNo()) == backend.generate(prompts, hot, YesNo())
+    assert backend.model.endswith("+guided")  # its answers never mix with free-text cache entries
+
+
+def test_guided_choice_rejects_options_it_cannot_separate(backend):
+    with pytest.raises(BackendError, match="same token"):
+        backend.option_tokens(["yes", "Yes"])
