@@ -292,7 +292,7 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="fraction of NYC (default 0.01 on CPU, 1.0 on CUDA)",
     )
-    demo.add_argument("--days", type=positive_int("--days"), default=56)
+    demo.add_argument("--days", type=positive_int("--days"), default=112)
     demo.add_argument("--seeds", type=positive_int("--seeds"), default=2)
     demo.add_argument("--seed", type=non_negative_int("--seed"), default=0)
     demo.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")

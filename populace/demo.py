@@ -92,7 +92,7 @@ def run_demo(
     out: Path,
     *,
     scale: float | None = None,
-    days: int = 56,
+    days: int = 112,
     seeds: int = 2,
     seed: int = 0,
     lockdown_day: int = 14,
