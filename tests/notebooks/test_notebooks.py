@@ -24,6 +24,8 @@ EXPECTED = {
     "flocking_vicsek",
     "nyc_population",
     "counterfactual_lockdown",
+    "llm_archetypes",
+    "calibration_nyc",
 }
 #: seconds any one cell may take before the run counts as hung. Generous: at the tiny size each
 #: whole notebook takes 5-20 s on an idle 2-core CPU, but CI machines are shared.
