@@ -286,6 +286,24 @@ if HAS_TRITON:
         return out
 
     @triton.jit
+    def _nearest_cell(x, y, H, W, WRAP: tl.constexpr):
+        """Row and column of the cell whose centre is nearest to ``(x, y)``."""
+        r = _fix_index(tl.floor(y + 0.5).to(tl.int64), H, WRAP)
+        c = _fix_index(tl.floor(x + 0.5).to(tl.int64), W, WRAP)
+        return r, c
+
+    @triton.jit
+    def _bilinear_cells(x, y, H, W, WRAP: tl.constexpr):
+        """The four cells around ``(x, y)``: rows r0, r1, columns c0, c1, and fractions fx, fy."""
+        x0f = tl.floor(x)
+        y0f = tl.floor(y)
+        c0 = x0f.to(tl.int64)
+        r0 = y0f.to(tl.int64)
+        r1 = _fix_index(r0 + 1, H, WRAP)
+        c1 = _fix_index(c0 + 1, W, WRAP)
+        return _fix_index(r0, H, WRAP), r1, _fix_index(c0, W, WRAP), c1, x - x0f, y - y0f
+
+    @triton.jit
     def _deposit_kernel(
         field_ptr,  # [B, H, W] contiguous, updated in place with atomic adds
         pos_ptr,  # [B, N, 2] contiguous (x, y)
@@ -309,23 +327,13 @@ if HAS_TRITON:
         a = tl.load(amount_ptr + offs, mask=mask, other=0.0)
         base = field_ptr + (offs // N) * H * W
         if BILINEAR:
-            x0f = tl.floor(x)
-            y0f = tl.floor(y)
-            fx = x - x0f
-            fy = y - y0f
-            c0 = x0f.to(tl.int64)
-            r0 = y0f.to(tl.int64)
-            c1 = _fix_index(c0 + 1, W, WRAP)
-            r1 = _fix_index(r0 + 1, H, WRAP)
-            c0 = _fix_index(c0, W, WRAP)
-            r0 = _fix_index(r0, H, WRAP)
+            r0, r1, c0, c1, fx, fy = _bilinear_cells(x, y, H, W, WRAP)
             tl.atomic_add(base + r0 * W + c0, a * (1 - fx) * (1 - fy), mask=active)
             tl.atomic_add(base + r0 * W + c1, a * fx * (1 - fy), mask=active)
             tl.atomic_add(base + r1 * W + c0, a * (1 - fx) * fy, mask=active)
             tl.atomic_add(base + r1 * W + c1, a * fx * fy, mask=active)
         else:
-            c = _fix_index(tl.floor(x + 0.5).to(tl.int64), W, WRAP)
-            r = _fix_index(tl.floor(y + 0.5).to(tl.int64), H, WRAP)
+            r, c = _nearest_cell(x, y, H, W, WRAP)
             tl.atomic_add(base + r * W + c, a, mask=active)
 
     @triton.jit
@@ -398,23 +406,13 @@ if HAS_TRITON:
         y = tl.load(pos_ptr + 2 * agent + 1, mask=mask, other=0.0) + dist * tl.sin(theta)
         base = field_ptr + b * H * W
         if BILINEAR:
-            x0f = tl.floor(x)
-            y0f = tl.floor(y)
-            fx = x - x0f
-            fy = y - y0f
-            c0 = x0f.to(tl.int64)
-            r0 = y0f.to(tl.int64)
-            c1 = _fix_index(c0 + 1, W, WRAP)
-            r1 = _fix_index(r0 + 1, H, WRAP)
-            c0 = _fix_index(c0, W, WRAP)
-            r0 = _fix_index(r0, H, WRAP)
+            r0, r1, c0, c1, fx, fy = _bilinear_cells(x, y, H, W, WRAP)
             v = (1 - fx) * (1 - fy) * tl.load(base + r0 * W + c0, mask=mask, other=0.0)
             v += fx * (1 - fy) * tl.load(base + r0 * W + c1, mask=mask, other=0.0)
             v += (1 - fx) * fy * tl.load(base + r1 * W + c0, mask=mask, other=0.0)
             v += fx * fy * tl.load(base + r1 * W + c1, mask=mask, other=0.0)
         else:
-            c = _fix_index(tl.floor(x + 0.5).to(tl.int64), W, WRAP)
-            r = _fix_index(tl.floor(y + 0.5).to(tl.int64), H, WRAP)
+            r, c = _nearest_cell(x, y, H, W, WRAP)
             v = tl.load(base + r * W + c, mask=mask, other=0.0)
         tl.store(out_ptr + offs, v, mask=mask)
 
