@@ -228,8 +228,9 @@ def integerise(
 
     Each group's weights are scaled to its integer total, floored, and the remaining units go to
     cells by their fractional remainders: the largest remainders when ``generator`` is None
-    (deterministic), else a weighted sample without replacement (truncate-replicate-sample,
-    Efraimidis–Spirakis keys), so the expected count of every cell equals its weight.
+    (deterministic), else a systematic sample over the shuffled cells of each group, in which
+    a cell gets its extra unit with probability equal to its remainder, so the expected count
+    of every cell equals its weight.
 
     Args:
         weights: [C] float >= 0.
@@ -270,19 +271,56 @@ def integerise(
     counts = floor.to(torch.long)
     extra = group_totals - torch.zeros(n_groups, dtype=torch.long).index_add_(0, group, counts)
     if generator is None:
-        key = remainder
+        chosen = _largest_remainders(remainder, group, extra)
     else:
-        u = torch.rand(w.shape[0], generator=generator, dtype=torch.float64).clamp_min(1e-300)
-        key = torch.where(remainder > 0, u.log() / remainder, torch.full_like(u, -torch.inf))
-    # rank of each cell inside its group by descending key (stable sorts: ties by index)
-    order = torch.sort(key, descending=True, stable=True).indices
+        chosen = _systematic_sample(remainder, group, extra, generator)
+    return counts + torch.zeros_like(counts).index_add_(0, chosen, torch.ones_like(chosen))
+
+
+def _group_starts(group: torch.Tensor, n_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """([G] index of each group's first cell, [G] cell count) once cells are sorted by group."""
+    size = torch.bincount(group, minlength=n_groups)
+    return torch.cumsum(size, 0) - size, size
+
+
+def _largest_remainders(
+    remainder: torch.Tensor, group: torch.Tensor, extra: torch.Tensor
+) -> torch.Tensor:
+    """[sum(extra)] cells that get one more unit: each group's ``extra`` largest remainders.
+
+    Ties go to the lower cell index (stable sorts).
+    """
+    order = torch.sort(remainder, descending=True, stable=True).indices
     order = order[torch.sort(group[order], stable=True).indices]
-    start = torch.cumsum(torch.bincount(group, minlength=n_groups), 0) - torch.bincount(
-        group, minlength=n_groups
-    )
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(order.numel()) - start[group[order]]
-    return counts + (rank < extra[group]).to(torch.long)
+    start, _ = _group_starts(group, extra.numel())
+    rank = torch.arange(order.numel()) - start[group[order]]
+    return order[rank < extra[group[order]]]
+
+
+def _systematic_sample(
+    remainder: torch.Tensor, group: torch.Tensor, extra: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """[sum(extra)] distinct cells drawn with probability equal to their remainder.
+
+    Systematic sampling inside each group: the cells are shuffled and laid end to end as
+    intervals of length ``remainder`` (each < 1, summing to the group's ``extra``); points at
+    ``u, u + 1, …, u + extra - 1`` with one uniform ``u`` per group pick the cells they land in.
+    A cell is picked with probability exactly its remainder, and the group gets exactly ``extra``.
+    """
+    n_groups = extra.numel()
+    order = torch.randperm(remainder.numel(), generator=generator)
+    order = order[torch.sort(group[order], stable=True).indices]
+    ends = torch.cumsum(remainder[order], 0)  # [C] right end of each interval
+    start, size = _group_starts(group, n_groups)
+    base = torch.where(start > 0, ends[(start - 1).clamp_min(0)], torch.zeros_like(ends[:1]))
+    u = torch.rand(n_groups, generator=generator, dtype=torch.float64)
+    point_group = torch.repeat_interleave(torch.arange(n_groups), extra)
+    k = torch.arange(point_group.numel()) - (torch.cumsum(extra, 0) - extra)[point_group]
+    points = base[point_group] + u[point_group] + k
+    slot = torch.searchsorted(ends, points, right=True)
+    first = start[point_group]
+    slot = torch.minimum(torch.maximum(slot, first), first + size[point_group] - 1)
+    return order[slot]
 
 
 def agents_from_table(

@@ -59,11 +59,34 @@ def test_integerise_default_total_is_rounded_sum():
     assert counts.tolist() == [1, 0, 0, 2]  # largest remainders, ties to the lower index
 
 
-def test_integerise_stochastic_is_unbiased():
-    w = torch.tensor([0.2, 0.5, 1.3, 2.0], dtype=torch.float64)  # sums to 4
+@pytest.mark.parametrize(
+    "weights",
+    [
+        [0.2, 0.5, 1.3, 2.0],  # one unit left over
+        [0.9, 0.9, 0.2],  # two left over: weighted sampling without replacement is biased here
+        [0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.7, 0.5],
+    ],
+)
+def test_integerise_stochastic_is_unbiased(weights):
+    w = torch.tensor(weights, dtype=torch.float64)
     g = torch.Generator().manual_seed(0)
-    mean = torch.stack([integerise(w, generator=g) for _ in range(1000)]).double().mean(0)
-    torch.testing.assert_close(mean, w, atol=0.06, rtol=0)  # ~4 standard errors
+    draws = torch.stack([integerise(w, generator=g) for _ in range(4000)])
+    assert (draws.sum(1) == round(sum(weights))).all()
+    assert ((draws >= w.floor()) & (draws <= w.ceil())).all()
+    se = (w.frac() * (1 - w.frac()) / draws.shape[0]).sqrt()
+    assert ((draws.double().mean(0) - w).abs() <= 4.5 * se + 1e-12).all()
+
+
+def test_integerise_stochastic_keeps_group_totals():
+    w = torch.tensor([0.4, 0.4, 0.4, 1.9, 0.25, 0.25, 0.5], dtype=torch.float64)
+    group = torch.tensor([0, 0, 0, 0, 2, 2, 2])
+    totals = torch.tensor([3, 0, 2])
+    g = torch.Generator().manual_seed(1)
+    draws = torch.stack([integerise(w, group, totals, generator=g) for _ in range(2000)])
+    assert (draws[:, :4].sum(1) == 3).all() and (draws[:, 4:].sum(1) == 2).all()
+    scaled = torch.cat([w[:4] * 3 / w[:4].sum(), w[4:] * 2 / w[4:].sum()])
+    se = (scaled.frac() * (1 - scaled.frac()) / draws.shape[0]).sqrt()
+    assert ((draws.double().mean(0) - scaled).abs() <= 4.5 * se + 1e-12).all()
 
 
 def test_integerise_rejects_bad_weights():
