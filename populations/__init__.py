@@ -6,7 +6,7 @@ Generic synthesis (any region): :func:`fit_joint` (IPF over polars marginals), :
 New York City: :func:`nyc` (geography needs the ``geo`` extra, imported only when used).
 """
 
-from populace.populations.contacts import chunk_groups, clique_layer, csr_from_edges, layer_stats
+from populace.populations.contacts import chunk_groups, clique_layer, layer_stats
 from populace.populations.geography import (
     centroids,
     choropleth,
@@ -15,6 +15,7 @@ from populace.populations.geography import (
     sample_points,
     triangulate,
 )
+from populace.populations.graphs import csr_from_edges
 from populace.populations.households import NYC_HOUSEHOLD_SIZE_PROBS, form_households
 from populace.populations.nyc import nyc, summary
 from populace.populations.population import Population

@@ -10,43 +10,6 @@ from __future__ import annotations
 import torch
 
 
-def csr_from_edges(
-    rows: torch.Tensor, cols: torch.Tensor, n: int, weight: float = 1.0, symmetric: bool = True
-) -> torch.Tensor:
-    """Deduplicated CSR layer from an edge list (self-loops dropped).
-
-    Args:
-        rows, cols: [E] int64 agent indices in [0, n).
-        n: number of agents.
-        weight: contact weight of every edge.
-        symmetric: also add (col, row) for every (row, col).
-
-    Returns:
-        sparse CSR [n, n] float32.
-    """
-    if rows.shape != cols.shape or rows.dim() != 1:
-        raise ValueError(f"edges: rows {tuple(rows.shape)} and cols {tuple(cols.shape)} differ")
-    rows, cols = rows.to(torch.long), cols.to(torch.long)
-    if rows.numel() and (min(rows.min(), cols.min()) < 0 or max(rows.max(), cols.max()) >= n):
-        raise ValueError(f"edges: agent index outside [0, {n})")
-    keep = rows != cols
-    rows, cols = rows[keep], cols[keep]
-    if symmetric:
-        rows, cols = torch.cat([rows, cols]), torch.cat([cols, rows])
-    # one sort of a combined key orders by row then column and exposes duplicates
-    key = torch.unique(rows * n + cols)
-    rows, cols = key // n, key % n
-    return _csr(rows, cols, n, weight)
-
-
-def _csr(rows: torch.Tensor, cols: torch.Tensor, n: int, weight: float) -> torch.Tensor:
-    """CSR from edges already sorted by (row, col)."""
-    crow = torch.zeros(n + 1, dtype=torch.long, device=rows.device)
-    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n), 0)
-    values = torch.full((cols.numel(),), weight, dtype=torch.float32, device=cols.device)
-    return torch.sparse_csr_tensor(crow, cols, values, size=(n, n), check_invariants=False)
-
-
 def clique_layer(group: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
     """Everyone meets everyone else in the same group (households, classes, work teams).
 

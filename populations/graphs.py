@@ -43,7 +43,8 @@ def csr_from_edges(
         agents: N.
         weight: ``[E]`` weights or one number for all edges.
         symmetric: store each edge in both directions (undirected contacts).
-        dedupe: drop self-loops and repeated edges (the first weight of a repeated edge is kept).
+        dedupe: drop self-loops and repeated edges (the first weight of a repeated edge is kept;
+            with ``symmetric``, (i, j) and (j, i) are the same edge).
         dtype: weight dtype.
 
     Returns:
@@ -59,21 +60,21 @@ def csr_from_edges(
         int(torch.minimum(src.min(), dst.min())) < 0
         or int(torch.maximum(src.max(), dst.max())) >= agents
     ):
-        raise ValueError(f"edge endpoints must lie in [0, {agents})")
+        raise ValueError(f"edge endpoints outside [0, {agents})")
     w = torch.as_tensor(weight, dtype=dtype, device=src.device).expand(src.shape).clone()
     if not torch.isfinite(w).all():
         raise ValueError("edge weights contain NaN/Inf")
+    if dedupe:
+        if symmetric:  # one undirected edge per pair, so both directions get the same weight
+            src, dst = torch.minimum(src, dst), torch.maximum(src, dst)
+        key, order = torch.sort(src * agents + dst, stable=True)
+        keep = src[order] != dst[order]
+        keep[1:] &= key[1:] != key[:-1]  # the first weight of a repeated edge is kept
+        src, dst, w = src[order][keep], dst[order][keep], w[order][keep]
     if symmetric:
         src, dst, w = torch.cat([src, dst]), torch.cat([dst, src]), torch.cat([w, w])
-    key = src * agents + dst
-    key, order = torch.sort(key, stable=True)
+    key, order = torch.sort(src * agents + dst, stable=True)
     w = w[order]
-    if dedupe:
-        keep = key != (key // agents) * (agents + 1)  # src == dst would give key = src*(N+1)
-        first = torch.ones_like(keep)
-        first[1:] = key[1:] != key[:-1]
-        keep &= first
-        key, w = key[keep], w[keep]
     rows, cols = key // agents, key % agents
     crow = torch.zeros(agents + 1, dtype=torch.int64, device=src.device)
     crow[1:] = torch.cumsum(torch.bincount(rows, minlength=agents), 0)

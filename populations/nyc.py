@@ -23,7 +23,8 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from populace.populations.contacts import chunk_groups, clique_layer, csr_from_edges, layer_stats
+from populace.populations.contacts import chunk_groups, clique_layer, layer_stats
+from populace.populations.graphs import csr_from_edges
 from populace.populations.households import NYC_HOUSEHOLD_SIZE_PROBS, form_households
 from populace.populations.population import Population
 from populace.populations.synthesis import MarginalError, agents_from_table, fit_joint, integerise

@@ -85,3 +85,11 @@ def test_configuration_model_keeps_wanted_degrees_up_to_erased_edges():
     assert torch.equal(dense, dense.T)
     with pytest.raises(ValueError, match="int64"):
         configuration_model(torch.ones(4))
+
+
+def test_csr_from_edges_symmetric_keeps_one_weight_per_pair():
+    src, dst = torch.tensor([0, 1, 2, 2]), torch.tensor([1, 0, 3, 3])
+    layer = csr_from_edges(src, dst, 4, torch.tensor([1.0, 5.0, 2.0, 7.0]))
+    dense = layer.to_dense()
+    torch.testing.assert_close(dense, dense.T)
+    assert dense[0, 1] == 1.0 and dense[2, 3] == 2.0  # the first weight given for the pair
