@@ -112,11 +112,6 @@ SUITE: dict[str, SuiteModel] = {
 }
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def run_populace(
     suite: SuiteModel, size: dict[str, Any], steps: int, device: torch.device, seed: int
 ) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from populace import models
-from populace.benchmarks.harness import peak_memory_bytes
+from populace.benchmarks.harness import peak_memory_bytes, sync
 from populace.engine import Model, Simulation
 from populace.engine.context import resolve_device
 from populace.engine.provenance import device_name, now, versions
@@ -110,11 +110,6 @@ ENTRIES = (
 )
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_model(
     make: Callable[[torch.device], Model], steps: int, device: torch.device
 ) -> dict[str, Any]:
@@ -125,10 +120,10 @@ def time_model(
     start = time.perf_counter()
     model = make(device)
     sim = Simulation(model, device=device, progress=False, record_every=max(steps, 1))
-    _sync(device)
+    sync(device)
     setup = time.perf_counter() - start
     sim.run(1)
-    _sync(device)
+    sync(device)
     result = sim.run(steps)
     return {
         "status": "ok",

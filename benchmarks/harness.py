@@ -16,6 +16,12 @@ from populace.engine.context import resolve_device
 from populace.engine.provenance import device_name, now, versions
 
 
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA launches are asynchronous); no-op on CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def peak_memory_bytes(device: torch.device) -> int:
     """Peak device memory (CUDA allocator) or the process's peak resident set size (CPU)."""
     if device.type == "cuda":
@@ -53,8 +59,10 @@ def bench_model(
         model, members=members, seed=seed, device=dev, progress=False, record_every=max(steps, 1)
     )
     sim.run(warmup)
+    sync(dev)
     start = time.perf_counter()
     result = sim.run(steps)
+    sync(dev)
     seconds = time.perf_counter() - start
     return {
         "name": name,

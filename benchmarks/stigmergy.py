@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from populace.benchmarks.harness import sync
 from populace.engine.context import resolve_device
 from populace.engine.provenance import device_name, now, versions
 from populace.kernels.stigmergy import deposit, diffuse_evaporate, sense
@@ -54,11 +55,6 @@ def trail_step(
     return field, pos, heading
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_backend(
     backend: str, agents: int, grid: int, steps: int, warmup: int, device: torch.device, seed: int
 ) -> dict[str, float]:
@@ -70,11 +66,11 @@ def time_backend(
     noise = (torch.rand(1, agents, generator=g, device=device) - 0.5) * 0.5
     for _ in range(warmup):
         field, pos, heading = trail_step(field, pos, heading, noise, backend)
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for _ in range(steps):
         field, pos, heading = trail_step(field, pos, heading, noise, backend)
-    _sync(device)
+    sync(device)
     seconds = time.perf_counter() - start
     return {
         "seconds": seconds,

@@ -78,7 +78,7 @@ def csr_from_edges(
     rows, cols = key // agents, key % agents
     crow = torch.zeros(agents + 1, dtype=torch.int64, device=src.device)
     crow[1:] = torch.cumsum(torch.bincount(rows, minlength=agents), 0)
-    return torch.sparse_csr_tensor(crow, cols, w, size=(agents, agents))
+    return torch.sparse_csr_tensor(crow, cols, w, size=(agents, agents), check_invariants=False)
 
 
 def erdos_renyi(
