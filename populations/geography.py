@@ -9,7 +9,6 @@ areas are taken in degrees², whose ratio to true area varies by < 0.1 % across 
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,8 +218,3 @@ def choropleth(frame: Any, values: Any, *, ax: Any = None, label: str = "value",
     kwargs.setdefault("legend", True)
     return plot.plot(column=label, ax=ax, **kwargs)
 
-
-def degrees_per_km(lat: float) -> tuple[float, float]:
-    """(lon, lat) degrees per km at latitude ``lat`` (for tolerances and jitter)."""
-    km = math.pi * EARTH_RADIUS_KM / 180
-    return 1 / (km * math.cos(math.radians(lat))), 1 / km
