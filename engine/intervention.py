@@ -9,6 +9,7 @@ threshold (with hysteresis), evaluated on the device with no host sync.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -150,6 +151,10 @@ class Trigger:
     members: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
+        for what in ("on_above", "off_below"):
+            v = getattr(self, what)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ParamError(f"Trigger({self.name!r}): {what} must be finite, got {v!r}")
         if self.off_below > self.on_above:
             raise ParamError(
                 f"Trigger({self.name!r}): off_below={self.off_below} > on_above={self.on_above}"

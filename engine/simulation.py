@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from populace.engine.context import Context, resolve_device
 from populace.engine.intervention import Trigger
 from populace.engine.model import Model
-from populace.engine.params import Params, Schedule
+from populace.engine.params import ParamError, Params, Schedule, _as_tensor
 from populace.engine.recorder import Recorder
 from populace.engine.rng import Streams, member_seed
 from populace.engine.state import State, StateError, load_state_dict, state_dict
@@ -44,15 +44,14 @@ def _check_member_shapes(params: Params, members: int) -> None:
             )
 
 
-def _check_finite(state: State, step: int) -> None:
+def _check_finite(state: State, when: str) -> None:
     for name, t in state.tensors().items():
         if t.is_floating_point() or t.is_complex():
             bad = ~torch.isfinite(t).reshape(t.shape[0], -1).all(dim=1)
             if bad.any():
                 members = bad.nonzero().flatten().tolist()
                 raise NonFiniteError(
-                    f"step {step}: field {type(state).__name__}.{name} has NaN/Inf "
-                    f"(member(s) {members})"
+                    f"{when}: field {type(state).__name__}.{name} has NaN/Inf (member(s) {members})"
                 )
 
 
@@ -140,8 +139,9 @@ class Simulation:
             if isinstance(members, bool) or not isinstance(members, int) or members < 1:
                 raise ValueError(f"members must be a positive integer, got {members!r}")
             seeds = [member_seed(seed, b) for b in range(members)]
-        if record_every < 1:
-            raise ValueError(f"record_every must be >= 1, got {record_every}")
+        for what, v in (("record_every", record_every), ("chunk", chunk)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{what} must be a positive integer, got {v!r}")
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be floating, got {dtype}")
         self.model = model
@@ -158,12 +158,15 @@ class Simulation:
         self.params.check()
         self.step = 0
         self.ctx = Context(0, self.rng, self.device, dtype)
-        self.state = self._init_state()
         self.triggers = tuple(triggers)
         labels = [t.label for t in self.triggers]
         clash = set(labels) & set(model.metrics) or len(set(labels)) != len(labels)
         if clash:
             raise ValueError(f"trigger labels {labels} must be unique and not metric names")
+        self._check_triggers()
+        self.state = self._init_state()
+        if check_finite:
+            _check_finite(self.state, "the initial state")
         self.rules_on = [
             torch.zeros(self.members, dtype=torch.bool, device=self.device) for _ in labels
         ]
@@ -171,6 +174,17 @@ class Simulation:
     @property
     def members(self) -> int:
         return self.rng.members
+
+    def _check_triggers(self) -> None:
+        """Each trigger's value passes the same checks as the param it replaces."""
+        everyone = torch.ones(self.members, dtype=torch.bool, device=self.device)
+        for rule in self.triggers:
+            if rule.name not in self.params.names():
+                raise ParamError(
+                    f"trigger on unknown parameter {rule.name!r}; valid: {self.params.names()}"
+                )
+            _as_tensor(rule.name, rule.value, self.device, self.dtype)
+            rule.apply(self.params.at(0), everyone).check()
 
     def _init_state(self) -> State:
         state = self.model.init(self.params.at(0), self.ctx)
@@ -195,18 +209,25 @@ class Simulation:
         first, last = self.step, self.step + steps
         state = self.state
         show = self.progress if self.progress is not None else _interactive()
+        # a run that fails or is interrupted leaves the simulation as it was before it
+        streams, rules_on = self.rng.get_state(), list(self.rules_on)
         start = time.perf_counter()
-        with tqdm(total=steps, disable=not show, desc=self.model.name, leave=False) as bar:
-            for t in range(first, last):
-                params = self._params_at(t, state)
-                if (t - first) % self.record_every == 0:
-                    recorder.record(t, self._measure(state, params))
-                state = self.model.step(state, params, self.ctx.at(t))
-                if self.check_finite:
-                    _check_finite(state, t)
-                bar.update(1)
-            recorder.record(last, self._measure(state, self._params_at(last, state)))
-            frame = recorder.frame()  # the host copy synchronises the device
+        try:
+            with tqdm(total=steps, disable=not show, desc=self.model.name, leave=False) as bar:
+                for t in range(first, last):
+                    params = self._params_at(t, state)
+                    if (t - first) % self.record_every == 0:
+                        recorder.record(t, self._measure(state, params))
+                    state = self.model.step(state, params, self.ctx.at(t))
+                    if self.check_finite:
+                        _check_finite(state, f"step {t}")
+                    bar.update(1)
+                recorder.record(last, self._measure(state, self._params_at(last, state)))
+                frame = recorder.frame()  # the host copy synchronises the device
+        except BaseException:
+            self.rng.set_state(streams)
+            self.rules_on = rules_on
+            raise
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start

@@ -102,6 +102,11 @@ def _per_member(name: str, value: Scalar, field: torch.Tensor, low=None, high=No
 def _amounts(amount: Scalar, pos: torch.Tensor) -> torch.Tensor:
     B, N = pos.shape[:2]
     t = torch.as_tensor(amount, dtype=pos.dtype, device=pos.device)
+    if t.dim() == 1:  # [B] per member or [N] per agent? refuse to guess
+        raise ValueError(
+            f"amount of shape {tuple(t.shape)} is ambiguous: give [B, 1] for one amount per "
+            f"member or [B, N] (or [1, N]) for one per agent"
+        )
     try:
         return t.expand(B, N)
     except RuntimeError:
@@ -578,7 +583,8 @@ def deposit(
     Args:
         field: ``[B, H, W]`` float32/float64.
         pos: ``[B, N, 2]`` (x, y) in cell coordinates, same dtype.
-        amount: a scalar, or a tensor broadcasting to ``[B, N]``.
+        amount: a scalar, or a 0-d or 2-d tensor broadcasting to ``[B, N]`` (``[B, 1]``: one
+            amount per member); a 1-d tensor is refused as ambiguous.
         alive: ``[B, N]`` bool; dead agents deposit nothing (``None``: all alive).
         mode: ``"nearest"`` (the cell containing the point) or ``"bilinear"`` (a splat over
             the four cells around it).

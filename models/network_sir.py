@@ -35,6 +35,7 @@ from populace.engine import (
     tensor_field,
 )
 from populace.kernels.graph import check_layer, contact_pressure
+from populace.models.sir import final_size
 from populace.populations.graphs import configuration_model, erdos_renyi, from_networkx
 
 NAME = "network_sir"
@@ -69,8 +70,10 @@ class NetworkSIRParams(Params):
 def layer_params(names: tuple[str, ...]) -> type[NetworkSIRParams]:
     """A params class with one scale field per contact layer (default 1.0; 0 turns it off)."""
     for name in names:
-        if not name.isidentifier() or name in NetworkSIRParams.names():
-            raise ValueError(f"layer name {name!r} must be an identifier, not a parameter name")
+        if not name.isidentifier() or name in NetworkSIRParams.names() or hasattr(Params, name):
+            raise ValueError(
+                f"layer name {name!r} must be an identifier, not a parameter or Params attribute"
+            )
     fields = [(n, float | torch.Tensor, dataclasses.field(default=1.0)) for n in names]
     cls = dataclasses.make_dataclass(
         "NetworkLayerParams", fields, bases=(NetworkSIRParams,), frozen=True
@@ -114,7 +117,7 @@ def make_layers(
         p = 1.0 / (1.0 + degree)
         u = torch.rand(agents, generator=g, dtype=torch.float64)
         deg = torch.floor(torch.log1p(-u) / torch.log1p(torch.tensor(-p))).to(torch.int64)
-        layers = {"contacts": configuration_model(deg, graph_seed)}
+        layers = {"contacts": configuration_model(deg, g)}  # the stream goes on, not restarts
     else:
         raise ValueError(
             f"unknown graph {graph!r}; valid: {', '.join(GRAPHS)}, a networkx "
@@ -223,17 +226,8 @@ def build(
     )
 
 
-def percolation_final_size(
-    mean_degree: float, transmissibility: float, tol: float = 1e-12
-) -> float:
+def percolation_final_size(mean_degree: float, transmissibility: float) -> float:
     """Solution z > 0 of ``z = 1 - exp(-k T z)`` (0 when ``k T <= 1``): the giant outbreak on an
-    Erdős–Rényi graph under bond percolation."""
-    kt = mean_degree * transmissibility
-    if kt <= 1:
-        return 0.0
-    z = 1.0
-    while True:
-        nxt = 1.0 - float(torch.exp(torch.tensor(-kt * z, dtype=torch.float64)))
-        if abs(nxt - z) < tol:
-            return nxt
-        z = nxt
+    Erdős–Rényi graph under bond percolation, i.e. :func:`~populace.models.sir.final_size` of
+    ``k T``."""
+    return final_size(mean_degree * transmissibility)

@@ -114,13 +114,22 @@ def build(agents: int = 10_000, initial_infected: int = 10, **params: float) -> 
     )
 
 
-def final_size(r0: float, tol: float = 1e-12) -> float:
-    """Solution z > 0 of ``z = 1 - exp(-R0 z)`` (0 for R0 <= 1), by fixed-point iteration."""
+def final_size(r0: float) -> float:
+    """Solution z > 0 of ``z = 1 - exp(-R0 z)`` (0 for R0 <= 1), to full float64 precision.
+
+    Bisection on ``(0, 1]``, where ``1 - exp(-R0 z) - z`` is positive below the root and negative
+    above it; converges even for R0 just above 1, where fixed-point iteration stalls.
+    """
+    r0 = float(r0)
+    if not math.isfinite(r0) or r0 < 0:
+        raise ValueError(f"final_size: R0 must be finite and >= 0, got {r0}")
     if r0 <= 1:
         return 0.0
-    z = 1.0
-    while True:
-        nxt = 1.0 - math.exp(-r0 * z)
-        if abs(nxt - z) < tol:
-            return nxt
-        z = nxt
+    lo, hi = 0.0, 1.0
+    for _ in range(200):  # 2^-200: far below the smallest root float64 can tell from 0 here
+        mid = 0.5 * (lo + hi)
+        if -math.expm1(-r0 * mid) - mid > 0:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)

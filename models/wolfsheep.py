@@ -163,12 +163,13 @@ def occupied(cell: torch.Tensor, mask: torch.Tensor, cells: int) -> torch.Tensor
 def reproduce(cell, energy, alive, p, ctx: Context):
     """Each alive agent splits with probability ``p``: energy halves, the newborn gets a copy.
 
+    A parent whose newborn finds no free slot keeps its whole energy (the birth is dropped).
+
     Returns:
         cell, energy, alive (same shapes), dropped ``[B]`` births that found no free slot.
     """
     n = cell.shape[1]
     parent = alive & (ctx.rng.uniform(n, dtype=energy.dtype) < member_view(p, 2))
-    energy = torch.where(parent, energy / 2, energy)
     wanted = parent.sum(dim=1)
     new, _ = claim_slots(alive, wanted)
     born = new.sum(dim=1)
@@ -176,6 +177,7 @@ def reproduce(cell, energy, alive, p, ctx: Context):
     # Column n is a dump for the non-parents' writes and is never read for a claimed slot.
     index = torch.arange(n, device=cell.device).expand_as(cell)
     parent_rank = torch.where(parent, torch.cumsum(parent, dim=1) - 1, n)
+    energy = torch.where(parent_rank < born[:, None], energy / 2, energy)
     by_rank = torch.zeros(cell.shape[0], n + 1, dtype=torch.int64, device=cell.device)
     by_rank = by_rank.scatter(1, parent_rank, index)
     slot_rank = torch.where(new, torch.cumsum(new, dim=1) - 1, n)
@@ -280,13 +282,16 @@ def build(
     for name, v in (("agents", agents), ("width", width)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"wolfsheep: {name} must be a positive integer, got {v!r}")
+    for name, v in (("wolves", wolves), ("capacity", capacity)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+            raise ValueError(f"wolfsheep: {name} must be an integer, got {v!r}")
     wolves = agents // 3 if wolves is None else wolves
     if not 0 <= wolves <= agents:
         raise ValueError(f"wolfsheep: wolves={wolves} must be in [0, agents={agents}]")
     sheep = agents - wolves
     cells = width * width
-    sheep_cap = capacity or max(8 * sheep, cells)
-    wolf_cap = capacity or max(8 * wolves, cells)
+    sheep_cap = max(8 * sheep, cells) if capacity is None else capacity
+    wolf_cap = max(8 * wolves, cells) if capacity is None else capacity
     if sheep_cap < sheep or wolf_cap < wolves:
         raise ValueError(f"wolfsheep: capacity={capacity} is below the initial {sheep}, {wolves}")
     return Model(

@@ -1,4 +1,5 @@
-"""The ``populace`` command line: ``models``, ``run``, ``bench``."""
+"""The ``populace`` command line: ``models``, ``run``, ``bench``, ``demo``, ``population``,
+``calibrate`` and ``calibrate-nyc``."""
 
 from __future__ import annotations
 
@@ -48,7 +49,10 @@ def non_negative_int(flag: str):
 
 
 def parse_value(text: str) -> Any:
-    """A Python literal (number, bool, list), else the text itself; lists become tensors."""
+    """A Python literal (number, bool, list) or nan/inf, else the text itself; lists become
+    tensors. (A nan or inf then meets the parameter's own check, which names it.)"""
+    if text.strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        return float(text)
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -85,6 +89,7 @@ def build_model(name: str, agents: int, pairs: list[str]):
     except KeyError as err:
         raise CLIError(err.args[0]) from None
     opts, params = split_settings(name, pairs)
+    models.check_options(name, opts)
     model = module.build(agents=agents, **opts)
     return model.with_params(**params) if params else model
 
@@ -123,6 +128,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     from populace.engine.provenance import device_name, now, versions
 
     out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file; give a folder")
     if out is not None and out.exists() and any(out.iterdir()):
         raise CLIError(f"--out {out} exists and is not empty; choose another folder")
     model = build_model(args.model, args.agents, args.settings)
@@ -316,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     except CLIError as err:
         print(f"populace: error: {err}", file=sys.stderr)
         return 2
-    except (ValueError, KeyError, RuntimeError) as err:
+    except (ValueError, KeyError, RuntimeError, FloatingPointError, OSError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"populace: error: {msg}", file=sys.stderr)
         return 2

@@ -69,6 +69,11 @@ def test_run_writes_parquet_and_run_json(tmp_path, capsys):
         (["run", "sir", "--set", "beta"], ["name=value"]),
         (["run", "sir", "--set", "gamma=3"], ["gamma * dt"]),
         (["bench", "nope"], ["unknown model 'nope'"]),
+        (["run", "sir", "--set", "initial_infected=abc"], ["initial_infected must be an integer"]),
+        (["run", "sir", "--set", "initial_infected=1.5"], ["initial_infected must be an integer"]),
+        (["run", "network_sir", "--set", "degree=nan"], ["degree must be a finite number"]),
+        (["run", "wolfsheep", "--set", "capacity=0"], ["capacity=0"]),
+        (["run", "sir", "--set", "beta=nan"], ["'beta'", "NaN/Inf"]),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(capsys, argv, words, tmp_path):
@@ -91,6 +96,29 @@ def test_bad_agent_counts(capsys, agents):
         main(["run", "sir", "--agents", agents])
     assert exit_.value.code == 2
     assert "--agents must be a positive integer" in capsys.readouterr().err
+
+
+def test_run_refuses_an_out_file(tmp_path, capsys):
+    (tmp_path / "metrics").write_text("mine")
+    out = str(tmp_path / "metrics")
+    code, _, err = run_cli(capsys, "run", "sir", "--agents", "10", "--out", out)
+    assert code == 2 and "is a file" in err
+
+
+def test_check_finite_failure_is_one_line(capsys):
+    code, _, err = run_cli(
+        capsys,
+        "run",
+        "kuramoto",
+        "--agents",
+        "10",
+        "--steps",
+        "2",
+        "--set",
+        "dt=1e38",
+        "--check-finite",
+    )
+    assert code == 2 and "NaN/Inf" in err and "Traceback" not in err
 
 
 def test_run_refuses_a_non_empty_out_dir(tmp_path, capsys):

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import polars as pl
 import pytest
@@ -118,3 +120,16 @@ def test_study_rejects_duplicate_names():
     model = sir.build(agents=100)
     with pytest.raises(ValueError, match="unique"):
         study(model, [Scenario("baseline")], steps=1, device="cpu")
+
+
+def test_trigger_values_and_thresholds_are_checked_before_the_run():
+    model = sir.build(agents=500, initial_infected=5, gamma=0.2)
+    prevalence = lambda s, p: (s.status == sir.INFECTIOUS).sum(1) / 500.0  # noqa: E731
+    with pytest.raises(ParamError, match="NaN/Inf"):
+        Simulation(model, device="cpu", triggers=[Trigger("beta", math.nan, prevalence, 0.1, 0.0)])
+    with pytest.raises(ParamError, match="gamma \\* dt = 5"):  # the model's own check
+        Simulation(model, device="cpu", triggers=[Trigger("gamma", 5.0, prevalence, 0.1, 0.0)])
+    with pytest.raises(ParamError, match="unknown parameter 'bta'"):
+        Simulation(model, device="cpu", triggers=[Trigger("bta", 0.0, prevalence, 0.1, 0.0)])
+    with pytest.raises(ParamError, match="on_above must be finite"):
+        Trigger("beta", 0.0, prevalence, math.nan, 0.0)

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import polars as pl
@@ -122,3 +123,36 @@ def test_metric_must_return_one_value_per_member(decay):
     wrong = dataclasses.replace(decay, metrics={"x": lambda s, p: s.x})
     with pytest.raises(ValueError, match="metric 'x'.*expected \\[B\\]"):
         Simulation(wrong, members=2, device="cpu").run(1)
+
+
+def test_interrupted_run_leaves_the_simulation_as_it_was(decay):
+    noisy = decay.with_params(noise=0.1)
+    fresh = Simulation(noisy, members=2, seed=4, device="cpu").run(20)
+    calls = {"n": 0}
+
+    def flaky(state, params, ctx):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return state
+
+    sim = Simulation(
+        dataclasses.replace(noisy, steps=(*noisy.steps, flaky)), members=2, seed=4, device="cpu"
+    )
+    with pytest.raises(KeyboardInterrupt):
+        sim.run(20)
+    assert sim.step == 0
+    assert sim.run(20).metrics.equals(fresh.metrics)  # the random streams were rolled back
+
+
+def test_bad_recording_arguments_and_a_bad_initial_state(decay):
+    for what in ("record_every", "chunk"):
+        for bad in (0, 1.5, True):
+            with pytest.raises(ValueError, match=what):
+                Simulation(decay, device="cpu", **{what: bad})
+    init = decay.init
+    nan_init = dataclasses.replace(
+        decay, init=lambda p, ctx: init(p, ctx).replace(x=torch.full((1, 16), math.nan))
+    )
+    with pytest.raises(NonFiniteError, match="the initial state: field DecayState.x"):
+        Simulation(nan_init, device="cpu", check_finite=True)

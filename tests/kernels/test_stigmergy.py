@@ -265,6 +265,8 @@ def test_bad_input_is_named():
         st.deposit(field, pos, amount, alive.float())
     with pytest.raises(ValueError, match="amount"):
         st.deposit(field, pos, torch.ones(3, 3))
+    with pytest.raises(ValueError, match="ambiguous"):  # B == 2 members, N == 4 agents
+        st.deposit(field, pos, torch.ones(4))
     with pytest.raises(ValueError, match="diffusion must lie in"):
         st.diffuse_evaporate(field, 1.5, 0.1)
     with pytest.raises(ValueError, match="evaporation must be a scalar or"):

@@ -110,3 +110,7 @@ def test_zoo_and_errors():
     model = network_sir.build(agents=50, degree=3)
     with pytest.raises(ValueError, match="probability"):
         Simulation(model.with_params(transmissibility=1.5), progress=False)
+    layer = erdos_renyi(10, 2.0, 0)
+    for bad in ("values", "check", "replace", "beta-2"):
+        with pytest.raises(ValueError, match=f"layer name '{bad}'"):
+            network_sir.build(agents=10, graph={bad: layer, "home": layer})

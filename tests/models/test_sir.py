@@ -15,6 +15,22 @@ def test_final_size_solver_matches_published_values(r0, z):
     assert sir.final_size(0.9) == 0.0
 
 
+@pytest.mark.parametrize("excess", [1e-3, 1e-5, 1e-8])
+def test_final_size_just_above_threshold(excess):
+    # z = 1 - exp(-R0 z) with R0 = 1 + e has z ~ 2e / (1 + e)^2 to first order; the residual of
+    # the equation is what the solver must make small, relative to the root
+    r0 = 1 + excess
+    z = sir.final_size(r0)
+    assert z == pytest.approx(2 * excess, rel=3 * excess + 1e-9)
+    assert abs(z + math.expm1(-r0 * z)) <= 1e-12 * z
+
+
+def test_final_size_refuses_non_finite_r0():
+    for bad in (math.nan, math.inf, -1.0):
+        with pytest.raises(ValueError, match="R0 must be finite"):
+            sir.final_size(bad)
+
+
 @pytest.mark.parametrize("r0", [2.0, 3.0])
 def test_attack_rate_matches_final_size_equation(r0):
     agents, gamma = 200_000, 0.25

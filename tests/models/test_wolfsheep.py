@@ -46,7 +46,9 @@ def test_reproduce_copies_parents_into_free_slots_and_counts_overflow():
     assert new_alive[0].tolist() == [1, 1, 1, 1, 0, 0]
     assert new_cell[0, 2:4].tolist() == [0, 1] and (new_energy[0, :4] == 4.0).all()
     assert new_alive[1].all() and dropped.tolist() == [0, 4]
-    assert new_cell[1, 5] == 0 and new_energy[1].tolist() == [4.0] * 6  # first parent's child
+    assert new_cell[1, 5] == 0  # the first parent's child
+    # only the parent whose child found a slot halves its energy; the dropped births cost none
+    assert new_energy[1].tolist() == [4.0, 8.0, 8.0, 8.0, 8.0, 4.0]
     none = ws.reproduce(cell, energy, alive, torch.tensor(0.0), ctx())
     assert torch.equal(none[2], alive) and torch.equal(none[1], energy)
 
@@ -102,6 +104,10 @@ def test_bad_wolfsheep_inputs():
         ws.build(agents=10, wolves=20)
     with pytest.raises(ValueError, match="capacity=5"):
         ws.build(agents=30, width=10, capacity=5)
+    with pytest.raises(ValueError, match="capacity=0"):  # 0 is not "the default"
+        ws.build(agents=30, width=10, capacity=0)
+    with pytest.raises(ValueError, match="wolves must be an integer"):
+        ws.build(agents=30, width=10, wolves="abc")
     with pytest.raises(ParamError, match="probability"):
         Simulation(ws.build(agents=30, width=10, sheep_reproduce=1.5), device="cpu")
     with pytest.raises(ParamError, match="whole number"):
