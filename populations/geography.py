@@ -217,4 +217,3 @@ def choropleth(frame: Any, values: Any, *, ax: Any = None, label: str = "value",
     plot = frame.assign(**{label: v})
     kwargs.setdefault("legend", True)
     return plot.plot(column=label, ax=ax, **kwargs)
-
