@@ -58,6 +58,8 @@ class Schedule:
     @classmethod
     def every(cls, values: torch.Tensor | Sequence[float], period: int) -> Schedule:
         """One value per ``period`` steps (e.g. weekly values with daily steps: period=7)."""
+        if isinstance(period, bool) or not isinstance(period, int) or period < 1:
+            raise ParamError(f"Schedule.every: period must be a positive integer, got {period!r}")
         n = len(values)
         return cls(values, tuple(range(0, n * period, period)))
 

@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use(matplotlib.get_backend())  # keep the user's backend (inline in Jupyter)
-import matplotlib.pyplot as plt  # noqa: E402
-import polars as pl  # noqa: E402
-import torch  # noqa: E402
-from matplotlib import animation  # noqa: E402
+import matplotlib.pyplot as plt
+import polars as pl
+import torch
+from matplotlib import animation
 
 
 def plot_series(

@@ -274,9 +274,13 @@ class Simulation:
     def resume(cls, path: str | os.PathLike, model: Model, **kwargs: Any) -> Simulation:
         """Continue from a checkpoint; the run goes on exactly as if never interrupted (CPU).
 
-        ``kwargs`` are :class:`Simulation` options (device, params, progress, ...); the
-        member seeds and dtype come from the checkpoint.
+        ``kwargs`` are :class:`Simulation` options (device, progress, record_every, triggers,
+        ...); the member seeds and dtype come from the checkpoint, and ``params``, if given,
+        must equal the checkpoint's.
         """
+        fixed = sorted({"seeds", "seed", "members", "dtype"} & set(kwargs))
+        if fixed:
+            raise ValueError(f"resume: {fixed} come from the checkpoint; leave them out")
         payload = torch.load(Path(path), weights_only=True)
         if payload.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path}: not a populace checkpoint ({payload.get('format')!r})")

@@ -113,18 +113,19 @@ class StudyResult:
         )
 
     def outcome(self, metric: str, reduce: str = "final") -> pl.DataFrame:
-        """One value per (scenario, seed): the metric's ``final``, ``peak``, ``peak_step`` or
-        ``sum`` over steps."""
+        """One value per (scenario, seed), in the table's order: the metric's ``final``,
+        ``peak``, ``peak_step`` (the first step at the peak) or ``sum`` over steps."""
         col = pl.col(metric)
         aggs = {
             "final": col.sort_by("step").last(),
             "peak": col.max(),
-            "peak_step": pl.col("step").sort_by(col, descending=True).first(),
+            "peak_step": pl.col("step").filter(col == col.max()).min(),  # the first of ties
             "sum": col.sum(),
         }
         if reduce not in aggs:
             raise ValueError(f"unknown reduce {reduce!r}; valid: {list(aggs)}")
-        return self.metrics.group_by("scenario", "seed").agg(aggs[reduce].alias(metric))
+        groups = self.metrics.group_by("scenario", "seed", maintain_order=True)
+        return groups.agg(aggs[reduce].alias(metric))
 
     def difference(
         self, metric: str, reduce: str = "final", level: float = 0.9, paired: bool = True

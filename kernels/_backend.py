@@ -21,8 +21,8 @@ INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 def use_triton(*tensors: torch.Tensor) -> bool:
     """Whether a dispatcher should launch its Triton kernel for these tensors.
 
-    True on CUDA tensors when Triton imports; on CPU tensors only under ``TRITON_INTERPRET=1``
-    when the caller asks for the kernel explicitly (see each dispatcher's ``backend`` argument).
+    True when Triton imports and every tensor is on CUDA. (Kernels run on CPU tensors only
+    when forced, under ``TRITON_INTERPRET=1``: see :func:`pick`.)
     """
     return HAS_TRITON and all(t.is_cuda for t in tensors)
 

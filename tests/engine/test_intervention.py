@@ -133,3 +133,21 @@ def test_trigger_values_and_thresholds_are_checked_before_the_run():
         Simulation(model, device="cpu", triggers=[Trigger("bta", 0.0, prevalence, 0.1, 0.0)])
     with pytest.raises(ParamError, match="on_above must be finite"):
         Trigger("beta", 0.0, prevalence, math.nan, 0.0)
+
+
+def test_outcome_peak_step_is_the_first_step_of_a_plateau():
+    from populace.engine.study import StudyResult
+
+    metrics = pl.DataFrame(
+        {
+            "scenario": ["baseline"] * 6 + ["closure"] * 6,
+            "seed": [0, 0, 0, 1, 1, 1] * 2,
+            "step": [0, 1, 2] * 4,
+            "I": [1.0, 5.0, 5.0, 2.0, 2.0, 1.0, 3.0, 3.0, 3.0, 0.0, 4.0, 4.0],
+        }
+    )
+    res = StudyResult(metrics, ["baseline", "closure"], 2, result=None)
+    out = res.outcome("I", "peak_step")
+    assert out["scenario"].to_list() == ["baseline", "baseline", "closure", "closure"]
+    assert out["I"].to_list() == [1, 0, 0, 1]
+    assert res.outcome("I", "peak")["I"].to_list() == [5.0, 2.0, 3.0, 4.0]

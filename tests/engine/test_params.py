@@ -12,6 +12,9 @@ def test_schedule_is_piecewise_constant():
     assert [float(s.at(t)) for t in (0, 9, 10, 24, 25, 1000)] == [1, 1, 2, 2, 3, 3]
     w = Schedule.every([0.5, 0.7], period=7)
     assert w.starts == (0, 7) and float(w.at(6)) == 0.5 and float(w.at(7)) == pytest.approx(0.7)
+    for bad in (0, -7, 1.5):
+        with pytest.raises(ParamError, match="period must be a positive integer"):
+            Schedule.every([0.5, 0.7], period=bad)
 
 
 @pytest.mark.parametrize(

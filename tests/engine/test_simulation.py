@@ -58,6 +58,8 @@ def test_resume_rejects_other_model_or_params(tmp_path):
     with pytest.raises(ValueError, match="not a populace checkpoint|model"):
         torch.save({"format": "x"}, tmp_path / "bad.pt")
         Simulation.resume(tmp_path / "bad.pt", model, device="cpu")
+    with pytest.raises(ValueError, match="come from the checkpoint"):
+        Simulation.resume(path, model, device="cpu", dtype=torch.float64)
 
 
 def test_recording_every_k_and_chunking_do_not_change_values(decay):

@@ -74,6 +74,10 @@ def test_claim_slots_fills_free_slots_in_order_and_flags_overflow():
     assert torch.equal(new, torch.tensor([[0, 1, 0, 1, 0], [0, 0, 0, 0, 1]], dtype=torch.bool))
     assert not (new & alive).any()
     assert overflow.tolist() == [False, True]
+    with pytest.raises(ValueError, match="count must be a \\[B=2\\] integer"):
+        claim_slots(alive, torch.tensor([2, 3, 1]))
+    with pytest.raises(ValueError, match="alive must be a \\[B, N\\] bool"):
+        compact(make(b=1), torch.ones(1, 5))
 
 
 def test_compact_moves_alive_first_and_keeps_fields_together():
