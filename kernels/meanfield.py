@@ -103,11 +103,10 @@ def _check_group(group: torch.Tensor, members: int, agents: int, groups: int) ->
         )
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
         raise ValueError(f"groups must be a positive integer, got {groups!r}")
-    if group.numel() and (int(group.min()) < 0 or int(group.max()) >= groups):
-        raise ValueError(
-            f"group ids must lie in [0, {groups}), got range [{int(group.min())}, "
-            f"{int(group.max())}]"
-        )
+    if group.numel():  # one host sync; an id out of range would write out of bounds on GPU
+        lo, hi = torch.stack(torch.aminmax(group)).tolist()
+        if lo < 0 or hi >= groups:
+            raise ValueError(f"group ids must lie in [0, {groups}), got range [{lo}, {hi}]")
 
 
 def _as_bnc(values: torch.Tensor) -> torch.Tensor:
