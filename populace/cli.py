@@ -193,10 +193,10 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
     if args.model == "llm":  # `populace bench llm`: the LLM backends, not a zoo model
         from populace.behaviors.llm.bench import bench_llm
+        from populace.engine.context import resolve_device
         from populace.engine.provenance import device_name
 
-        device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-        device = "cpu" if device == "auto" else device
+        device = resolve_device(args.device)
         record = bench_llm(
             args.backend,
             archetypes=args.archetypes,
@@ -205,9 +205,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
             rounds=args.rounds,
             model=args.llm_model,
             url=args.llm_url,
-            device=device,
+            device=str(device),
         )
-        record["device_name"] = device_name(torch.device(device))
+        record["device_name"] = device_name(device)
         if args.save:
             print(f"saved {harness.save(record, args.save)}", file=sys.stderr)
         print(json.dumps(record))
