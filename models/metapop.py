@@ -28,6 +28,7 @@ from populace.engine import (
     tensor_field,
 )
 from populace.kernels.meanfield import group_gather, group_sum
+from populace.models.sir import count
 
 NAME = "metapop"
 SUMMARY = "metapopulation SIR: regions mixed by a mobility matrix (beta, gamma, dt); S I R"
@@ -157,13 +158,6 @@ def mix_regions(mobility: torch.Tensor, region_of: torch.Tensor):
         return state.replace(status=status + infected.to(torch.int8) + recovered.to(torch.int8))
 
     return step
-
-
-def count(code: int):
-    def metric(state: MetapopState, params: MetapopParams) -> torch.Tensor:
-        return (state.status == code).sum(dim=1)
-
-    return metric
 
 
 def regions_reached(region_of: torch.Tensor):

@@ -35,7 +35,7 @@ from populace.engine import (
     tensor_field,
 )
 from populace.kernels.graph import check_layer, contact_pressure
-from populace.models.sir import final_size
+from populace.models.sir import count, final_size, seeded_status
 from populace.populations.graphs import configuration_model, erdos_renyi, from_networkx
 
 NAME = "network_sir"
@@ -132,9 +132,7 @@ def make_layers(
 
 def seed_infections(agents: int, initial_infected: int):
     def init(params: NetworkSIRParams, ctx: Context) -> NetworkSIRState:
-        order = ctx.rng.permutation(agents)
-        status = torch.zeros(ctx.members, agents, dtype=torch.int8, device=ctx.device)
-        status.scatter_(1, order[:, :initial_infected], INFECTIOUS)
+        status = seeded_status(ctx, agents, initial_infected, INFECTIOUS)
         return NetworkSIRState(status=status, agents=agents)
 
     return init
@@ -172,13 +170,6 @@ def transmit(layers: dict[str, torch.Tensor], seir: bool):
         return state.replace(status=out)
 
     return step
-
-
-def count(code: int):
-    def metric(state: NetworkSIRState, params: NetworkSIRParams) -> torch.Tensor:
-        return (state.status == code).sum(dim=1)
-
-    return metric
 
 
 def build(

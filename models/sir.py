@@ -65,12 +65,17 @@ def seed_infections(agents: int, initial_infected: int):
     """``init`` that infects ``initial_infected`` agents chosen at random per member."""
 
     def init(params: SIRParams, ctx: Context) -> SIRState:
-        order = ctx.rng.permutation(agents)  # [B, N]
-        status = torch.zeros(ctx.members, agents, dtype=torch.int8, device=ctx.device)
-        status.scatter_(1, order[:, :initial_infected], INFECTIOUS)
-        return SIRState(status=status, agents=agents)
+        return SIRState(status=seeded_status(ctx, agents, initial_infected), agents=agents)
 
     return init
+
+
+def seeded_status(ctx: Context, agents: int, infected: int, code: int = INFECTIOUS):
+    """``[B, N]`` int8 status: 0 (susceptible) but for ``infected`` agents per member, chosen
+    at random from each member's stream, set to ``code``."""
+    order = ctx.rng.permutation(agents)  # [B, N]
+    status = torch.zeros(ctx.members, agents, dtype=torch.int8, device=ctx.device)
+    return status.scatter_(1, order[:, :infected], code)
 
 
 def infect_and_recover(state: SIRState, params: SIRParams, ctx: Context) -> SIRState:
@@ -87,7 +92,9 @@ def infect_and_recover(state: SIRState, params: SIRParams, ctx: Context) -> SIRS
 
 
 def count(code: int):
-    def metric(state: SIRState, params: SIRParams) -> torch.Tensor:
+    """Metric: ``[B]`` agents whose ``status`` (``[B, N]``) equals ``code``."""
+
+    def metric(state: State, params: Params) -> torch.Tensor:
         return (state.status == code).sum(dim=1)
 
     return metric
