@@ -17,9 +17,10 @@ from populace.behaviors.llm.backends import (
     VLLMBackend,
     cache_root,
     converted_model,
+    request_seed,
     smollm2_gguf,
 )
-from populace.behaviors.llm.broadcast import broadcast, decide, heterogeneous
+from populace.behaviors.llm.broadcast import broadcast, heterogeneous
 from populace.behaviors.llm.cache import AnswerCache, cache_key
 from populace.behaviors.llm.prompts import PromptTemplate
 from populace.behaviors.llm.query import ArchetypeQuery, Fallback, FallbackError, Question
@@ -70,10 +71,10 @@ __all__ = [
     "cache_key",
     "cache_root",
     "converted_model",
-    "decide",
     "group_by",
     "heterogeneous",
     "kmeans",
     "make_backend",
+    "request_seed",
     "smollm2_gguf",
 ]

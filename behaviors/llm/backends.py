@@ -7,8 +7,9 @@
   retries with exponential backoff and a concurrency limit.
 
 A prompt is a list of chat messages ``[{"role": ..., "content": ...}]``. ``generate`` returns
-one :class:`Completion` per prompt, in order. A backend raises :class:`BackendError` when it
-cannot answer (after its retries); it never invents text.
+one :class:`Completion` per prompt, in order. Each prompt samples with its own seed
+(:func:`request_seed`), so its answer never depends on the other prompts of the batch. A backend
+raises :class:`BackendError` when it cannot answer (after its retries); it never invents text.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class Sampling:
         temperature: 0 is greedy.
         top_p: nucleus sampling mass.
         max_tokens: new tokens per completion.
-        seed: sampling seed (a backend mixes in the sample index where it can).
+        seed: the base seed; each request samples with its own seed derived from it, the
+            prompt, the sample index and the attempt (:func:`request_seed`).
     """
 
     temperature: float = 0.7
@@ -62,6 +64,33 @@ class Sampling:
                 f"bad sampling settings: temperature={self.temperature} (>= 0), "
                 f"top_p={self.top_p} (in (0, 1]), max_tokens={self.max_tokens} (>= 1)"
             )
+
+
+def request_seed(seed: int, prompt: Messages, sample: int = 0, attempt: int = 0) -> int:
+    """The sampling seed of one request: a stable hash of what identifies its answer.
+
+    sha256 (not Python's salted ``hash``) of the base seed, the prompt messages, the sample
+    index and the retry attempt, so the same request gets the same seed in every process
+    whatever else is in its batch, and two samples of one prompt get different seeds. The value
+    lies in ``[0, 2**31)``, which every backend's seed field accepts.
+    """
+    payload = json.dumps([seed, prompt, sample, attempt], sort_keys=True)
+    return int.from_bytes(hashlib.sha256(payload.encode()).digest()[:4], "big") >> 1
+
+
+def _seeds(
+    prompts: Sequence[Messages], sampling: Sampling, seeds: Sequence[int] | None
+) -> list[int]:
+    """One seed per prompt: ``seeds`` checked, or each prompt's :func:`request_seed`."""
+    if seeds is None:
+        return [request_seed(sampling.seed, p) for p in prompts]
+    seeds = list(seeds)
+    if len(seeds) != len(prompts):
+        raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts: need one per prompt")
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    if bad:
+        raise ValueError(f"seeds must be non-negative integers, got {bad[:3]}")
+    return seeds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,8 +115,15 @@ class Backend(Protocol):
         prompts: Sequence[Messages],
         sampling: Sampling,
         schema: Schema | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[Completion]:
-        """One completion per prompt; ``schema`` enables guided decoding where supported."""
+        """One completion per prompt; ``schema`` enables guided decoding where supported.
+
+        ``seeds`` gives each prompt its sampling seed (:class:`ArchetypeQuery` passes the
+        :func:`request_seed` of each answer's cache key); None: ``request_seed(sampling.seed,
+        prompt)`` per prompt. A prompt's answer depends on its own seed only, never on the
+        rest of the batch.
+        """
         ...
 
 
@@ -116,13 +152,43 @@ def cache_root() -> Path:
     return Path(os.environ.get("POPULACE_CACHE", str(Path.home() / ".cache" / "populace")))
 
 
+#: the files of a model folder that shape its answers (weights, config, tokenizer).
+MODEL_FILES = ("*.json", "*.safetensors", "*.bin", "*.model", "*.txt")
+
+
+def content_digest(*files: Path) -> str:
+    """16 hex digits of sha256 over the files' sizes and bytes, in order: identifies weights by
+    their content, whatever their file or folder is called (reads every byte: about 0.1 s per
+    100 MB)."""
+    h = hashlib.sha256()
+    for path in files:
+        h.update(f"{path.stat().st_size}\n".encode())
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def model_identity(folder: str | Path) -> str:
+    """``<folder name>-<content digest>`` of a Hugging Face model folder, for cache keys.
+
+    The digest covers the folder's :data:`MODEL_FILES`, so two checkpoint folders of the same
+    name (``.../run1/final``, ``.../run2/final``) never share cached answers.
+    """
+    folder = Path(folder)
+    files = sorted({f for pattern in MODEL_FILES for f in folder.glob(pattern) if f.is_file()})
+    if not files:
+        raise BackendError(f"{folder} holds no model files ({', '.join(MODEL_FILES)})")
+    return f"{folder.name}-{content_digest(*files)}"
+
+
 def converted_model(gguf: str | Path | None = None, root: str | Path | None = None) -> Path:
     """A Hugging Face folder (safetensors + tokenizer) converted once from a GGUF file.
 
     Reading a GGUF file with transformers de-quantizes the weights and rebuilds the tokenizer
     (about a minute on a small CPU); the folder loads in seconds and is what ``vllm`` needs.
     The conversion happens once per machine, offline; the folder name carries the file's size
-    and a hash of its first MiB, so another model file converts again.
+    and :func:`content_digest`, so another model file converts again.
 
     Args:
         gguf: the GGUF file (default: the embedded SmolLM2, :func:`smollm2_gguf`).
@@ -132,8 +198,7 @@ def converted_model(gguf: str | Path | None = None, root: str | Path | None = No
     path = Path(gguf) if gguf is not None else smollm2_gguf()
     if not path.is_file():
         raise BackendError(f"GGUF file not found: {path}")
-    with path.open("rb") as f:  # size + hash of the head: the same file in any venv
-        digest = hashlib.sha256(f.read(1 << 20)).hexdigest()[:16]
+    digest = content_digest(path)  # the same file in any venv gives the same folder
     folder = Path(root or cache_root() / "models") / f"{path.stem}-{path.stat().st_size}-{digest}"
     if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
         return folder
@@ -184,8 +249,10 @@ class TransformersBackend:
             ``sampling.temperature`` (greedy at 0). Every answer is then valid, and a small
             model that would ramble ("This week there were...") still expresses its preference.
 
-    Generation is seeded with ``sampling.seed`` before every batch, so the same batch gives
-    the same texts on CPU; on CUDA, kernels may differ run to run.
+    Each prompt samples with its own ``torch.Generator`` seeded with its request seed (the
+    ``seeds`` of :meth:`generate`), so a prompt's text does not depend on the rest of the batch
+    and the global torch RNG is neither used nor reseeded. The same seeds give the same texts on
+    CPU; on CUDA, kernels may differ run to run.
     """
 
     name = "transformers"
@@ -206,15 +273,16 @@ class TransformersBackend:
             raise BackendError(f"the transformers backend needs the 'llm' extra: {err}") from None
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        # self.model enters every cache key: it names the weights by content (content_digest),
+        # so two files or folders of the same name never share answers
         if model is None or str(model).endswith(".gguf"):
-            gguf = smollm2_gguf() if model is None else Path(model)
-            folder = converted_model(gguf)
-            self.model = gguf.name  # the cache key names the weights file, not the folder
+            folder = converted_model(smollm2_gguf() if model is None else Path(model))
+            self.model = folder.name  # the GGUF file's stem, size and content digest
         else:
             folder = Path(model)
             if not (folder / "config.json").is_file():
                 raise BackendError(f"{folder} is neither a .gguf file nor a model folder")
-            self.model = folder.name
+            self.model = model_identity(folder)
         self.batch_size = batch_size
         self.device = torch.device(device)
         self._torch = torch
@@ -257,9 +325,9 @@ class TransformersBackend:
         return starts
 
     def _choose(
-        self, enc, options: Sequence[str], sampling: Sampling, first: int
+        self, enc, options: Sequence[str], sampling: Sampling, seeds: Sequence[int]
     ) -> list[tuple[str, int]]:
-        """Guided choice for one batch: (option, index) per prompt."""
+        """Guided choice for one batch: (option, index) per prompt, each drawn with its seed."""
         torch = self._torch
         with torch.no_grad():
             logits = self.lm(**enc).logits[:, -1, :].float()  # [P, V], left-padded batch
@@ -268,24 +336,30 @@ class TransformersBackend:
             [torch.logsumexp(logp[:, ids], dim=-1) for ids in self.option_tokens(options)], dim=1
         )  # [P, K]
         picks = []
-        for row, score in enumerate(scores.cpu()):
+        for score, seed in zip(scores.cpu(), seeds, strict=True):
             if sampling.temperature == 0:
                 k = int(score.argmax())
             else:
-                g = torch.Generator().manual_seed(sampling.seed + first + row)
+                g = torch.Generator().manual_seed(seed)
                 probs = torch.softmax(score / sampling.temperature, dim=0)
                 k = int(torch.multinomial(probs, 1, generator=g))
             picks.append((options[k], k))
         return picks
 
     def generate(
-        self, prompts: Sequence[Messages], sampling: Sampling, schema: Schema | None = None
+        self,
+        prompts: Sequence[Messages],
+        sampling: Sampling,
+        schema: Schema | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[Completion]:
         torch = self._torch
+        seeds = _seeds(prompts, sampling, seeds)
         out: list[Completion] = []
         options = schema.choices() if (self.guided and schema is not None) else []
         for start in range(0, len(prompts), self.batch_size):
             chunk = prompts[start : start + self.batch_size]
+            chunk_seeds = seeds[start : start + self.batch_size]
             texts = [
                 self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
                 for m in chunk
@@ -294,20 +368,25 @@ class TransformersBackend:
             lengths = enc["attention_mask"].sum(dim=1).tolist()
             if options:
                 for (text, _), n_in in zip(
-                    self._choose(enc, options, sampling, start), lengths, strict=True
+                    self._choose(enc, options, sampling, chunk_seeds), lengths, strict=True
                 ):
                     out.append(Completion(text, int(n_in), 1))
                 continue
-            torch.manual_seed(sampling.seed + start)
-            greedy = sampling.temperature == 0
+            # sampling happens in _RowSampler, one generator per prompt; generate() itself
+            # decodes greedily, so it never draws from (or reseeds) the global torch RNG
+            sampler = []
+            if sampling.temperature > 0:
+                gens = [torch.Generator(self.device).manual_seed(s) for s in chunk_seeds]
+                sampler = [_RowSampler(gens, sampling.temperature, sampling.top_p)]
             with torch.no_grad():
                 gen = self.lm.generate(
                     **enc,
                     max_new_tokens=sampling.max_tokens,
-                    do_sample=not greedy,
-                    temperature=None if greedy else sampling.temperature,
-                    top_p=None if greedy else sampling.top_p,
+                    do_sample=False,
+                    temperature=None,
+                    top_p=None,
                     top_k=None,
+                    logits_processor=sampler,
                     pad_token_id=self.tokenizer.pad_token_id,
                 )
             new = gen[:, enc["input_ids"].shape[1] :]
@@ -316,6 +395,36 @@ class TransformersBackend:
                 text = self.tokenizer.decode(keep, skip_special_tokens=True)
                 out.append(Completion(text, int(n_in), int(keep.numel())))
         return out
+
+
+class _RowSampler:
+    """A logits processor that samples every row with its own generator.
+
+    Each row's next token is drawn at ``temperature`` from its ``top_p`` nucleus with the row's
+    generator, and every other token is set to -inf, so greedy decoding takes the drawn token.
+    A row's draws depend on its own logits and seed only, not on the other rows of the batch.
+    """
+
+    def __init__(self, generators: list, temperature: float, top_p: float) -> None:
+        self.generators = generators
+        self.temperature = temperature
+        self.top_p = top_p
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        # the nucleus: the most likely tokens until their mass reaches top_p (at least one)
+        sorted_p = sorted_p.masked_fill(sorted_p.cumsum(dim=-1) - sorted_p >= self.top_p, 0.0)
+        drawn = torch.stack(
+            [
+                torch.multinomial(p, 1, generator=g)
+                for p, g in zip(sorted_p, self.generators, strict=True)
+            ]
+        )  # [P, 1] positions in the sorted order
+        tokens = order.gather(-1, drawn)
+        return torch.full_like(scores, float("-inf")).scatter_(-1, tokens, 0.0)
 
 
 # -- vllm -----------------------------------------------------------------------------------
@@ -356,15 +465,24 @@ class VLLMBackend:
         return {}
 
     def generate(
-        self, prompts: Sequence[Messages], sampling: Sampling, schema: Schema | None = None
+        self,
+        prompts: Sequence[Messages],
+        sampling: Sampling,
+        schema: Schema | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[Completion]:
-        params = self._vllm.SamplingParams(
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            max_tokens=sampling.max_tokens,
-            seed=sampling.seed,
-            **self._guided(schema),
-        )
+        # one SamplingParams per prompt: vLLM seeds a generator per request, so a shared seed
+        # would give identical prompts (the samples of one question) identical answers
+        params = [
+            self._vllm.SamplingParams(
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                max_tokens=sampling.max_tokens,
+                seed=seed,
+                **self._guided(schema),
+            )
+            for seed in _seeds(prompts, sampling, seeds)
+        ]
         results = self.llm.chat(list(prompts), params, use_tqdm=False)
         return [
             Completion(r.outputs[0].text, len(r.prompt_token_ids), len(r.outputs[0].token_ids))
@@ -386,8 +504,8 @@ class OpenAIBackend:
         concurrency: requests in flight at once.
         guided: send vLLM's ``guided_choice`` / ``guided_json`` for schemas.
 
-    Each prompt is one request (one ``call``); a request that still fails after its retries
-    raises :class:`BackendError` with the server's answer.
+    Each prompt is one request (one ``call``) with its own ``seed`` field; a request that still
+    fails after its retries raises :class:`BackendError` with the server's answer.
     """
 
     name = "openai"
@@ -463,10 +581,16 @@ class OpenAIBackend:
         )
 
     def generate(
-        self, prompts: Sequence[Messages], sampling: Sampling, schema: Schema | None = None
+        self,
+        prompts: Sequence[Messages],
+        sampling: Sampling,
+        schema: Schema | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[Completion]:
+        seeds = _seeds(prompts, sampling, seeds)
+
         def one(i: int) -> Completion:
-            reply = self._post(self._body(prompts[i], sampling, sampling.seed + i, schema))
+            reply = self._post(self._body(prompts[i], sampling, seeds[i], schema))
             try:
                 text = reply["choices"][0]["message"]["content"] or ""
             except (KeyError, IndexError, TypeError):

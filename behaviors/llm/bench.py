@@ -14,6 +14,7 @@ import torch
 from populace.behaviors.llm import (
     ArchetypeQuery,
     Backend,
+    Fallback,
     PromptTemplate,
     Question,
     Sampling,
@@ -71,7 +72,9 @@ def bench_llm(
         sampling=Sampling(temperature=0.7, max_tokens=max_tokens),
         cache=None,
         max_retries=0,
-        fallback=None,
+        # the bench times the backend and discards the values: an invalid answer is counted
+        # (invalid, fallbacks), not raised; the prior is never used as a result
+        fallback=Fallback("prior", prior=0.5),
     )
     qs = questions(archetypes)
     query.ask(qs[: min(2, archetypes)])  # warm-up: first-call allocations

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from populace.behaviors.choice import Choice, bernoulli
 from populace.behaviors.llm.archetypes import Archetypes
 
 
@@ -40,19 +39,3 @@ def heterogeneous(probs: torch.Tensor, offsets: torch.Tensor, scale: float) -> t
     if scale == 0:
         return probs
     return torch.sigmoid(torch.logit(probs, eps=1e-6) + scale * offsets.to(probs))
-
-
-def decide(
-    probs: torch.Tensor,
-    u: torch.Tensor,
-    *,
-    estimator: str = "none",
-    temperature: float = 1.0,
-) -> Choice:
-    """Per-agent yes/no decisions through the behaviours' stochastic choice.
-
-    Args:
-        probs: ``[B, N]`` per-agent probabilities.
-        u: ``[B, N]`` uniform noise (``ctx.rng.uniform(N)``).
-    """
-    return bernoulli(probs, u, estimator=estimator, temperature=temperature)

@@ -1,8 +1,8 @@
 """A disk cache of LLM answers (sqlite, stdlib), keyed by everything that shapes an answer.
 
 The key hashes backend kind, model, prompt messages, sampling settings, the sample index and
-the retry attempt; so a rerun with the same seed (same prompts) makes zero backend calls and
-reproduces the simulation exactly.
+the retry attempt (and :data:`KEY_VERSION`); so a rerun with the same seed (same prompts) makes
+zero backend calls and reproduces the simulation exactly.
 """
 
 from __future__ import annotations
@@ -16,12 +16,17 @@ from pathlib import Path
 
 from populace.behaviors.llm.backends import Completion, Messages, Sampling
 
+#: bumped when what an answer's text depends on changes, so older entries are never reused
+#: (2: each request samples with its own seed, :func:`backends.request_seed`).
+KEY_VERSION = 2
+
 
 def cache_key(
     backend: str, model: str, prompt: Messages, sampling: Sampling, sample: int, attempt: int
 ) -> str:
     """sha256 of the canonical JSON of everything that determines one answer."""
     payload = {
+        "version": KEY_VERSION,
         "backend": backend,
         "model": model,
         "prompt": prompt,

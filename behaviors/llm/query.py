@@ -3,21 +3,30 @@
 :class:`ArchetypeQuery` turns Q questions (archetype labels + environment values) into Q numbers:
 each question is rendered into one prompt, asked ``samples`` times (the mean of the parsed
 answers estimates a probability rather than trusting one answer), and every prompt of the round
-goes to the backend as one batch. Answers come from the disk cache when present. An answer the
-schema rejects is asked again (a new attempt, a new cache key) up to ``max_retries`` times; then
-the sample takes the :class:`Fallback` value, and the fallback is counted.
+goes to the backend as one batch, each answer with its own seed (:func:`request_seed` of the
+prompt, sample index and attempt), so an answer never depends on what else was asked or cached.
+Answers come from the disk cache when present. An answer the schema rejects is asked again (a new
+attempt, a new cache key) up to ``max_retries`` times; then the :class:`Fallback` policy decides:
+raise (the default) or a declared value, counted.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Mapping, Sequence
 
 import torch
 
 from populace.behaviors.llm.accounting import Accounting
-from populace.behaviors.llm.backends import Backend, BackendError, Completion, Sampling
+from populace.behaviors.llm.backends import (
+    Backend,
+    BackendError,
+    Completion,
+    Sampling,
+    request_seed,
+)
 from populace.behaviors.llm.cache import AnswerCache, cache_key
 from populace.behaviors.llm.prompts import PromptTemplate
 from populace.behaviors.llm.schema import InvalidAnswer, Schema
@@ -33,21 +42,28 @@ class FallbackError(RuntimeError):
 class Fallback:
     """What a sample becomes when no valid answer comes.
 
+    There is no silent default value: the default policy raises, and the value policies need
+    the prior stated.
+
     Attributes:
-        policy: ``"previous"`` (the question's previous value, else ``prior``), ``"prior"``
-            (always ``prior``) or ``"error"`` (raise :class:`FallbackError`).
-        prior: the stated prior value.
+        policy: ``"error"`` (raise :class:`FallbackError`, the default), ``"previous"`` (the
+            question's previous value, else ``prior``) or ``"prior"`` (always ``prior``).
+        prior: the stated prior value; required by ``"previous"`` and ``"prior"``.
         on_backend_error: ``"fallback"`` (apply the policy to the lost samples, counted) or
             ``"raise"`` (propagate the :class:`BackendError`).
     """
 
-    policy: str = "previous"
-    prior: float = 0.0
+    policy: str = "error"
+    prior: float | None = None
     on_backend_error: str = "raise"
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise ValueError(f"unknown fallback policy {self.policy!r}; valid: {POLICIES}")
+        if self.policy != "error" and self.prior is None:
+            raise ValueError(f"the {self.policy!r} fallback policy needs an explicit prior value")
+        if self.prior is not None and not math.isfinite(self.prior):
+            raise ValueError(f"the fallback prior must be a finite number, got {self.prior}")
         if self.on_backend_error not in ("fallback", "raise"):
             raise ValueError(
                 f"on_backend_error must be 'fallback' or 'raise', got {self.on_backend_error!r}"
@@ -73,7 +89,8 @@ class ArchetypeQuery:
         sampling: sampling settings (part of the cache key).
         cache: an :class:`AnswerCache`, or None for no cache.
         max_retries: re-asks of an invalid answer before the fallback.
-        fallback: the policy for answers that stay invalid.
+        fallback: the policy for answers that stay invalid (default: raise
+            :class:`FallbackError`).
     """
 
     def __init__(
@@ -101,10 +118,10 @@ class ArchetypeQuery:
         #: totals over every :meth:`ask`.
         self.total = Accounting()
 
-    def _generate(self, prompts, sampling, acc: Accounting) -> list[Completion] | None:
+    def _generate(self, prompts, seeds, acc: Accounting) -> list[Completion] | None:
         start = time.perf_counter()
         try:
-            out = self.backend.generate(prompts, sampling, self.schema)
+            out = self.backend.generate(prompts, self.sampling, self.schema, seeds)
         except BackendError:
             acc.seconds += time.perf_counter() - start
             if self.fallback.on_backend_error == "raise":
@@ -145,13 +162,14 @@ class ArchetypeQuery:
         prompts = [self.template.render(q.labels, q.env, self.schema) for q in questions]
         answers = torch.full((q_count, self.samples), float("nan"), dtype=torch.float64)
         pending = [(q, s) for q in range(q_count) for s in range(self.samples)]
-        name, model = self.backend.name, self.backend.model
+        lost = []  # samples left unanswered by a backend error: they take the fallback
+        down = False  # the backend failed this call: later rounds use the cache only
+        name, model, sampling = self.backend.name, self.backend.model, self.sampling
         for attempt in range(self.max_retries + 1):
             if not pending:
                 break
             if attempt:
                 acc.retries += len(pending)
-            sampling = dataclasses.replace(self.sampling, seed=self.sampling.seed + 7919 * attempt)
             keys = [cache_key(name, model, prompts[q], sampling, s, attempt) for q, s in pending]
             acc.prompts += len(keys)
             found: dict[str, Completion] = {}
@@ -163,24 +181,31 @@ class ArchetypeQuery:
             acc.cache_hits += sum(k in found for k in keys)
             # one prompt per distinct missing key: duplicate questions are asked once
             order = list(dict.fromkeys(k for k in keys if k not in found))
-            if order:
+            if order and not down:
                 first = {k: i for i, k in reversed(list(enumerate(keys)))}
-                batch = [prompts[pending[first[k]][0]] for k in order]
-                out = self._generate(batch, sampling, acc)
+                asked = [pending[first[k]] for k in order]
+                batch = [prompts[q] for q, _ in asked]
+                seeds = [request_seed(sampling.seed, prompts[q], s, attempt) for q, s in asked]
+                out = self._generate(batch, seeds, acc)
                 if out is None:
-                    break  # backend down: the remaining samples take the fallback
-                fresh = list(zip(order, out, strict=True))
-                found.update(fresh)
-                if self.cache is not None:
-                    self.cache.put_many(fresh)
+                    down = True
+                else:
+                    fresh = list(zip(order, out, strict=True))
+                    found.update(fresh)
+                    if self.cache is not None:
+                        self.cache.put_many(fresh)
             still = []
             for (q, s), key in zip(pending, keys, strict=True):
+                if key not in found:  # only after a backend error
+                    lost.append((q, s))
+                    continue
                 try:
                     answers[q, s] = self.schema.parse(found[key].text)
                 except InvalidAnswer:
                     acc.invalid += 1
                     still.append((q, s))
             pending = still
+        pending += lost
         if pending:
             if self.fallback.policy == "error":
                 raise FallbackError(

@@ -5,9 +5,12 @@ samples into a probability), :class:`NumberRange` (a number in ``[low, high]``) 
 :class:`OneOf` (one of k options, as its index). ``parse`` returns a float or raises
 :class:`InvalidAnswer` naming what was wrong; it never turns a bad answer into a default.
 
-Accepted forms: the bare answer (``"yes"``, ``"Yes."``, ``"0.4"``), an answer followed by a
-reason (``"No, because ..."``) and JSON ``{"answer": ...}``. Ambiguous text (both "yes" and
-"no" as the leading answer, two numbers, an option name inside another) is rejected.
+Accepted forms: the bare answer (``"yes"``, ``"**Yes.**"``, ``"0.4"``), an answer followed by a
+reason (``"No, because ..."``) and JSON ``{"answer": ...}``. A yes/no or option answer must
+*start* with the answer (after quotes, markdown and punctuation; any case): ``"Not sure, yes"``,
+``"I will not stay home"`` and ``"N/A"`` are rejected, never read as the option they mention.
+Non-answers that begin like one (``"No idea"``, ``"No comment"``) and ambiguous text (both "yes"
+and "no" leading, two numbers, a second option after the first) are rejected too.
 """
 
 from __future__ import annotations
@@ -19,6 +22,11 @@ import re
 from typing import Protocol
 
 _WORD = re.compile(r"[a-z]+(?:[-_][a-z]+)*")
+#: what may surround an answer: whitespace, quotes, markdown and punctuation.
+_DRESSING = " \t\r\n\"'`*_#>~.,;:!?()[]{}-"
+#: non-answers that begin like an answer ("No idea" is not "no").
+_NON_ANSWERS = ("no idea", "no clue", "no comment", "no answer", "no opinion", "n/a")
+_YES, _NO = ("yes", "true"), ("no", "false")
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?%?")
 
 
@@ -57,9 +65,22 @@ def _unwrap_json(text: str) -> str:
     return t
 
 
-def _head(text: str, words: int = 3) -> list[str]:
-    """The first few words, lower-cased (the answer comes first; a reason may follow)."""
-    return _WORD.findall(text.lower())[:words]
+def _lead(text: str) -> str:
+    """The answer lower-cased, without the quotes, markdown and punctuation around it."""
+    body = _unwrap_json(text).lower().strip(_DRESSING)
+    if not body:
+        raise InvalidAnswer(f"empty answer {text[:80]!r}")
+    return body
+
+
+def _starts_with(body: str, phrase: str) -> bool:
+    """Whether ``body`` starts with ``phrase`` as whole words."""
+    return re.match(rf"{re.escape(phrase)}(?![a-z0-9])", body) is not None
+
+
+def _non_answer(body: str) -> str:
+    """The non-answer phrase ("no idea", "n/a") that ``body`` starts with, else ``""``."""
+    return next((p for p in _NON_ANSWERS if _starts_with(body, p)), "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,17 +90,20 @@ class YesNo:
     instructions: str = "Answer with one word: yes or no."
 
     def parse(self, text: str) -> float:
-        body = _unwrap_json(text)
-        if not body:
-            raise InvalidAnswer("empty answer")
-        head = _head(body)
-        yes = any(w in ("yes", "y", "true") for w in head)
-        no = any(w in ("no", "n", "false") for w in head)
-        if yes and no:
+        body = _lead(text)
+        if _non_answer(body):
+            raise InvalidAnswer(f"non-answer {text[:80]!r}")
+        if body in ("y", "n"):  # a single letter only as the whole answer
+            return 1.0 if body == "y" else 0.0
+        first = _WORD.match(body)
+        word = first.group() if first else ""
+        if word not in _YES + _NO:
+            raise InvalidAnswer(f"answer {text[:80]!r} does not start with yes or no")
+        head = _WORD.findall(body)[:3]
+        other = _NO if word in _YES else _YES
+        if any(w in other for w in head):
             raise InvalidAnswer(f"ambiguous yes/no answer {text[:80]!r}")
-        if not (yes or no):
-            raise InvalidAnswer(f"no yes/no at the start of answer {text[:80]!r}")
-        return 1.0 if yes else 0.0
+        return 1.0 if word in _YES else 0.0
 
     def choices(self) -> list[str]:
         return ["yes", "no"]
@@ -140,7 +164,7 @@ class NumberRange:
 
 @dataclasses.dataclass(frozen=True)
 class OneOf:
-    """One of ``options``; ``parse`` gives the option's index as a float."""
+    """One of ``options``; ``parse`` gives the index of the option the answer starts with."""
 
     options: tuple[str, ...]
     instructions: str = ""
@@ -156,16 +180,20 @@ class OneOf:
             )
 
     def parse(self, text: str) -> float:
-        body = _unwrap_json(text).lower().strip(" .!\"'\n")
-        if not body:
-            raise InvalidAnswer("empty answer")
-        if body in self.options:
-            return float(self.options.index(body))
-        hits = [i for i, o in enumerate(self.options) if re.search(rf"\b{re.escape(o)}\b", body)]
-        if len(hits) != 1:
-            what = "several options" if hits else "no option"
-            raise InvalidAnswer(f"{what} of {self.options} in answer {text[:80]!r}")
-        return float(hits[0])
+        exact = _unwrap_json(text).strip().lower()
+        if exact in self.options:  # e.g. a guided-choice answer
+            return float(self.options.index(exact))
+        body = _lead(text)
+        starts = [o for o in self.options if _starts_with(body, o)]
+        if not starts:
+            raise InvalidAnswer(f"answer {text[:80]!r} does not start with one of {self.options}")
+        chosen = max(starts, key=len)  # "stay home" over an option "stay"
+        if len(_non_answer(body)) > len(chosen):  # "no idea" is not the option "no"
+            raise InvalidAnswer(f"non-answer {text[:80]!r}")
+        rest = body[len(chosen) :]
+        if any(re.search(rf"(?<![a-z0-9]){re.escape(o)}(?![a-z0-9])", rest) for o in self.options):
+            raise InvalidAnswer(f"several options of {self.options} in answer {text[:80]!r}")
+        return float(self.options.index(chosen))
 
     def choices(self) -> list[str]:
         return list(self.options)

@@ -25,14 +25,19 @@ class ScriptedBackend:
         self.down = down
         self.batches: list[int] = []  # prompts per generate call
         self.seen = 0
+        self.attempts = 0  # generate calls, failed ones included
+        self.seeds: list[tuple[str, int]] = []  # (user message, seed) of every prompt answered
 
-    def generate(self, prompts, sampling, schema=None):
+    def generate(self, prompts, sampling, schema=None, seeds=None):
+        self.attempts += 1
         if self.down:
             raise BackendError("scripted backend is down")
+        assert seeds is not None and len(seeds) == len(prompts)  # the query seeds every prompt
         self.batches.append(len(prompts))
         out = []
-        for messages in prompts:
+        for messages, seed in zip(prompts, seeds, strict=True):
             self.seen += 1
+            self.seeds.append((messages[-1]["content"], seed))
             out.append(Completion(self.answer(messages[-1]["content"], self.seen), 10, 1))
         return out
 

@@ -24,6 +24,7 @@ from populace.behaviors.llm import (
     Question,
     Sampling,
     YesNo,
+    request_seed,
 )
 
 TEMPLATE = PromptTemplate(system="You are {who}.", user="{cases} new cases. Stay home?")
@@ -107,6 +108,21 @@ def test_answers_through_a_real_server():
     sent = server.requests[0]
     assert sent["model"] == "smollm2" and sent["guided_choice"] == ["yes", "no"]
     assert sent["messages"][1]["content"].endswith("yes or no.")
+
+
+def test_every_request_sends_the_seed_of_its_own_key():
+    people = [Question({"who": w}, {"cases": 10}) for w in ("ann", "bob", "cy")]
+    with Server() as server:
+        backend = OpenAIBackend(server.url, "m", concurrency=1)
+        ArchetypeQuery(backend, TEMPLATE, YesNo(), samples=3).ask(people)
+        batch = {(r["messages"][0]["content"], r["seed"]) for r in server.requests}
+        server.requests.clear()
+        ArchetypeQuery(backend, TEMPLATE, YesNo(), samples=3).ask(people[1:2])
+        alone = {(r["messages"][0]["content"], r["seed"]) for r in server.requests}
+    assert len(batch) == 9  # 3 people x 3 samples, every seed distinct
+    assert alone <= batch  # bob's requests carry the same seeds alone as in the batch
+    prompt = TEMPLATE.render(people[1].labels, people[1].env, YesNo())
+    assert {seed for _, seed in alone} == {request_seed(0, prompt, s, 0) for s in range(3)}
 
 
 def test_retries_with_backoff_then_success():

@@ -9,12 +9,14 @@ from populace.behaviors.llm import (
     AnswerCache,
     ArchetypeQuery,
     BackendError,
+    Completion,
     Fallback,
     FallbackError,
     PromptTemplate,
     Question,
     Sampling,
     YesNo,
+    request_seed,
 )
 
 TEMPLATE = PromptTemplate(system="You are {who}.", user="{cases} new cases. Stay home?")
@@ -123,6 +125,96 @@ def test_backend_down_raises_or_falls_back_counted(scripted):
     assert acc.backend_errors == 1 and acc.fallbacks == 4 and acc.calls == 0
 
 
+def test_backend_down_keeps_the_cached_answers(scripted, cases_rule, tmp_path):
+    cache = AnswerCache(tmp_path / "a.sqlite")
+    up = scripted(cases_rule)
+    ArchetypeQuery(up, TEMPLATE, YesNo(), samples=1, cache=cache).ask(questions(200))
+    # question 0 is cached ("yes"), question 1 is not, and the backend is down
+    down = scripted(cases_rule, down=True)
+    fallback = Fallback("prior", 0.3, "fallback")
+    query = ArchetypeQuery(down, TEMPLATE, YesNo(), samples=1, cache=cache, fallback=fallback)
+    values, acc = query.ask(questions(200, 5))
+    assert values.tolist() == [1.0, 0.3]
+    assert (acc.cache_hits, acc.fallbacks, acc.backend_errors, acc.calls) == (1, 1, 1, 0)
+    assert down.attempts == 1  # a failed backend is not asked again in the retry rounds
+
+
+def test_backend_down_still_uses_cached_retries(scripted, tmp_path):
+    # attempt 0 answered garbage and attempt 1 "yes": both cached; the rerun needs no backend
+    cache = AnswerCache(tmp_path / "a.sqlite")
+    up = scripted(lambda text, seen: "hmm" if seen == 1 else "yes")
+    ArchetypeQuery(up, TEMPLATE, YesNo(), samples=1, cache=cache).ask(questions(1))
+    down = scripted(lambda t, s: "yes", down=True)
+    fallback = Fallback("prior", 0.3, "fallback")
+    query = ArchetypeQuery(down, TEMPLATE, YesNo(), samples=1, cache=cache, fallback=fallback)
+    values, acc = query.ask(questions(1))
+    assert values.tolist() == [1.0] and acc.fallbacks == 0 and down.attempts == 0
+
+
+def test_default_fallback_raises_never_a_silent_value(scripted):
+    query = ArchetypeQuery(scripted(lambda t, s: "banana"), TEMPLATE, YesNo(), max_retries=0)
+    with pytest.raises(FallbackError, match="still invalid"):
+        query.ask(questions(1))
+    assert Fallback().policy == "error"
+    for policy in ("prior", "previous"):
+        with pytest.raises(ValueError, match="explicit prior"):
+            Fallback(policy)
+    with pytest.raises(ValueError, match="finite"):
+        Fallback("prior", prior=float("nan"))
+
+
+class SeededBackend:
+    """Answers "yes" for odd seeds and "no" for even ones: its answers are its seeds."""
+
+    name = "seeded"
+    model = "parity"
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, int]] = []
+
+    def generate(self, prompts, sampling, schema=None, seeds=None):
+        self.asked += [(m[-1]["content"], s) for m, s in zip(prompts, seeds, strict=True)]
+        return [Completion("yes" if s % 2 else "no") for s in seeds]
+
+
+PEOPLE = [Question({"who": w}, {"cases": 10}) for w in ("ann", "bob", "cy", "di", "ed")]
+
+
+def test_an_answer_depends_on_its_key_not_on_the_batch():
+    def ask(qs):
+        query = ArchetypeQuery(SeededBackend(), TEMPLATE, YesNo(), samples=6)
+        return query.ask(qs)[0]
+
+    together = ask(PEOPLE)
+    for k, person in enumerate(PEOPLE):
+        assert ask([person]).item() == together[k].item()
+    assert ask(PEOPLE[::-1]).tolist() == together.flip(0).tolist()
+
+
+def test_a_partly_cached_run_equals_a_cold_run(tmp_path):
+    cold, _ = ArchetypeQuery(SeededBackend(), TEMPLATE, YesNo(), samples=6).ask(PEOPLE)
+    cache = AnswerCache(tmp_path / "a.sqlite")
+    warm = ArchetypeQuery(SeededBackend(), TEMPLATE, YesNo(), samples=6, cache=cache)
+    warm.ask(PEOPLE[1::2])  # some keys cached first, the others missing
+    values, acc = warm.ask(PEOPLE)
+    assert acc.cache_hits == 2 * 6 and acc.calls == 3 * 6
+    assert values.tolist() == cold.tolist()
+
+
+def test_each_sample_and_attempt_has_its_own_seed(scripted):
+    backend = scripted(lambda text, seen: "hmm" if seen <= 4 else "yes")
+    query = ArchetypeQuery(backend, TEMPLATE, YesNo(), samples=4, max_retries=1)
+    query.ask(questions(1))
+    seeds = [seed for _, seed in backend.seeds]
+    assert len(seeds) == 8 and len(set(seeds)) == 8  # 4 samples x 2 attempts
+    prompt = TEMPLATE.render({"who": "person 0"}, {"cases": 1}, YesNo())
+    assert seeds == [request_seed(0, prompt, s, a) for a in (0, 1) for s in range(4)]
+    # the seed mixes in the base seed: another base seed, other seeds
+    other = scripted(lambda text, seen: "yes")
+    ArchetypeQuery(other, TEMPLATE, YesNo(), samples=4, sampling=Sampling(seed=1)).ask(questions(1))
+    assert not {seed for _, seed in other.seeds} & set(seeds)
+
+
 def test_missing_prompt_field_is_named():
     with pytest.raises(KeyError, match="cases"):
         TEMPLATE.render({"who": "x"}, {})
@@ -133,3 +225,12 @@ def test_bad_settings():
         Fallback("zero")
     with pytest.raises(ValueError, match="temperature"):
         Sampling(temperature=-1)
+
+
+def test_request_seed_is_stable_and_bounded():
+    prompt = TEMPLATE.render({"who": "x"}, {"cases": 3})
+    seed = request_seed(0, prompt, 1, 0)
+    # a fixed value: the same in every process (Python's salted hash() would not be)
+    assert seed == 1317008448
+    assert 0 <= seed < 2**31
+    assert len({request_seed(0, prompt, s, a) for s in range(50) for a in range(3)}) == 150

@@ -8,6 +8,7 @@ about a second.
 from __future__ import annotations
 
 import pytest
+import torch
 
 from populace.behaviors.llm import (
     ArchetypeQuery,
@@ -20,6 +21,7 @@ from populace.behaviors.llm import (
     converted_model,
     smollm2_gguf,
 )
+from populace.behaviors.llm.backends import content_digest, model_identity
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +57,48 @@ def test_batched_left_padded_generation_matches_one_by_one(backend):
 def test_same_seed_same_samples(backend):
     hot = Sampling(temperature=1.0, max_tokens=3, seed=5)
     assert backend.generate([SHORT], hot) == backend.generate([SHORT], hot)
+
+
+SAY_NO = [{"role": "user", "content": "Say no."}]
+
+
+@pytest.mark.parametrize("schema", [None, YesNo()], ids=["free-text", "guided"])
+def test_a_prompt_samples_the_same_alone_or_in_a_batch(backend, schema):
+    hot = Sampling(temperature=1.0, max_tokens=3)
+    rng = torch.get_rng_state()
+    alone = backend.generate([LONG], hot, schema, seeds=[11])
+    batch = backend.generate([SHORT, LONG, SAY_NO], hot, schema, seeds=[5, 11, 6])
+    assert batch[1] == alone[0]
+    assert torch.equal(torch.get_rng_state(), rng)  # the global RNG is neither used nor reset
+
+
+def test_identical_prompts_with_their_own_seeds_differ(backend):
+    hot = Sampling(temperature=1.0, max_tokens=3)
+    texts = [c.text for c in backend.generate([LONG] * 6, hot, seeds=range(6))]
+    assert len(set(texts)) > 1, texts
+    guided = [c.text for c in backend.generate([LONG] * 8, hot, YesNo(), seeds=range(8))]
+    assert set(guided) == {"yes", "no"}, guided
+
+
+def test_model_identity_is_the_content_not_the_name(backend, tmp_path):
+    # the embedded GGUF: the converted folder's name carries the digest of the whole file
+    digest = content_digest(smollm2_gguf())
+    assert backend.model == f"{converted_model().name}+guided" and digest in backend.model
+    # two checkpoint folders both named "final" with different weights
+    for run, weights in (("run1", b"\x00" * 64), ("run2", b"\x00" * 63 + b"\x01")):
+        (tmp_path / run / "final").mkdir(parents=True)
+        (tmp_path / run / "final" / "config.json").write_text("{}")
+        (tmp_path / run / "final" / "model.safetensors").write_bytes(weights)
+    one, two = (model_identity(tmp_path / run / "final") for run in ("run1", "run2"))
+    assert one != two and one.startswith("final-") and two.startswith("final-")
+    (tmp_path / "copy").mkdir()
+    for f in (tmp_path / "run1" / "final").iterdir():
+        (tmp_path / "copy" / f.name).write_bytes(f.read_bytes())
+    assert model_identity(tmp_path / "copy").split("-")[-1] == one.split("-")[-1]
+    with pytest.raises(BackendError, match="no model files"):
+        model_identity(tmp_path)
+    folder = TransformersBackend(converted_model(), guided=False)
+    assert folder.model == model_identity(converted_model())
 
 
 def test_archetype_query_with_the_real_model(backend):
