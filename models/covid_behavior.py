@@ -23,7 +23,6 @@ reports the query made in step t (metrics are measured on the state a step produ
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import torch
@@ -44,6 +43,7 @@ from populace.behaviors.llm import (
     heterogeneous,
     make_backend,
 )
+from populace.behaviors.llm.backends import cache_root
 from populace.engine import (
     Context,
     Model,
@@ -54,6 +54,7 @@ from populace.engine import (
     static_field,
     tensor_field,
 )
+from populace.engine.context import resolve_device
 
 NAME = "covid_behavior"
 SUMMARY = (
@@ -162,7 +163,8 @@ class BehaviorState(State):
     status: ``[B, N]`` int8, 0 susceptible, 1 infectious, 2 recovered.
     isolating: ``[B, N]`` bool, isolating this period.
     cases: ``[B, W]`` float, daily new cases of the last W days (newest last).
-    p_isolate: ``[B, K]`` float, the last archetype probabilities (NaN before the first query).
+    p_isolate: ``[B, K]`` float, the last archetype probabilities (``prior`` before the first
+        query, which is what the "previous" fallback would use then anyway).
     llm: ``[B, M]`` float, this step's LLM counters (see ``LLM_METRICS``).
     """
 
@@ -299,8 +301,7 @@ def llm_metric(column: int):
 
 def default_cache() -> Path:
     """``$POPULACE_CACHE/llm.sqlite`` (default ``~/.cache/populace``)."""
-    root = os.environ.get("POPULACE_CACHE", str(Path.home() / ".cache" / "populace"))
-    return Path(root) / "llm.sqlite"
+    return cache_root() / "llm.sqlite"
 
 
 def build(
@@ -311,6 +312,7 @@ def build(
     backend: str | Backend = "transformers",
     llm_url: str = "http://127.0.0.1:8000/v1",
     llm_model: str = "",
+    llm_device: str = "auto",
     samples: int = 3,
     temperature: float = 0.7,
     max_tokens: int = 4,
@@ -330,6 +332,8 @@ def build(
         query_every: steps between isolation decisions (and LLM queries).
         backend: ``"transformers" | "vllm" | "openai"`` or a :class:`Backend` object.
         llm_url / llm_model: server and model for ``openai``; model folder for ``vllm``.
+        llm_device: where an embedded backend runs: ``"auto"`` (CUDA when available), ``"cpu"``,
+            ``"cuda[:i]"``.
         samples: LLM answers per archetype per query.
         fallback / prior: the :class:`Fallback` policy for answers that stay invalid.
         heterogeneity: per-agent spread around the archetype probability (logit scale).
@@ -342,14 +346,22 @@ def build(
         raise ValueError(f"initial_infected={initial_infected} must be in [0, agents={agents}]")
     if query_every < 1:
         raise ValueError(f"query_every must be >= 1, got {query_every}")
-    population = population or synthetic_population(agents, population_seed)
+    if not 0 <= prior <= 1:  # also refuses NaN
+        raise ValueError(f"prior must be a probability in [0, 1], got {prior}")
+    if population is None:
+        population = synthetic_population(agents, population_seed)
+    elif not isinstance(getattr(population, "age_band", None), torch.Tensor):
+        raise ValueError(
+            f"population must have an age_band tensor (like Population), got {population!r}"
+        )
     if population.age_band.shape != (agents,):
         raise ValueError(f"population has {population.age_band.shape[0]} agents, not {agents}")
     llm = None
     k = 1
     if behavior == "llm":
         if isinstance(backend, str):
-            backend = make_backend(backend, url=llm_url, model=llm_model)
+            device = str(resolve_device(llm_device))
+            backend = make_backend(backend, url=llm_url, model=llm_model, device=device)
         store = None
         if cache:
             store = AnswerCache(default_cache() if cache is True else Path(str(cache)))
@@ -376,7 +388,7 @@ def build(
             status=status,
             isolating=torch.zeros(b, agents, dtype=torch.bool, device=ctx.device),
             cases=torch.zeros(b, WINDOW, dtype=ctx.dtype, device=ctx.device),
-            p_isolate=torch.full((b, k), float("nan"), dtype=ctx.dtype, device=ctx.device),
+            p_isolate=torch.full((b, k), prior, dtype=ctx.dtype, device=ctx.device),
             llm=torch.zeros(b, len(LLM_METRICS), dtype=ctx.dtype, device=ctx.device),
             agents=agents,
         )

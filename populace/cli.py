@@ -235,6 +235,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # a command line writes PNG files; no window
     from populace.demo import flagship
 
     record = flagship(
@@ -243,6 +246,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
         days=args.days,
         seeds=args.seeds,
         seed=args.seed,
+        lockdown_day=args.lockdown_day,
+        cache=args.cache,
         device=args.device,
     )
     print((Path(args.out) / "summary.md").read_text())
@@ -302,6 +307,15 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--days", type=positive_int("--days"), default=112)
     demo.add_argument("--seeds", type=positive_int("--seeds"), default=2)
     demo.add_argument("--seed", type=non_negative_int("--seed"), default=0)
+    demo.add_argument(
+        "--lockdown-day",
+        type=non_negative_int("--lockdown-day"),
+        default=14,
+        help="day the stay-at-home counterfactual starts (before --days)",
+    )
+    demo.add_argument(
+        "--cache", default=None, help="LLM answer cache file (default ~/.cache/populace/llm.sqlite)"
+    )
     demo.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     demo.set_defaults(fn=cmd_demo)
     population_cli.add_parser(sub)

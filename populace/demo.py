@@ -5,7 +5,8 @@
 1. builds the synthetic NYC population (``populations.nyc``; a reduced scale on CPU, full on GPU);
 2. groups its agents into archetypes (age group × borough) whose isolation decisions come from
    the embedded SmolLM2 through ``models.covid_behavior`` (one prompt per archetype and member per
-   query step, cached on disk in the report folder);
+   query step, cached on disk: ``~/.cache/populace/llm.sqlite`` unless told otherwise, so a
+   rerun asks the model nothing);
 3. runs a study: the baseline and a stay-at-home counterfactual (contacts halved from a given
    day), ``seeds`` seeds each, batched with common random numbers;
 4. writes a report folder: ``metrics.parquet``, PNG plots, ``summary.md``, ``summary.json``.
@@ -20,20 +21,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import polars as pl
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import polars as pl  # noqa: E402
-import torch  # noqa: E402
-
-from populace.engine.context import resolve_device  # noqa: E402
-from populace.engine.intervention import ScaleParam  # noqa: E402
-from populace.engine.plotting import plot_series  # noqa: E402
-from populace.engine.provenance import device_name, now, versions  # noqa: E402
-from populace.engine.study import Scenario, study  # noqa: E402
-from populace.models import covid_behavior  # noqa: E402
-from populace.populations import nyc  # noqa: E402
+from populace.engine.context import resolve_device
+from populace.engine.intervention import ScaleParam
+from populace.engine.plotting import plot_series
+from populace.engine.provenance import device_name, now, versions
+from populace.engine.study import Scenario, study
+from populace.models import covid_behavior
+from populace.populations import nyc
 
 #: the NYC data's age bands folded into the behaviour model's four age groups.
 AGE_GROUPS = {
@@ -79,6 +77,8 @@ def flagship(out: str | Path = "report", **options: Any) -> dict[str, Any]:
     On failure the folder is removed again: nothing half-written stays behind.
     """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"report folder {out} is a file; give a folder")
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"report folder {out} exists and is not empty; choose another")
     try:
@@ -101,6 +101,7 @@ def run_demo(
     query_every: int = 7,
     samples: int = 1,
     backend: Any = "transformers",
+    cache: str | Path | None = None,
     device: str = "auto",
     progress: bool | None = None,
 ) -> dict[str, Any]:
@@ -115,7 +116,14 @@ def run_demo(
             ``contact_factor`` from ``lockdown_day`` on.
         initial_infected: seeded infections (default 0.05 % of agents, at least 5).
         backend: LLM backend name or object (``covid_behavior.build``'s ``backend``).
+        cache: the LLM answer cache (default :func:`~populace.models.covid_behavior.default_cache`,
+            shared by every run on this machine).
     """
+    if isinstance(days, bool) or not isinstance(days, int) or not 0 <= lockdown_day < days:
+        raise ValueError(
+            f"lockdown_day={lockdown_day} must fall inside the {days} days, or the "
+            f"counterfactual would equal the baseline"
+        )
     start = time.perf_counter()
     dev = resolve_device(device)
     scale = scale if scale is not None else (1.0 if dev.type == "cuda" else 0.01)
@@ -136,7 +144,7 @@ def run_demo(
         query_every=query_every,
         samples=samples,
         backend=backend,
-        cache=str(out / "llm-cache.sqlite"),
+        cache=True if cache is None else str(cache),
         population=behaviour_population,
     )
     lockdown = Scenario("stay_at_home", (ScaleParam("beta", contact_factor, start=lockdown_day),))
@@ -219,11 +227,13 @@ def run_demo(
         "date": now(),
     }
     (out / "summary.json").write_text(json.dumps(record, indent=2) + "\n")
-    (out / "summary.md").write_text(_markdown(record, lockdown_day, contact_factor))
+    files = ["metrics.parquet", "I.png", "isolating_share.png"]
+    files += ["attack_rate_map.png"] if population.areas is not None else []
+    (out / "summary.md").write_text(_markdown(record, lockdown_day, contact_factor, files))
     return record
 
 
-def _markdown(r: dict[str, Any], lockdown_day: int, factor: float) -> str:
+def _markdown(r: dict[str, Any], lockdown_day: int, factor: float, files: list[str]) -> str:
     d, p, llm = r["ever_infected_difference"], r["peak_day_shift"], r["llm"]
     lines = [
         "# populace flagship demo: New York City with LLM archetype behaviour",
@@ -250,8 +260,7 @@ def _markdown(r: dict[str, Any], lockdown_day: int, factor: float) -> str:
         f"hits, {llm['invalid']:.0f} invalid answers, {llm['fallbacks']:.0f} fallbacks, "
         f"{llm['seconds']:.1f} s in the backend.",
         "",
-        "Files: `metrics.parquet` (scenario, seed, step, metrics), `I.png`, "
-        "`isolating_share.png`, `attack_rate_map.png`, `summary.json`.",
+        "Files: " + ", ".join(f"`{f}`" for f in [*files, "summary.json"]) + ".",
         "",
         f"Wall time: {r['seconds']['total']:.1f} s (population {r['seconds']['population']:.1f} s,"
         f" simulation {r['seconds']['simulation']:.1f} s).",

@@ -20,6 +20,10 @@ def test_demo_writes_a_complete_report(tmp_path, capsys):
             "0.0004",
             "--days",
             "8",
+            "--lockdown-day",
+            "3",
+            "--cache",
+            str(tmp_path / "llm.sqlite"),
             "--seeds",
             "1",
             "--device",
@@ -48,6 +52,13 @@ def test_demo_writes_a_complete_report(tmp_path, capsys):
     assert summary["llm"]["prompts"] >= summary["llm"]["calls"] + summary["llm"]["cache_hits"]
     assert 0 <= summary["attack_rate"]["baseline"] <= 1
     assert "Infections averted" in (out / "summary.md").read_text()
+
+
+def test_demo_refuses_a_lockdown_after_the_last_day(tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["demo", "--out", str(out), "--days", "8", "--lockdown-day", "8"]) == 2
+    assert "lockdown_day=8 must fall inside the 8 days" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_demo_refuses_a_non_empty_folder(tmp_path, capsys):

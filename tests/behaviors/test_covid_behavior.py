@@ -115,3 +115,15 @@ def test_population_seam_and_bad_options():
         covid_behavior.build(agents=50, population=pop)
     with pytest.raises(ValueError, match="unknown LLM backend"):
         covid_behavior.build(agents=100, behavior="llm", backend="telepathy", cache=False)
+    with pytest.raises(ValueError, match="population must have an age_band"):
+        covid_behavior.build(agents=100, population="x")
+    with pytest.raises(ValueError, match="prior must be a probability"):
+        covid_behavior.build(agents=100, prior=float("nan"))
+
+
+@pytest.mark.parametrize("behavior", ["heuristic", "llm"])
+def test_state_stays_finite_so_check_finite_can_be_on(scripted, behavior):
+    options = {"backend": scripted(lambda t, s: "yes"), "cache": False} if behavior == "llm" else {}
+    model = covid_behavior.build(agents=300, initial_infected=10, behavior=behavior, **options)
+    result = Simulation(model, members=2, device="cpu", check_finite=True).run(9)
+    assert torch.isfinite(result.final_state.p_isolate).all()
