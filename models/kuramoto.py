@@ -115,10 +115,12 @@ def advance_phases(state: KuramotoState, params: KuramotoParams, ctx: Context) -
 
 
 def order_r(state: KuramotoState, params: KuramotoParams) -> torch.Tensor:
+    """Metric: ``[B]`` order parameter r = |mean exp(i theta)|."""
     return kuramoto_order(state.theta)[0]
 
 
 def order_psi(state: KuramotoState, params: KuramotoParams) -> torch.Tensor:
+    """Metric: ``[B]`` mean phase psi = arg mean exp(i theta)."""
     return kuramoto_order(state.theta)[1]
 
 

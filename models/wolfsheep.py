@@ -245,18 +245,22 @@ def grass_phase(state: WolfSheepState, params: WolfSheepParams, ctx: Context) ->
 
 
 def sheep_count(state: WolfSheepState, params: WolfSheepParams) -> torch.Tensor:
+    """Metric: ``[B]`` living sheep."""
     return state.sheep_alive.sum(dim=1)
 
 
 def wolf_count(state: WolfSheepState, params: WolfSheepParams) -> torch.Tensor:
+    """Metric: ``[B]`` living wolves."""
     return state.wolf_alive.sum(dim=1)
 
 
 def grass_count(state: WolfSheepState, params: WolfSheepParams) -> torch.Tensor:
+    """Metric: ``[B]`` grown grass cells."""
     return state.grown.sum(dim=1)
 
 
 def dropped(state: WolfSheepState, params: WolfSheepParams) -> torch.Tensor:
+    """Metric: ``[B]`` births dropped so far for lack of a free slot."""
     return state.dropped
 
 
