@@ -36,13 +36,18 @@ def add_parser(sub) -> None:
     p.add_argument("--population", type=_positive_int, default=1000, help="agents")
     p.add_argument("--params", help="comma-separated params to fit (default per model)")
     p.add_argument("--steps-per-row", type=_positive_int, default=1)
-    p.add_argument("--epochs", type=_positive_int, default=30)
+    p.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=30,
+        help="Adam epochs; Nelder-Mead: simulator runs (at least one more than the params)",
+    )
     p.add_argument("--members", type=_positive_int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--loss", default="mse_log1p", help="mse_log1p | poisson | negbin")
-    p.add_argument("--multiplier", type=float, default=1.0, help="model metric x this = data")
+    p.add_argument("--multiplier", type=float, default=1.0, help="model metric x this = data (> 0)")
     p.add_argument("--method", choices=("auto", "adam", "nelder_mead"), default="auto")
-    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--lr", type=float, default=0.1, help="Adam learning rate (> 0)")
     p.add_argument(
         "--set",
         dest="settings",
@@ -64,7 +69,14 @@ def add_nyc_parser(sub) -> None:
     p.add_argument("--agents", type=_positive_int, default=2000, help="synthetic NYC agents")
     p.add_argument("--members", type=_positive_int, default=2)
     p.add_argument("--epochs", type=_positive_int, default=100)
-    p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate")
+    p.add_argument(
+        "--lr", type=float, default=0.05, help="Adam learning rate of the fitted parameters"
+    )
+    p.add_argument(
+        "--network-lr",
+        type=float,
+        help="--beta neural: Adam learning rate of the calibrator network (default: LR / 5)",
+    )
     p.add_argument(
         "--beta",
         choices=("borough", "city", "neural"),
@@ -96,6 +108,7 @@ def cmd_calibrate_nyc(args: argparse.Namespace) -> None:
         period=args.period,
         days=args.days,
         out=args.out,
+        network_lr=args.network_lr,
     )
     if args.out:
         print(f"wrote the report to {args.out}")
@@ -114,6 +127,11 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
+    """Fit, report, and print ``{"params", "loss", "nd"}`` as the last stdout line.
+
+    ``nd`` is null when the target column is all zero (ND = sum|pred - obs| / sum|obs| is
+    undefined); the fit itself still runs.
+    """
     from populace.cli import CLIError, build_model
 
     observed, labels = read_series(args.data, args.target, args.date_column, MIN_ROWS)
@@ -149,7 +167,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     with torch.no_grad():
         preds, _ = problem.predict(problem.split(fit.theta))
     errors = error_table(preds, {metric: observed}, "fit")
-    nd = float(errors["nd"][0]) if float(observed.abs().sum()) > 0 else None
+    nd = errors["nd"][0]  # None (JSON null) for an all-zero target column: ND is undefined
     record = {
         "model": args.model,
         "data": str(args.data),
@@ -159,7 +177,8 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
         "params": fit.values,
         "loss": fit.loss,
         "nd": nd,
-        "epochs": len(fit.history),
+        "epochs": args.epochs if fit.method == "adam" else None,
+        "evaluations": fit.evaluations,
         "seconds": fit.seconds,
         "rows": len(labels),
     }

@@ -18,11 +18,14 @@ def read_series(
 ) -> tuple[torch.Tensor, list[str]]:
     """One column of a CSV as a float64 ``[T]`` tensor, plus row labels (dates or row numbers).
 
-    Rows are sorted by ``date_column`` when given (ISO ``YYYY-MM-DD`` or ``MM/DD/YYYY``).
+    Rows are sorted by ``date_column`` when given (ISO ``YYYY-MM-DD`` or ``MM/DD/YYYY``); the
+    dates must then be distinct and evenly spaced (e.g. daily or weekly: each row is one data row
+    of the calibration, ``steps_per_row`` model steps), so a gap cannot silently shift the series.
 
     Raises:
         ValueError: a missing file or column (listing the columns), a non-numeric, empty, NaN or
-            negative value (naming the row), an unparseable date, or fewer than ``min_rows`` rows.
+            negative value (naming the row), an unparseable date, a duplicated date or a gap
+            between dates (naming the dates and rows), or fewer than ``min_rows`` rows.
     """
     path = Path(path)
     if not path.is_file():
@@ -51,9 +54,37 @@ def read_series(
     if date_column is not None:
         dates = [_parse_date(path, row, t) for row, t in enumerate(frame[date_column].to_list())]
         order = sorted(range(len(values)), key=lambda i: dates[i])
+        _check_spacing(path, date_column, [dates[i] for i in order], [i + 1 for i in order])
         values = [values[i] for i in order]
         labels = [dates[i].isoformat() for i in order]
     return torch.tensor(values, dtype=torch.float64), labels
+
+
+def _check_spacing(path: Path, column: str, dates: list[dt.date], rows: list[int]) -> None:
+    """Raise on duplicated ``dates`` (sorted) or on spacings other than the smallest one."""
+    repeats: dict[dt.date, list[int]] = {}
+    for a, b, row_a, row_b in zip(dates, dates[1:], rows, rows[1:], strict=False):
+        if a == b:
+            repeats.setdefault(a, [row_a]).append(row_b)
+    if repeats:
+        listed = "; ".join(f"{d.isoformat()} (rows {sorted(r)})" for d, r in repeats.items())
+        raise ValueError(f"{path}: column {column!r} has duplicated dates: {listed}")
+    gaps = [(b - a).days for a, b in zip(dates, dates[1:], strict=False)]
+    if not gaps:
+        return
+    spacing = min(gaps)
+    bad = [i for i, g in enumerate(gaps) if g != spacing]
+    if bad:
+        listed = "; ".join(
+            f"{dates[i].isoformat()} (row {rows[i]}) to {dates[i + 1].isoformat()} "
+            f"(row {rows[i + 1]}): {gaps[i]} days"
+            for i in bad[:5]
+        )
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise ValueError(
+            f"{path}: column {column!r} is not evenly spaced: rows are {spacing} day(s) apart "
+            f"except {listed}{more}; add the missing dates (e.g. with 0 counts)"
+        )
 
 
 def _parse_date(path: Path, row: int, text: str | None) -> dt.date:
@@ -79,6 +110,9 @@ def nyc_cases(start: str = "2020-03-01", end: str = "2020-06-30") -> pl.DataFram
     lo, hi = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
     out = frame.filter((pl.col("date") >= lo) & (pl.col("date") <= hi)).sort("date")
     days = (hi - lo).days + 1
-    if out.height != days:
-        raise ValueError(f"NYC cases: {out.height} rows between {start} and {end}, need {days}")
+    if out.height != days or out["date"].n_unique() != days:
+        raise ValueError(
+            f"NYC cases: {out.height} rows ({out['date'].n_unique()} distinct dates) between "
+            f"{start} and {end}, need {days}"
+        )
     return out

@@ -12,8 +12,10 @@ Two observation parameters are not model fields and may be free or fixed: ``asce
 The objective is the expected loss over ``members`` ensemble members, estimated with common random
 numbers (the same member seeds every epoch, a sample-average approximation) unless ``resample``.
 With a model built with the ``"score_function"`` estimator, the per-member costs are combined with
-the trajectories' log-probabilities (leave-one-out mean baseline) so the gradient is the unbiased
-REINFORCE estimate; with ``"straight_through"`` the gradient flows through the counts.
+the trajectories' log-probabilities (leave-one-out mean baseline, so at least 2 members) so the
+gradient is the unbiased REINFORCE estimate; with ``"straight_through"`` the gradient flows through
+the counts. :func:`fit_adam` refuses a problem whose gradient does not reach every free parameter
+(:func:`check_gradient`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -104,12 +107,14 @@ class Problem:
     Attributes:
         model: a zoo model (or any Model) whose metrics include ``metrics``.
         observed: metric name → ``[T]`` observed series (one row per ``steps_per_row`` steps).
-        free: the parameters to fit.
+        free: the parameters to fit; every Schedule piece must begin at a simulated step
+            (``< rows * steps_per_row``): a later piece could never affect the fit.
         loss: ``"mse_log1p" | "poisson" | "negbin"``.
         steps_per_row: model steps per data row.
         members: ensemble members per evaluation.
         seed: seed of the member streams.
-        multiplier: scales the model metric to the data (e.g. real / simulated population).
+        multiplier: scales the model metric to the data (e.g. real / simulated population);
+            finite and > 0.
         observe: apply the reporting model (ascertainment, delay) to the metric.
         fixed: values of observation params that are not free.
         aggregate: ``"sum"`` (flows: each row sums its steps' values) or ``"last"`` (stocks);
@@ -161,6 +166,16 @@ class Problem:
             raise CalibrationError(f"aggregate must be 'sum' or 'last', got {self.aggregate!r}")
         if self.steps_per_row < 1 or self.members < 1:
             raise CalibrationError("steps_per_row and members must be >= 1")
+        if not (math.isfinite(self.multiplier) and self.multiplier > 0):
+            raise CalibrationError(f"multiplier must be finite and > 0, got {self.multiplier}")
+        for f in self.free:
+            if f.period is not None and (f.size - 1) * f.period >= self.steps:
+                late = list(range(-(-self.steps // f.period), f.size))
+                raise CalibrationError(
+                    f"free parameter {f.name!r}: piece(s) {late} of {f.period} steps begin at "
+                    f"or after step {self.steps}, past the simulated steps, so they can never "
+                    f"affect the fit; give at most {-(-self.steps // f.period)} initial values"
+                )
 
     @property
     def steps(self) -> int:
@@ -183,16 +198,28 @@ class Problem:
         return out
 
     def rows_of(self, name: str, series: torch.Tensor) -> torch.Tensor:
-        """``[B, steps + 1]`` recorded metric → ``[B, rows]`` aligned with the data."""
+        """``[B, R * steps_per_row + 1]`` recorded metric → ``[B, R]`` rows like the data's."""
         k = self.steps_per_row
         how = self.aggregate or ("sum" if name.startswith("cases") else "last")
         after = series[:, 1:]  # record s + 1 is the state after step s
+        if after.shape[1] % k:
+            raise CalibrationError(
+                f"{after.shape[1]} recorded steps are not whole rows of {k} steps_per_row"
+            )
         if how == "sum":
-            return after.reshape(after.shape[0], self.rows, k).sum(dim=-1)
+            return after.reshape(after.shape[0], after.shape[1] // k, k).sum(dim=-1)
         return after[:, k - 1 :: k]
 
-    def predict(self, values: Mapping[str, Any], seed: int | None = None):
-        """Expected observations under ``values``: (metric → ``[B, rows]``, final state)."""
+    def predict(self, values: Mapping[str, Any], seed: int | None = None, horizon: int = 0):
+        """Expected observations under ``values``: (metric → ``[B, rows + horizon]``, final state).
+
+        One run of ``(rows + horizon) * steps_per_row`` steps: the first ``rows`` columns match
+        the data, the last ``horizon`` continue the same simulation (a forecast; a Schedule's last
+        piece holds on). Observation params that are neither in ``values`` nor ``fixed`` take
+        ascertainment 1 and delay 0.
+        """
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 0:
+            raise CalibrationError(f"horizon must be a non-negative integer, got {horizon!r}")
         model_values = {n: v for n, v in values.items() if n not in OBSERVATION_PARAMS}
         params = self.model.params.replace(**model_values)
         sim = Simulation(
@@ -204,7 +231,7 @@ class Problem:
             dtype=self.dtype,
             progress=False,
         )
-        result = sim.run(self.steps)
+        result = sim.run(self.steps + horizon * self.steps_per_row)
         obs = {**{"ascertainment": 1.0, "delay": 0.0}, **self.fixed, **values}
         preds = {}
         for name in self.observed:
@@ -231,13 +258,24 @@ class Problem:
 
         Score-function models: the surrogate whose value is the mean cost and whose gradient is
         the REINFORCE estimate with a leave-one-out baseline.
+
+        Raises:
+            CalibrationError: a score-function gradient asked of a single member (the only
+                baseline is the member's own cost, so the estimate would be exactly 0).
         """
         preds, final = self.predict(values, seed)
         costs = self.member_costs(preds)
         if self.model.options.get("estimator") == "score_function":
             log_prob = final.log_prob.to(costs.dtype)
             b = costs.shape[0]
-            baseline = (costs.sum() - costs) / (b - 1) if b > 1 else costs.detach().mean()
+            if b < 2:
+                if log_prob.requires_grad:
+                    raise CalibrationError(
+                        "the score-function gradient needs members >= 2 (its baseline is the "
+                        f"other members' mean cost); got members={b}"
+                    )
+                return costs.mean()
+            baseline = (costs.sum() - costs) / (b - 1)
             costs = score_function_surrogate(costs, log_prob, baseline.detach())
         return costs.mean()
 
@@ -250,7 +288,8 @@ class Fit:
         method: ``"adam"``, ``"nelder_mead"`` or ``"neural"``.
         theta: ``[D]`` unconstrained optimum.
         values: name → fitted value (float, or a list per Schedule piece).
-        history: the objective after each epoch / iteration.
+        history: Adam and neural: the objective of each epoch (before its step); Nelder-Mead: the
+            best objective so far after each evaluation.
         loss: objective at the optimum (fresh evaluation, common seed).
         seconds: wall time of the optimisation.
         evaluations: simulator runs used.
@@ -273,6 +312,76 @@ def plain_values(values: Mapping[str, Any]) -> dict[str, Any]:
         t = t.detach().cpu()
         out[name] = t.tolist() if t.dim() else float(t)
     return out
+
+
+def check_lr(lr: float, what: str = "lr") -> None:
+    """Raise unless the learning rate ``lr`` is finite and > 0."""
+    if not (math.isfinite(lr) and lr > 0):
+        raise CalibrationError(f"{what} must be finite and > 0, got {lr}")
+
+
+def check_loss(problem: Problem, loss: torch.Tensor, theta: torch.Tensor, when: str) -> None:
+    """Raise when the objective is NaN/Inf, naming the parameter values that gave it."""
+    if not torch.isfinite(loss.detach()).all():
+        values = plain_values(problem.split(theta.detach())) if theta.numel() else {}
+        raise CalibrationError(f"{when}: the objective is {float(loss)} at {values}")
+
+
+def retain_grads(values: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Name → the tensor behind each value (a Schedule's ``values``), keeping its ``.grad``.
+
+    After a backward pass, a tensor's ``.grad`` is None when the loss does not depend on it.
+    """
+    tensors = {n: v.values if isinstance(v, Schedule) else v for n, v in values.items()}
+    for t in tensors.values():
+        if isinstance(t, torch.Tensor) and t.requires_grad:
+            t.retain_grad()
+    return tensors
+
+
+def check_gradient(problem: Problem, tensors: Mapping[str, torch.Tensor]) -> None:
+    """After the first backward pass, check that the gradient reaches the free parameters.
+
+    Args:
+        tensors: :func:`retain_grads` of the values the loss was computed from.
+
+    Raises:
+        CalibrationError: naming each free parameter that the loss does not depend on (its
+            gradient is None: e.g. transitions that are not differentiable), or when every free
+            parameter's gradient is exactly zero (Adam could not move them).
+
+    Warns:
+        UserWarning: naming each free parameter or Schedule piece whose gradient is exactly zero
+            while others' are not (e.g. a borough without infections at the start point; it may
+            get a gradient once the others have moved).
+    """
+    unused = [f.name for f in problem.free if tensors[f.name].grad is None]
+    if unused:
+        raise CalibrationError(
+            f"no gradient reaches {unused}: the loss of model {problem.model.name!r} does not "
+            "depend on them differentiably (its transitions are not differentiable w.r.t. them); "
+            "use the gradient-free method (nelder_mead)"
+        )
+    zero = []
+    for f in problem.free:
+        g = tensors[f.name].grad.detach().reshape(-1)
+        dead = [k for k in range(g.numel()) if g[k] == 0]
+        if len(dead) == g.numel():
+            zero.append(f.name)
+        else:
+            zero += [f"{f.name}[{k}]" for k in dead]
+    if zero and zero == [f.name for f in problem.free]:
+        raise CalibrationError(
+            f"the gradient of every free parameter {zero} is exactly 0 at the start, so Adam "
+            f"cannot move them (model {problem.model.name!r}: e.g. no activity in any of the "
+            f"{problem.members} members); use more agents, members or other start values"
+        )
+    if zero:
+        warnings.warn(
+            f"the gradient of {zero} is exactly 0 at the start (e.g. no activity there in any "
+            f"of the {problem.members} members); Adam moves them only once others give them one",
+            stacklevel=3,
+        )
 
 
 def evaluate(problem: Problem, theta: torch.Tensor, seed: int | None = None) -> float:
@@ -300,11 +409,15 @@ def fit_adam(
         callback: called as ``callback(epoch, loss)``.
 
     Raises:
-        CalibrationError: when the loss does not depend on the free parameters (a model whose
-            transitions carry no gradient: use :func:`~populace.calibration.baseline.nelder_mead`).
+        CalibrationError: ``epochs < 1`` or ``lr`` not finite and > 0; a gradient that does not
+            reach a free parameter at the first epoch, or is 0 for all of them (a model whose
+            transitions carry no gradient: use :func:`~populace.calibration.baseline.nelder_mead`);
+            a NaN/Inf objective or gradient. See :func:`check_gradient`, which also warns about
+            free parameters or Schedule pieces whose first gradient is exactly 0.
     """
     if epochs < 1:
         raise CalibrationError(f"epochs must be >= 1, got {epochs}")
+    check_lr(lr)
     theta = (problem.start() if theta is None else theta.detach().clone()).to(problem.dtype)
     theta.requires_grad_(True)
     opt = torch.optim.Adam([theta], lr=lr)
@@ -313,7 +426,10 @@ def fit_adam(
     for epoch in range(epochs):
         opt.zero_grad()
         seed = problem.seed + epoch if resample else None
-        loss = problem.objective(problem.split(theta), seed)
+        values = problem.split(theta)
+        tensors = retain_grads(values) if epoch == 0 else {}
+        loss = problem.objective(values, seed)
+        check_loss(problem, loss, theta, f"epoch {epoch}")
         if not loss.requires_grad:
             raise CalibrationError(
                 f"the loss of model {problem.model.name!r} carries no gradient w.r.t. "
@@ -321,6 +437,8 @@ def fit_adam(
                 "use the gradient-free method (nelder_mead)"
             )
         loss.backward()
+        if epoch == 0:
+            check_gradient(problem, tensors)
         if not torch.isfinite(theta.grad).all():
             raise CalibrationError(f"epoch {epoch}: non-finite gradient {theta.grad.tolist()}")
         opt.step()

@@ -71,14 +71,6 @@ def loss_function(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Ten
     return LOSSES[name]
 
 
-def weekly(series: torch.Tensor) -> torch.Tensor:
-    """Sum daily counts into whole weeks: ``[..., T] -> [..., T // 7]`` (a partial week dropped)."""
-    weeks = series.shape[-1] // 7
-    if weeks == 0:
-        raise ValueError(f"a series of {series.shape[-1]} days has no whole week")
-    return series[..., : weeks * 7].reshape(*series.shape[:-1], weeks, 7).sum(dim=-1)
-
-
 def normalized_deviation(pred: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
     """ND = sum |pred - obs| / sum |obs| over time: ``[..., T], [T] -> [...]``."""
     obs = _check(pred, obs)

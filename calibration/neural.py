@@ -12,7 +12,16 @@ import time
 
 import torch
 
-from populace.calibration.fit import CalibrationError, Fit, Problem, plain_values
+from populace.calibration.fit import (
+    CalibrationError,
+    Fit,
+    Problem,
+    check_gradient,
+    check_loss,
+    check_lr,
+    plain_values,
+    retain_grads,
+)
 from populace.engine import Schedule
 
 
@@ -77,15 +86,30 @@ def fit_neural(
     period: int = 7,
     epochs: int = 30,
     lr: float = 0.01,
+    free_lr: float = 0.05,
 ) -> tuple[Fit, NeuralCalibrator]:
     """Train ``calibrator`` (and the problem's free params) through the simulator with Adam.
 
     The calibrator's outputs become the Schedule ``name`` with one value per ``period`` steps;
     ``name`` must not also be a free parameter of the problem.
 
+    Args:
+        lr: Adam learning rate of the calibrator's weights.
+        free_lr: Adam learning rate of the problem's free params (unconstrained units).
+
     Returns:
         The fit (``values[name]`` lists the weekly values) and the trained calibrator.
+
+    Raises:
+        CalibrationError: ``epochs < 1``, a learning rate not finite and > 0, ``name`` free or
+            unknown, a gradient that does not reach the calibrator or the free params at the
+            first epoch (:func:`~populace.calibration.fit.check_gradient`), or a NaN/Inf
+            objective.
     """
+    if epochs < 1:
+        raise CalibrationError(f"epochs must be >= 1, got {epochs}")
+    check_lr(lr)
+    check_lr(free_lr, "free_lr")
     if name in [f.name for f in problem.free]:
         raise CalibrationError(f"{name!r} is both a free parameter and the calibrator's output")
     if name not in problem.model.params.names():
@@ -94,7 +118,7 @@ def fit_neural(
     calibrator = calibrator.to(problem.dtype)
     theta = problem.start().to(problem.dtype).requires_grad_(True)
     opt = torch.optim.Adam(
-        [{"params": calibrator.parameters()}, {"params": [theta], "lr": 0.05}], lr=lr
+        [{"params": calibrator.parameters()}, {"params": [theta], "lr": free_lr}], lr=lr
     )
 
     def values(th: torch.Tensor) -> dict:
@@ -104,10 +128,22 @@ def fit_neural(
 
     history = []
     start = time.perf_counter()
-    for _ in range(epochs):
+    for epoch in range(epochs):
         opt.zero_grad()
-        loss = problem.objective(values(theta))
+        current = values(theta)
+        tensors = retain_grads(current) if epoch == 0 else {}
+        loss = problem.objective(current)
+        check_loss(problem, loss, theta, f"epoch {epoch}")
+        if not loss.requires_grad:
+            raise CalibrationError(
+                f"the loss of model {problem.model.name!r} carries no gradient to the calibrator: "
+                "its transitions are not differentiable"
+            )
         loss.backward()
+        if epoch == 0:
+            if all(p.grad is None or not p.grad.any() for p in calibrator.parameters()):
+                raise CalibrationError(f"no gradient reaches the calibrator's output {name!r}")
+            check_gradient(problem, tensors)
         opt.step()
         history.append(float(loss.detach()))
     seconds = time.perf_counter() - start

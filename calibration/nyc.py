@@ -30,11 +30,10 @@ import polars as pl
 import torch
 
 from populace.calibration.data import NYC_BOROUGHS, nyc_cases
-from populace.calibration.fit import OBSERVATION_PARAMS, Fit, Free, Problem, fit_adam
-from populace.calibration.losses import normalized_deviation
+from populace.calibration.fit import Fit, Free, Problem, fit_adam
 from populace.calibration.neural import NeuralCalibrator, fit_neural, lagged_features
-from populace.calibration.observation import reported_cases
-from populace.engine import Model, Simulation
+from populace.calibration.report import error_table, params_table, plot_fit, write_report
+from populace.engine import Model
 
 FIT_WINDOW = ("2020-03-01", "2020-06-30")
 FORECAST_WINDOW = ("2020-07-01", "2020-07-28")
@@ -136,55 +135,38 @@ def borough_features(problem: Problem, period: int = 7, lags: int = 2) -> torch.
 def forecast(
     problem: Problem, values: Mapping[str, Any], horizon: int
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Run the fitted problem, then continue the same simulation ``horizon`` more days.
+    """Predict the fit window and the ``horizon`` rows after it in one run of the fitted problem.
 
-    The reporting delay convolves the onsets of the fit window into the first forecast days, as
-    it would in reality. Nothing of the forecast window is used to choose ``values``.
+    :meth:`~populace.calibration.fit.Problem.predict` with a ``horizon``: the same simulation
+    continues past the data, so the reporting delay convolves the onsets of the fit window into
+    the first forecast days, as it would in reality. Nothing of the forecast window is used to
+    choose ``values``.
 
     Returns:
         (fit, forecast): ``cases_<b>`` → ``[B, rows]`` and ``[B, horizon]`` expected reports.
     """
-    model_values = {n: v for n, v in values.items() if n not in OBSERVATION_PARAMS}
-    obs = {**problem.fixed, **values}
     with torch.no_grad():
-        sim = Simulation(
-            problem.model,
-            members=problem.members,
-            seed=problem.seed,
-            params=problem.model.params.replace(**model_values),
-            device=problem.device,
-            dtype=problem.dtype,
-            progress=False,
-        )
-        fitted = sim.run(problem.steps)
-        ahead = sim.run(horizon)  # continues from the fitted state and generators
-        fit_out, ahead_out = {}, {}
-        for name in problem.observed:
-            onsets = torch.cat([fitted.series(name)[:, 1:], ahead.series(name)[:, 1:]], dim=1)
-            reports = reported_cases(
-                onsets.to(torch.float64),
-                torch.as_tensor(obs["ascertainment"], dtype=torch.float64),
-                torch.as_tensor(obs["delay"], dtype=torch.float64),
-                multiplier=problem.multiplier,
-            )
-            fit_out[name], ahead_out[name] = reports[:, : problem.rows], reports[:, problem.rows :]
+        preds, _ = problem.predict(values, horizon=horizon)
+    fit_out = {name: p[:, : problem.rows] for name, p in preds.items()}
+    ahead_out = {name: p[:, problem.rows :] for name, p in preds.items()}
     return fit_out, ahead_out
 
 
 def nd_rows(
     predicted: Mapping[str, torch.Tensor], observed: Mapping[str, torch.Tensor], window: str
 ) -> list[dict[str, Any]]:
-    """ND of the member-mean prediction per borough, plus the city total."""
-    rows = []
-    for b in NYC_BOROUGHS:
-        name = f"cases_{b}"
-        mean = predicted[name].mean(dim=0)
-        nd = float(normalized_deviation(mean, observed[name]))
-        rows.append({"borough": b, "window": window, "nd": nd})
-    total_pred = sum(predicted[f"cases_{b}"].mean(dim=0) for b in NYC_BOROUGHS)
-    total_obs = sum(observed[f"cases_{b}"] for b in NYC_BOROUGHS)
-    nd = float(normalized_deviation(total_pred, total_obs))
-    return rows + [{"borough": "NYC", "window": window, "nd": nd}]
+    """ND of the member-mean prediction per borough, plus the city total (``borough`` "NYC").
+
+    :func:`~populace.calibration.report.error_table` on the boroughs' ``cases_<b>`` series and
+    their sum; ND is ``None`` where the observed series is all zero.
+    """
+    names = {b: f"cases_{b}" for b in NYC_BOROUGHS}
+    pred = {b: predicted[n] for b, n in names.items()}
+    obs = {b: torch.as_tensor(observed[n]) for b, n in names.items()}
+    pred["NYC"] = sum(pred[b] for b in NYC_BOROUGHS)
+    obs["NYC"] = sum(obs[b] for b in NYC_BOROUGHS)
+    table = error_table(pred, obs, window)
+    return [{"borough": r["series"], "window": window, "nd": r["nd"]} for r in table.to_dicts()]
 
 
 @dataclasses.dataclass
@@ -234,16 +216,26 @@ def adam_fitter(epochs: int, lr: float) -> Callable[[Problem], Fit]:
 
 
 def neural_first_wave(
-    problem: Problem, epochs: int, lr: float = 0.01, period: int = 7, hidden: int = 16
+    problem: Problem,
+    epochs: int,
+    lr: float = 0.01,
+    period: int = 7,
+    hidden: int = 16,
+    free_lr: float = 0.05,
 ) -> FirstWave:
-    """:func:`first_wave` with the city-wide weekly ``beta`` from a neural calibrator."""
+    """:func:`first_wave` with the city-wide weekly ``beta`` from a neural calibrator.
+
+    Args:
+        lr: Adam learning rate of the network's weights.
+        free_lr: Adam learning rate of the problem's free params.
+    """
     features = borough_features(problem, period)
     torch.manual_seed(problem.seed)  # the network's initial weights
     net = NeuralCalibrator(features.shape[1], 0.05, 3.0, hidden=hidden, init=START["rate"])
     trained: dict[str, Any] = {}
 
     def fitter(p: Problem) -> Fit:
-        fit, trained["net"] = fit_neural(p, net, features, "beta", period, epochs, lr)
+        fit, trained["net"] = fit_neural(p, net, features, "beta", period, epochs, lr, free_lr)
         return fit
 
     def values(fit: Fit) -> dict[str, Any]:
@@ -297,6 +289,7 @@ def calibrate_nyc(
     period: int = 7,
     days: int | None = None,
     out: str | Path | None = None,
+    network_lr: float | None = None,
 ) -> dict[str, Any]:
     """The first-wave study: one fit per member seed, ND of fit and forecast with intervals.
 
@@ -304,15 +297,22 @@ def calibrate_nyc(
     ``param_intervals.csv``, ``fit.png`` (fit and forecast of the first seed vs data) and
     ``calibration.json`` (the returned record).
 
+    Args:
+        lr: Adam learning rate of the free parameters (unconstrained units).
+        network_lr: ``beta="neural"`` only: Adam learning rate of the calibrator network's
+            weights (default ``lr / 5``).
+
     Returns:
         JSON-friendly record: settings, ND per borough (mean, lo, hi over seeds) for the fit and
         the forecast, epochs per second, the fitted values of each seed, versions and date.
     """
-    from populace.calibration.report import params_table, plot_fit, write_report
     from populace.engine.provenance import device_name, now, versions
 
     if not seeds:
         raise ValueError("calibrate_nyc needs at least one seed")
+    if network_lr is not None and beta != "neural":
+        raise ValueError(f"network_lr is for beta='neural', not beta={beta!r}")
+    net_lr = (lr / 5 if network_lr is None else network_lr) if beta == "neural" else None
     start = time.perf_counter()
     model = nyc_model(agents)
     build_seconds = time.perf_counter() - start
@@ -322,7 +322,7 @@ def calibrate_nyc(
             model, beta=beta, period=period, members=members, seed=seed, days=days
         )
         if beta == "neural":
-            waves.append(neural_first_wave(problem, epochs, lr=lr / 5, period=period))
+            waves.append(neural_first_wave(problem, epochs, net_lr, period, free_lr=lr))
         else:
             waves.append(first_wave(problem, adam_fitter(epochs, lr)))
     seconds = sum(w.fit.seconds for w in waves)
@@ -335,6 +335,7 @@ def calibrate_nyc(
         "members": members,
         "epochs": epochs,
         "lr": lr,
+        "network_lr": net_lr,
         "beta": beta,
         "period": period,
         "days": problem.rows,

@@ -33,6 +33,9 @@ def error_table(
 ) -> pl.DataFrame:
     """ND per series of the member-mean prediction: ``(series, window, nd, observed, predicted)``.
 
+    ``observed`` and ``predicted`` are the series' totals. ND is undefined for an all-zero
+    observed series: its ``nd`` is null (``None``), the other columns are still filled.
+
     Args:
         predicted: name → ``[B, T]`` or ``[T]``.
         observed: name → ``[T]``.
@@ -43,11 +46,16 @@ def error_table(
         pred = predicted[name].detach().to(torch.float64)
         pred = pred.mean(dim=0) if pred.dim() == 2 else pred
         obs = torch.as_tensor(obs, dtype=torch.float64)
-        nd = float(normalized_deviation(pred, obs))
+        nd = float(normalized_deviation(pred, obs)) if bool(obs.abs().sum() > 0) else None
         rows.append((name, window, nd, float(obs.sum()), float(pred.sum())))
-    return pl.DataFrame(
-        rows, schema=["series", "window", "nd", "observed", "predicted"], orient="row"
-    )
+    schema = {
+        "series": pl.String,
+        "window": pl.String,
+        "nd": pl.Float64,
+        "observed": pl.Float64,
+        "predicted": pl.Float64,
+    }
+    return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 def plot_fit(
@@ -74,7 +82,7 @@ def plot_fit(
     fig, axes = plt.subplots(len(names), 1, figsize=(8, 2.2 * len(names)), squeeze=False)
     for ax, name in zip(axes[:, 0], names, strict=True):
         obs = torch.as_tensor(observed[name], dtype=torch.float64)
-        pred = predicted[name].detach().to(torch.float64).cpu()
+        pred = predicted[name].detach().to(torch.float64)
         t = torch.arange(obs.numel())
         ax.plot(t, obs, ".", ms=3, color="k", label="data")
         ax.plot(t, pred.mean(dim=0), color="C0", label="model (mean)")

@@ -1,23 +1,13 @@
-"""Uncertainty over seeds: repeat a fit with other member seeds and report intervals."""
+"""Uncertainty over seeds: intervals of the values of fits repeated with other member seeds."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import polars as pl
 import torch
 
-from populace.calibration.fit import Fit, Problem
-
-
-def fits_over_seeds(
-    problem: Problem, seeds: Sequence[int], fit: Callable[[Problem], Fit]
-) -> list[Fit]:
-    """Run ``fit`` once per seed on copies of ``problem`` that differ only in ``seed``."""
-    if len(seeds) < 2:
-        raise ValueError(f"intervals need at least 2 seeds, got {list(seeds)}")
-    return [fit(dataclasses.replace(problem, seed=int(s))) for s in seeds]
+from populace.calibration.fit import Fit
 
 
 def intervals(fits: Sequence[Fit], level: float = 0.9) -> pl.DataFrame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import torch
@@ -135,3 +136,102 @@ def test_intervals_cover_the_fits():
     beta = table.filter(table["param"] == "beta").row(0, named=True)
     assert beta["lo"] < beta["mean"] < beta["hi"] and math.isclose(beta["mean"], 0.5)
     assert table.height == 3
+
+
+def score_function_problem(members):
+    model = covid_nyc_seir.build(
+        agents=200, population="well_mixed", estimator="score_function", initial=0.05
+    )
+    return Problem(model, {"cases": torch.full((10,), 2.0)}, [Free("beta", 0.6)], members=members)
+
+
+def test_score_function_gradient_needs_two_members():
+    # one member: the only baseline is its own cost, so the gradient would be exactly 0
+    with pytest.raises(CalibrationError, match="members >= 2"):
+        fit_adam(score_function_problem(1), epochs=1)
+    one = score_function_problem(1)
+    assert math.isfinite(evaluate(one, one.start().float()))  # a value needs no baseline
+    two = score_function_problem(2)
+    theta = two.start().float().requires_grad_(True)
+    two.objective(two.split(theta)).backward()
+    assert float(theta.grad.abs().sum()) > 0
+
+
+def test_adam_refuses_a_free_parameter_without_gradient():
+    from populace.models import sir
+
+    # the loss depends on ascertainment (differentiable) but not on beta (sir's transitions)
+    free = [Free("beta", 0.5), Free("ascertainment", 0.5, upper=1.0)]
+    problem = Problem(sir.build(agents=100), {"I": torch.full((5,), 3.0)}, free, observe=True)
+    with pytest.raises(CalibrationError, match=r"no gradient reaches \['beta'\]"):
+        fit_adam(problem, epochs=2)
+
+
+def test_adam_refuses_a_gradient_that_is_zero_everywhere():
+    # 200 agents at initial 0.001: no infection in either member, so Adam could not move
+    model = covid_nyc_seir.build(agents=200, population="well_mixed", initial=0.001)
+    free = [Free("beta", 0.6), Free("initial", 0.001, upper=1.0)]
+    problem = Problem(model, {"cases": torch.full((10,), 2.0)}, free, members=2)
+    with torch.no_grad():
+        assert float(problem.predict(problem.split(problem.start().float()))[0]["cases"].sum()) == 0
+    with pytest.raises(CalibrationError, match=r"\['beta', 'initial'\] is exactly 0"):
+        fit_adam(problem, epochs=2)
+
+
+def test_problem_refuses_schedule_pieces_after_the_last_step():
+    model = covid_nyc_seir.build(agents=50, population="well_mixed")
+    free = [Free("beta", [0.5, 0.5, 0.5], period=5)]  # pieces start at steps 0, 5 and 10
+    with pytest.raises(CalibrationError, match=r"piece\(s\) \[2\] of 5 steps begin at or after"):
+        Problem(model, {"cases": torch.ones(10)}, free)
+    assert Problem(model, {"cases": torch.ones(11)}, free).steps == 11  # piece 2 holds step 10
+
+
+@pytest.mark.parametrize("multiplier", [float("nan"), -3.0, 0.0, float("inf")])
+def test_multiplier_must_be_finite_and_positive(multiplier):
+    model = covid_nyc_seir.build(agents=50, population="well_mixed")
+    with pytest.raises(CalibrationError, match="multiplier must be finite and > 0"):
+        Problem(model, {"cases": torch.ones(3)}, [Free("beta", 0.5)], multiplier=multiplier)
+
+
+@pytest.mark.parametrize("lr", [float("nan"), -0.1, 0.0, float("inf")])
+def test_learning_rates_must_be_finite_and_positive(lr):
+    model = covid_nyc_seir.build(agents=50, population="well_mixed")
+    problem = Problem(model, {"cases": torch.ones(3)}, [Free("beta", 0.5)])
+    with pytest.raises(CalibrationError, match="lr must be finite and > 0"):
+        fit_adam(problem, epochs=1, lr=lr)
+    net = NeuralCalibrator(1, 0.05, 2.0)
+    features = torch.zeros(1, 1)
+    with pytest.raises(CalibrationError, match="lr must be finite and > 0"):
+        fit_neural(Problem(model, {"cases": torch.ones(3)}, []), net, features, lr=lr)
+    with pytest.raises(CalibrationError, match="free_lr must be finite and > 0"):
+        fit_neural(Problem(model, {"cases": torch.ones(3)}, []), net, features, free_lr=lr)
+
+
+def test_a_nan_objective_stops_the_fit_naming_the_values():
+    model = covid_nyc_seir.build(agents=100, population="well_mixed", initial=0.05)
+    problem = Problem(model, {"cases": torch.ones(5)}, [Free("beta", 0.5)], members=2)
+    problem.loss_fn = lambda pred, obs: pred.sum(dim=-1) * float("nan")
+    with pytest.raises(CalibrationError, match=r"epoch 0: the objective is nan at \{'beta': 0\.5"):
+        fit_adam(problem, epochs=2)
+    with pytest.raises(CalibrationError, match=r"objective is nan at \{'beta': 0\.5"):
+        nelder_mead(problem, evaluations=10)
+
+
+def test_nelder_mead_stops_on_its_time_budget():
+    from populace.models import sir
+
+    problem = Problem(sir.build(agents=100), {"I": torch.full((10,), 5.0)}, [Free("beta", 0.5)])
+    start = time.perf_counter()
+    evaluate(problem, problem.start().float())
+    one = time.perf_counter() - start
+    # tol 0: it never converges, so only the clock stops it (5000 evaluations: a safety net)
+    fit = nelder_mead(problem, evaluations=5000, seconds=0.5, tol=0.0)
+    assert 2 < fit.evaluations < 5000
+    assert 0.5 <= fit.seconds <= 0.5 + 5 * one + 0.5  # overruns by about one evaluation
+    # history: the best objective so far after each evaluation; loss: the best of all
+    assert len(fit.history) == fit.evaluations
+    assert all(b <= a for a, b in zip(fit.history, fit.history[1:], strict=False))
+    assert fit.loss == fit.history[-1] == evaluate(problem, fit.theta)
+    with pytest.raises(CalibrationError, match="needs a budget"):
+        nelder_mead(problem, evaluations=None)
+    assert nelder_mead(problem, evaluations=4, tol=0.0).evaluations == 4  # strict count

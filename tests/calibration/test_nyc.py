@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
-from populace.calibration.data import NYC_BOROUGHS
-from populace.calibration.fit import evaluate, fit_adam
-from populace.calibration.losses import normalized_deviation
+from populace.calibration.data import NYC_BOROUGHS, NYC_CASES
+from populace.calibration.fit import Problem, evaluate, fit_adam
 from populace.calibration.neural import NeuralCalibrator
 from populace.calibration.nyc import (
     borough_features,
@@ -56,32 +57,73 @@ def test_borough_rates_follow_schedules_and_members():
     torch.testing.assert_close(rates, expected)
 
 
-def test_forecast_continues_the_fitted_simulation(small_nyc):
-    problem = nyc_problem(small_nyc, beta="city", members=2, days=14)
+def old_forecast(problem, values, horizon):
+    """The forecast as it was before it reused Problem.predict: kept to check the results."""
+    model_values = {k: v for k, v in values.items() if k not in ("ascertainment", "delay")}
+    with torch.no_grad():
+        sim = Simulation(
+            problem.model,
+            members=problem.members,
+            seed=problem.seed,
+            params=problem.model.params.replace(**model_values),
+            dtype=problem.dtype,
+            progress=False,
+        )
+        fitted, ahead = sim.run(problem.steps), sim.run(horizon)  # a continued simulation
+        fit_out, ahead_out = {}, {}
+        for name in problem.observed:
+            onsets = torch.cat([fitted.series(name)[:, 1:], ahead.series(name)[:, 1:]], dim=1)
+            reports = reported_cases(
+                onsets.to(torch.float64),
+                torch.as_tensor(values["ascertainment"], dtype=torch.float64),
+                torch.as_tensor(values["delay"], dtype=torch.float64),
+                multiplier=problem.multiplier,
+            )
+            fit_out[name], ahead_out[name] = reports[:, : problem.rows], reports[:, problem.rows :]
+    return fit_out, ahead_out
+
+
+@pytest.mark.parametrize("beta", ["city", "borough"])
+def test_forecast_continues_the_fitted_simulation(small_nyc, beta):
+    problem = nyc_problem(small_nyc, beta=beta, members=2, days=14)
     values = problem.split(problem.start())
     fitted, ahead = forecast(problem, values, horizon=10)
     with torch.no_grad():
         preds, _ = problem.predict(values)
-        # one uninterrupted run of 24 days gives the same reports (same member streams)
-        sim = Simulation(
-            problem.model,
-            members=2,
-            seed=problem.seed,
-            params=problem.model.params.replace(
-                **{k: v for k, v in values.items() if k not in ("ascertainment", "delay")}
-            ),
-            progress=False,
-        )
-        whole = sim.run(24)
+    ref_fit, ref_ahead = old_forecast(problem, values, 10)
     for name in problem.observed:
-        # predict() reports in float32, forecast() in float64
-        torch.testing.assert_close(fitted[name], preds[name].double(), rtol=1e-5, atol=1e-3)
-        onsets = whole.series(name)[:, 1:].to(torch.float64)
-        reports = reported_cases(
-            onsets, values["ascertainment"], values["delay"], multiplier=problem.multiplier
-        )
-        torch.testing.assert_close(ahead[name], reports[:, 14:])
-        assert ahead[name].shape == (2, 10)
+        assert fitted[name].shape == (2, 14) and ahead[name].shape == (2, 10)
+        torch.testing.assert_close(fitted[name], preds[name])  # the fit window: predict()
+        # the same reports as before; only the dtype of the reporting differs (float32 now)
+        torch.testing.assert_close(fitted[name].double(), ref_fit[name], rtol=1e-5, atol=1e-3)
+        torch.testing.assert_close(ahead[name].double(), ref_ahead[name], rtol=1e-5, atol=1e-3)
+    assert sum(float(v.sum()) for v in ahead.values()) > 0  # the check can fail
+
+
+def test_forecast_follows_the_problem_rows_and_reporting():
+    # steps_per_row 2 (each row sums two steps), no reporting model, 3 rows of forecast
+    model = covid_nyc_seir.build(agents=300, population="well_mixed", initial=0.05)
+    problem = Problem(
+        model, {"cases": torch.ones(5), "I": torch.ones(5)}, [], steps_per_row=2, multiplier=3.0
+    )
+    assert (problem.members, problem.seed) == (4, 0)
+    fitted, ahead = forecast(problem, {}, horizon=3)
+    with torch.no_grad():
+        run = Simulation(model, members=4, seed=0, dtype=torch.float32, progress=False)
+        whole = run.run(16)
+    cases = 3.0 * whole.series("cases")[:, 1:].reshape(4, 8, 2).sum(dim=-1).float()
+    infected = (
+        3.0 * whole.series("I")[:, 2::2].float()
+    )  # a stock: its value at each row's last step
+    torch.testing.assert_close(torch.cat([fitted["cases"], ahead["cases"]], dim=1), cases)
+    torch.testing.assert_close(torch.cat([fitted["I"], ahead["I"]], dim=1), infected)
+    assert ahead["cases"].shape == (problem.members, 3) and float(cases.sum()) > 0
+    # observe=True with only a fixed delay: ascertainment defaults to 1 (as in predict)
+    observed = Problem(model, {"cases": torch.ones(5)}, [], observe=True, fixed={"delay": 2.0})
+    fitted, ahead = forecast(observed, {}, horizon=3)
+    with torch.no_grad():
+        preds, _ = observed.predict({}, horizon=3)
+    torch.testing.assert_close(torch.cat([fitted["cases"], ahead["cases"]], dim=1), preds["cases"])
 
 
 def test_nyc_problem_shapes_and_errors(small_nyc):
@@ -110,10 +152,24 @@ def test_first_wave_reports_nd_per_borough_for_fit_and_forecast(small_nyc):
     ]
     errors = waves[0].errors
     assert errors.height == 2 * (len(NYC_BOROUGHS) + 1)
-    fit_bx = errors.filter((errors["borough"] == "BX") & (errors["window"] == "fit"))["nd"][0]
-    obs = waves[0].fit_observed["cases_BX"]
-    expected = normalized_deviation(waves[0].fitted["cases_BX"].mean(dim=0), obs)
-    assert fit_bx == pytest.approx(float(expected))
+    # ND by hand (numpy) from the data file and the member-mean predictions
+    with open(NYC_CASES, newline="") as fh:
+        table = list(csv.DictReader(fh))
+    first = [r["date_of_interest"] for r in table].index("03/01/2020")
+    assert table[first + 14]["date_of_interest"] == "03/15/2020"  # the forecast's first day
+    for window, lo, hi, pred in (
+        ("fit", 0, 14, waves[0].fitted),
+        ("forecast", 14, 42, waves[0].forecast),
+    ):
+        rows = table[first + lo : first + hi]
+        observed = {b: np.array([float(r[f"{b}_CASE_COUNT"]) for r in rows]) for b in NYC_BOROUGHS}
+        means = {b: pred[f"cases_{b}"].double().numpy().mean(axis=0) for b in NYC_BOROUGHS}
+        observed["NYC"] = sum(observed[b] for b in NYC_BOROUGHS)
+        means["NYC"] = sum(means[b] for b in NYC_BOROUGHS)
+        for b in (*NYC_BOROUGHS, "NYC"):
+            nd = np.abs(means[b] - observed[b]).sum() / np.abs(observed[b]).sum()
+            got = errors.filter((errors["borough"] == b) & (errors["window"] == window))["nd"]
+            assert got.len() == 1 and got[0] == pytest.approx(nd, rel=1e-6), (b, window)
     nd, params = seed_intervals(waves)
     assert nd.height == errors.height and (nd["lo"] <= nd["mean"]).all()
     assert (nd["mean"] <= nd["hi"]).all() and (nd["fits"] == 2).all()
@@ -151,8 +207,11 @@ def test_calibrate_nyc_cli_writes_the_report(tmp_path, capsys):
         assert (out / name).is_file(), name
     saved = json.loads((out / "calibration.json").read_text())
     assert saved["forecast_window"] == ["2020-03-08", "2020-04-04"]
+    assert saved["lr"] == 0.05 and saved["network_lr"] is None  # no network with --beta city
     assert main([*args, "--seeds", "a,b"]) == 2
     assert "--seeds" in capsys.readouterr().err
+    assert main([*args, "--network-lr", "0.01"]) == 2  # the default --beta is borough
+    assert "network_lr is for beta='neural'" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -164,6 +223,9 @@ def test_benchmark_compares_adam_and_nelder_mead_on_the_same_problem():
         assert set(record[method]["nd"]) == {*NYC_BOROUGHS, "NYC"}
         assert record[method]["loss"] > 0 and record[method]["seconds"] > 0
     assert record["nelder_mead"]["evaluations"] >= record["free_dimensions"] + 1
+    # the same wall-time budget: Adam's seconds; Nelder-Mead stops on the clock
+    assert record["budget_seconds"] == record["adam"]["seconds"]
+    assert "nelder_mead_budget" not in record
     assert record["versions"]["torch"] and record["date"]
 
 
@@ -171,3 +233,19 @@ def test_evaluate_is_deterministic_on_the_nyc_problem(small_nyc):
     problem = nyc_problem(small_nyc, beta="borough", days=7)
     theta = problem.start().float()
     assert evaluate(problem, theta) == evaluate(problem, theta)
+
+
+def test_adam_warns_about_boroughs_without_gradient_at_the_start(small_nyc):
+    # 400 agents, one week: some boroughs see no infectious contact in either member, so their
+    # rates start with a zero gradient (the others still move, so it warns rather than stops)
+    problem = nyc_problem(small_nyc, beta="borough", days=7, seed=0)
+    with pytest.warns(UserWarning, match=r"the gradient of \['beta_[A-Z]{2}'.* is exactly 0"):
+        fit = fit_adam(problem, epochs=1)
+    assert fit.values["initial"] != pytest.approx(0.002, abs=1e-6)  # the others moved
+
+
+def test_calibrate_nyc_network_lr_is_for_the_neural_calibrator_only():
+    from populace.calibration.nyc import calibrate_nyc
+
+    with pytest.raises(ValueError, match="network_lr is for beta='neural'"):
+        calibrate_nyc(agents=300, beta="city", network_lr=0.01, seeds=[0], days=7)
