@@ -401,6 +401,10 @@ def fit_adam(
 ) -> Fit:
     """Fit the free parameters with Adam on the unconstrained vector.
 
+    With common random numbers (``resample=False``) the objective is a deterministic function
+    of the parameters, so the fit returns the best point evaluated (the start included), as
+    Nelder-Mead does; with ``resample`` each epoch's loss is noisy, so it returns the last point.
+
     Args:
         epochs: gradient steps (one simulator run of ``problem.members`` members each).
         lr: Adam learning rate in unconstrained units.
@@ -422,6 +426,7 @@ def fit_adam(
     theta.requires_grad_(True)
     opt = torch.optim.Adam([theta], lr=lr)
     history = []
+    best = (math.inf, theta.detach().clone())
     start = time.perf_counter()
     for epoch in range(epochs):
         opt.zero_grad()
@@ -441,18 +446,23 @@ def fit_adam(
             check_gradient(problem, tensors)
         if not torch.isfinite(theta.grad).all():
             raise CalibrationError(f"epoch {epoch}: non-finite gradient {theta.grad.tolist()}")
-        opt.step()
         history.append(float(loss.detach()))
+        if history[-1] < best[0]:
+            best = (history[-1], theta.detach().clone())
+        opt.step()
         if callback is not None:
             callback(epoch, history[-1])
     seconds = time.perf_counter() - start
     theta = theta.detach()
+    final = evaluate(problem, theta)
+    if not resample and final > best[0]:  # the last steps went uphill: keep the best point
+        theta, final = best[1], best[0]
     return Fit(
         "adam",
         theta,
         plain_values(problem.split(theta)),
         history,
-        evaluate(problem, theta),
+        final,
         seconds,
         epochs + 1,
     )

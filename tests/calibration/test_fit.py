@@ -235,3 +235,15 @@ def test_nelder_mead_stops_on_its_time_budget():
     with pytest.raises(CalibrationError, match="needs a budget"):
         nelder_mead(problem, evaluations=None)
     assert nelder_mead(problem, evaluations=4, tol=0.0).evaluations == 4  # strict count
+
+
+def test_adam_returns_the_best_point_it_evaluated():
+    # a learning rate far too large: the steps overshoot, the last point is not the best
+    problem = synthetic_problem(members=2, steps=20)
+    fit = fit_adam(problem, epochs=4, lr=0.5)
+    assert min(fit.history) < fit.history[-1]  # the run did go uphill at the end
+    assert fit.loss == pytest.approx(min(fit.history))
+    assert fit.loss == pytest.approx(evaluate(problem, fit.theta))
+    last = fit_adam(problem, epochs=4, lr=0.5, resample=True)  # noisy losses: the last point
+    assert last.loss == pytest.approx(evaluate(problem, last.theta))
+    assert last.loss > fit.loss
