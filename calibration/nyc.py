@@ -230,8 +230,9 @@ def neural_first_wave(
         free_lr: Adam learning rate of the problem's free params.
     """
     features = borough_features(problem, period)
-    torch.manual_seed(problem.seed)  # the network's initial weights
-    net = NeuralCalibrator(features.shape[1], 0.05, 3.0, hidden=hidden, init=START["rate"])
+    with torch.random.fork_rng(devices=[]):  # seeded initial weights; the global RNG is kept
+        torch.manual_seed(problem.seed)
+        net = NeuralCalibrator(features.shape[1], 0.05, 3.0, hidden=hidden, init=START["rate"])
     trained: dict[str, Any] = {}
 
     def fitter(p: Problem) -> Fit:

@@ -4,6 +4,9 @@ layers (CSR), and save/load as parquet (attributes) + safetensors (layers, homes
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,11 +112,26 @@ class Population:
         return total + sum(layer_stats(layer)["bytes"] for layer in self.layers.values())
 
     def save(self, folder: str | Path) -> Path:
-        """Write ``attributes.parquet``, ``tensors.safetensors`` (layers, homes), ``meta.json``."""
+        """Write ``attributes.parquet``, ``tensors.safetensors`` (layers, homes), ``meta.json``.
+
+        The files are written into a temporary sibling folder first and moved in at the end
+        (``meta.json`` last), so a failure leaves no half-written population behind.
+        """
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+        try:
+            self._write(tmp)
+            folder.mkdir(exist_ok=True)
+            for name in ("attributes.parquet", "tensors.safetensors", "meta.json"):
+                os.replace(tmp / name, folder / name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return folder
+
+    def _write(self, folder: Path) -> None:
         from safetensors.torch import save_file
 
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
         attrs = pl.DataFrame({k: v.cpu().numpy() for k, v in self.attributes.items()})
         attrs.write_parquet(folder / "attributes.parquet")
         tensors = {}
@@ -133,7 +151,6 @@ class Population:
             "meta": self.meta,
         }
         (folder / "meta.json").write_text(json.dumps(meta, indent=1))
-        return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> Population:

@@ -129,6 +129,15 @@ def test_save_load_round_trip(small, tmp_path):
     assert back.table().equals(small.table())
 
 
+def test_a_failed_save_writes_nothing(small, tmp_path):
+    import dataclasses
+
+    broken = dataclasses.replace(small, meta={"not json": object()})  # fails at meta.json
+    with pytest.raises(TypeError):
+        broken.save(tmp_path / "pop")
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor a temporary one is left
+
+
 def test_load_rejects_non_population(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a saved population"):
         Population.load(tmp_path)
