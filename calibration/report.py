@@ -73,13 +73,11 @@ def plot_fit(
         predicted: name → ``[B, T]``.
         split: index where the forecast starts (a vertical line), if any.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the user's backend is left alone
 
     names = list(observed)
-    fig, axes = plt.subplots(len(names), 1, figsize=(8, 2.2 * len(names)), squeeze=False)
+    fig = Figure(figsize=(8, 2.2 * len(names)))
+    axes = fig.subplots(len(names), 1, squeeze=False)
     for ax, name in zip(axes[:, 0], names, strict=True):
         obs = torch.as_tensor(observed[name], dtype=torch.float64)
         pred = predicted[name].detach().to(torch.float64)
@@ -99,7 +97,6 @@ def plot_fit(
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
