@@ -136,6 +136,29 @@ class Params:
         Called by the simulation once the params are tensors; the default checks nothing.
         """
 
+    def check_range(
+        self,
+        label: str,
+        names: Sequence[str] | None = None,
+        low: float = 0.0,
+        high: float | None = None,
+        what: str = "",
+    ) -> None:
+        """Raise :class:`ParamError` naming the first of ``names`` (default: every field) with a
+        value, of any member or Schedule piece, below ``low`` or above ``high``.
+
+        ``label`` names the model in the message; ``what`` says what the bound means
+        (e.g. ``"a probability"``).
+        """
+        for name in self.names() if names is None else names:
+            v = self.values(name)
+            if (v < low).any() or (high is not None and (v > high).any()):
+                bound = f"be >= {low:g}" if high is None else f"lie in [{low:g}, {high:g}]"
+                note = f" ({what})" if what else ""
+                raise ParamError(
+                    f"{label} parameter {name!r} must {bound}{note}, got {getattr(self, name)}"
+                )
+
     def values(self, name: str) -> torch.Tensor:
         """Every value a field takes: the tensor itself, or a schedule's ``values``."""
         v = getattr(self, name)

@@ -77,13 +77,8 @@ class AntsParams(Params):
     sense_angle: float | torch.Tensor = 45.0
 
     def check(self) -> None:
-        for name in ("diffusion", "evaporation"):
-            v = self.values(name)
-            if ((v < 0) | (v > 1)).any():
-                raise ParamError(f"ants: {name} must lie in [0, 1], got {v}")
-        for name in ("drop", "follow_min", "wiggle"):
-            if (self.values(name) < 0).any():
-                raise ParamError(f"ants: {name} must be >= 0, got {self.values(name)}")
+        self.check_range("ants", ("diffusion", "evaporation"), 0, 1)
+        self.check_range("ants", ("drop", "follow_min", "wiggle"))
         if self.values("follow_min").max() > self.values("follow_max").min():
             raise ParamError("ants: follow_min must not exceed follow_max")
         if self.values("sense_angle").dim() > (1 if isinstance(self.sense_angle, Schedule) else 0):

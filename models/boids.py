@@ -57,11 +57,7 @@ class BoidsParams(Params):
     match_factor: float | torch.Tensor = 0.05
 
     def check(self) -> None:
-        for name in self.names():
-            if (self.values(name) < 0).any():
-                raise ParamError(
-                    f"boids parameter {name!r} must be >= 0, got {getattr(self, name)}"
-                )
+        self.check_range("boids")
         if self.values("separation").numel() != 1:
             raise ParamError(
                 f"boids separation must be one value for all members (it sets the kernel's "

@@ -145,11 +145,8 @@ class BehaviorParams(Params):
     rising_factor: float | torch.Tensor = 1.5
 
     def check(self) -> None:
-        for name in self.names():
-            if (self.values(name) < 0).any():
-                raise ParamError(f"{NAME} parameter {name!r} must be >= 0")
-        if (self.values("isolation_effect") > 1).any():
-            raise ParamError(f"{NAME}: isolation_effect must be <= 1")
+        self.check_range(NAME)
+        self.check_range(NAME, ("isolation_effect",), 0, 1)
         if float(self.values("gamma").max() * self.values("dt").max()) > 1:
             raise ParamError(f"{NAME}: gamma * dt > 1 is not a recovery probability")
 

@@ -33,7 +33,6 @@ from populace.behaviors.choice import ESTIMATORS, bernoulli
 from populace.engine import (
     Context,
     Model,
-    ParamError,
     Params,
     State,
     member_view,
@@ -76,13 +75,8 @@ class CovidParams(Params):
     beta_SI: float | torch.Tensor = 1.0
 
     def check(self) -> None:
-        for name in self.names():
-            v = self.values(name)
-            if (v < 0).any():
-                raise ParamError(f"covid SEIR parameter {name!r} must be >= 0, got {v}")
-        for name in ("sigma", "gamma", "initial"):
-            if (self.values(name) > 1).any():
-                raise ParamError(f"covid SEIR parameter {name!r} is a probability, got > 1")
+        self.check_range("covid SEIR")
+        self.check_range("covid SEIR", ("sigma", "gamma", "initial"), 0, 1, "a probability")
 
 
 PARAMS = CovidParams

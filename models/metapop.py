@@ -51,13 +51,10 @@ class MetapopParams(Params):
     travel: float | torch.Tensor = 1.0
 
     def check(self) -> None:
-        for name in self.names():
-            if (self.values(name) < 0).any():
-                raise ParamError(f"metapop parameter {name!r} must be >= 0")
+        self.check_range("metapop")
         if float(self.values("gamma").max() * self.values("dt").max()) > 1:
             raise ParamError("metapop: gamma * dt > 1 is not a recovery probability")
-        if (self.values("travel") > 1).any():
-            raise ParamError("metapop: travel must lie in [0, 1]")
+        self.check_range("metapop", ("travel",), 0, 1)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,7 +27,6 @@ import torch
 from populace.engine import (
     Context,
     Model,
-    ParamError,
     Params,
     State,
     member_view,
@@ -58,13 +57,9 @@ class NetworkSIRParams(Params):
     sigma: float | torch.Tensor = 0.5
 
     def check(self) -> None:
-        for name in self.names():
-            v = self.values(name)
-            if (v < 0).any():
-                raise ParamError(f"network SIR parameter {name!r} must be >= 0, got {v}")
-        for name in ("transmissibility", "gamma", "sigma"):
-            if (self.values(name) > 1).any():
-                raise ParamError(f"network SIR parameter {name!r} is a probability, got > 1")
+        self.check_range("network SIR")
+        probabilities = ("transmissibility", "gamma", "sigma")
+        self.check_range("network SIR", probabilities, 0, 1, "a probability")
 
 
 def layer_params(names: tuple[str, ...]) -> type[NetworkSIRParams]:

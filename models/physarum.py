@@ -68,13 +68,8 @@ class PhysarumParams(Params):
     coverage_level: float | torch.Tensor = 5.0
 
     def check(self) -> None:
-        for name in ("diffusion", "decay"):
-            v = self.values(name)
-            if ((v < 0) | (v > 1)).any():
-                raise ParamError(f"physarum: {name} must lie in [0, 1], got {v}")
-        for name in ("sensor_offset", "step_size", "deposit", "coverage_level"):
-            if (self.values(name) < 0).any():
-                raise ParamError(f"physarum: {name} must be >= 0, got {self.values(name)}")
+        self.check_range("physarum", ("diffusion", "decay"), 0, 1)
+        self.check_range("physarum", ("sensor_offset", "step_size", "deposit", "coverage_level"))
         lead = 1 if isinstance(self.sensor_angle, Schedule) else 0
         if self.values("sensor_angle").dim() > lead:
             raise ParamError("physarum: sensor_angle is one value for all members, not [B]")

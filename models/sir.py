@@ -43,9 +43,7 @@ class SIRParams(Params):
     dt: float | torch.Tensor = 1.0
 
     def check(self) -> None:
-        for name in self.names():
-            if (self.values(name) < 0).any():
-                raise ParamError(f"SIR parameter {name!r} must be >= 0, got {getattr(self, name)}")
+        self.check_range("SIR")
         worst = float(self.values("gamma").max() * self.values("dt").max())
         if worst > 1:
             raise ParamError(f"SIR: gamma * dt = {worst} > 1 is not a recovery probability")

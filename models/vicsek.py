@@ -49,11 +49,7 @@ class VicsekParams(Params):
     dt: float | torch.Tensor = 1.0
 
     def check(self) -> None:
-        for name in self.names():
-            if (self.values(name) < 0).any():
-                raise ParamError(
-                    f"Vicsek parameter {name!r} must be >= 0, got {getattr(self, name)}"
-                )
+        self.check_range("Vicsek")
         if (self.values("noise") > 2 * math.pi + 1e-6).any():
             raise ParamError(f"Vicsek noise must be <= 2 pi, got {self.noise}")
 

@@ -60,9 +60,7 @@ class WolfSheepParams(Params):
     regrowth: float | torch.Tensor = 10.0
 
     def check(self) -> None:
-        for name in self.names():
-            if (self.values(name) < 0).any():
-                raise ParamError(f"wolfsheep {name!r} must be >= 0, got {getattr(self, name)}")
+        self.check_range("wolfsheep")
         regrowth = self.values("regrowth")
         per_member = regrowth.dim() > (1 if isinstance(self.regrowth, Schedule) else 0)
         if per_member or (regrowth != regrowth.round()).any():
@@ -70,9 +68,7 @@ class WolfSheepParams(Params):
                 f"wolfsheep regrowth must be a whole number of steps, one value for all members, "
                 f"got {self.regrowth}"
             )
-        for name in ("sheep_reproduce", "wolf_reproduce"):
-            if (self.values(name) > 1).any():
-                raise ParamError(f"wolfsheep {name!r} is a probability, got {getattr(self, name)}")
+        self.check_range("wolfsheep", ("sheep_reproduce", "wolf_reproduce"), 0, 1, "a probability")
 
 
 @dataclasses.dataclass(frozen=True)

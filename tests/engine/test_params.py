@@ -67,3 +67,12 @@ def test_grad_survives_to():
 def test_member_view():
     assert member_view(torch.tensor(2.0), 3).shape == ()
     assert member_view(torch.arange(4.0), 3).shape == (4, 1, 1)
+
+
+def test_check_range_names_the_param_and_its_bound():
+    p = DecayParams(rate=Schedule([0.1, -0.2], (0, 5)), noise=1.5)
+    with pytest.raises(ParamError, match="decay parameter 'rate' must be >= 0"):
+        p.check_range("decay")
+    with pytest.raises(ParamError, match=r"'noise' must lie in \[0, 1\] \(a probability\)"):
+        p.check_range("decay", ("noise",), 0, 1, "a probability")
+    DecayParams(rate=0.1, noise=1.0).check_range("decay", high=1)  # bounds are inclusive

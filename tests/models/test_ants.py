@@ -108,7 +108,7 @@ def test_runs_through_the_cli(capsys):
 
 
 def test_bad_params_are_named():
-    with pytest.raises(ParamError, match="diffusion must lie in"):
+    with pytest.raises(ParamError, match="'diffusion' must lie in"):
         Simulation(ants.build(agents=5).with_params(diffusion=2.0), device="cpu")
     with pytest.raises(ParamError, match="follow_min"):
         Simulation(ants.build(agents=5).with_params(follow_min=3.0), device="cpu")
