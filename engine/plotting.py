@@ -45,7 +45,9 @@ def plot_series(
         (line,) = ax.plot(s[x], s["mean"], label=str(g) if g is not None else metric)
         ax.fill_between(s[x], s["lo"], s["hi"], color=line.get_color(), alpha=0.2, lw=0)
     ax.set_xlabel(x)
-    ax.set_ylabel(metric)
+    # overlaid calls of several metrics on one axes name them all, not only the last one
+    shown = [m for m in ax.get_ylabel().split(", ") if m]
+    ax.set_ylabel(", ".join(shown + ([metric] if metric not in shown else [])))
     ax.legend(title=by)
     return ax.figure
 

@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 
 from populace.engine.context import Context, resolve_device
 from populace.engine.intervention import Trigger
-from populace.engine.model import Model
-from populace.engine.params import ParamError, Params, Schedule, _as_tensor
+from populace.engine.model import Model, ModelError
+from populace.engine.params import Params, _as_tensor
 from populace.engine.recorder import Recorder
 from populace.engine.rng import Streams, member_seed
 from populace.engine.state import State, StateError, load_state_dict, state_dict
@@ -34,12 +34,10 @@ def _interactive() -> bool:
 
 
 def _check_member_shapes(params: Params, members: int) -> None:
-    for name in params.names():
-        v = getattr(params, name)
-        t, lead = (v.values, 1) if isinstance(v, Schedule) else (v, 0)
-        if t.dim() > lead and t.shape[lead] != members:
+    for name, size in params.members().items():
+        if size != members:
             raise ValueError(
-                f"parameter {name!r} has {t.shape[lead]} per-member values, but the run has "
+                f"parameter {name!r} has {size} per-member values, but the run has "
                 f"{members} members"
             )
 
@@ -111,7 +109,8 @@ class Simulation:
         params: parameters to use instead of ``model.params``.
         device: ``"auto" | "cpu" | "cuda[:i]"``.
         dtype: floating dtype (float32 default, float64 for tests).
-        record_every: record metrics every k steps (and always the first and last state).
+        record_every: record metrics at the steps that are multiples of k (counted from step 0,
+            so a resumed run keeps the phase) and the last state of every run.
         progress: tqdm progress bar; ``None`` shows it only on a terminal or in a notebook.
         check_finite: stop at the first NaN/Inf in a state field, naming step and field.
         chunk: records per host copy.
@@ -153,43 +152,46 @@ class Simulation:
         self.check_finite = check_finite
         self.chunk = chunk
         self.rng = Streams(seeds, self.device)
-        self.params = (params if params is not None else model.params).to(self.device, dtype)
+        self.axes = model.data.axis_sizes()
+        params = params if params is not None else model.params
+        self.params = params.to(self.device, dtype, axes=self.axes)
         _check_member_shapes(self.params, self.rng.members)
-        self.params.check()
+        self.params.validate(model.name)
         self.step = 0
-        self.ctx = Context(0, self.rng, self.device, dtype)
+        self.data = model.data.to(self.device, dtype)  # once per run, shared by all members
+        self.ctx = Context(0, self.rng, self.device, dtype, self.data)
         self.triggers = tuple(triggers)
-        labels = [t.label for t in self.triggers]
-        clash = set(labels) & set(model.metrics) or len(set(labels)) != len(labels)
-        if clash:
-            raise ValueError(f"trigger labels {labels} must be unique and not metric names")
+        self.rules_on = [
+            rule.initial(self.members, self.params, model.data, self.device) for rule in triggers
+        ]
         self._check_triggers()
         self.state = self._init_state()
         if check_finite:
             _check_finite(self.state, "the initial state")
-        self.rules_on = [
-            torch.zeros(self.members, dtype=torch.bool, device=self.device) for _ in labels
-        ]
 
     @property
     def members(self) -> int:
         return self.rng.members
 
     def _check_triggers(self) -> None:
-        """Each trigger's value passes the same checks as the param it replaces."""
-        everyone = torch.ones(self.members, dtype=torch.bool, device=self.device)
-        for rule in self.triggers:
-            if rule.name not in self.params.names():
-                raise ParamError(
-                    f"trigger on unknown parameter {rule.name!r}; valid: {self.params.names()}"
-                )
+        """Trigger labels are unique and not metric columns; each trigger's value passes the
+        same checks as the param it replaces (where it applies)."""
+        columns = set(self.model.metric_columns())
+        names = [c for rule in self.triggers for c in rule.columns(self.model.data)]
+        if len(set(names)) != len(names) or set(names) & columns:
+            raise ValueError(f"trigger columns {names} must be unique and not metric names")
+        for rule, on in zip(self.triggers, self.rules_on, strict=True):
             _as_tensor(rule.name, rule.value, self.device, self.dtype)
-            rule.apply(self.params.at(0), everyone).check()
+            rule.apply(self.params.at(0), torch.ones_like(on), self.model.data).validate(
+                self.model.name
+            )
 
     def _init_state(self) -> State:
         state = self.model.init(self.params.at(0), self.ctx)
         if not isinstance(state, State):
-            raise TypeError(f"model {self.model.name!r}: init must return a State")
+            raise ModelError(
+                f"model {self.model.name!r}: init returned {type(state).__name__}, not a State"
+            )
         if state.members != self.members:
             raise StateError(
                 f"model {self.model.name!r}: init built {state.members} members, expected "
@@ -204,7 +206,8 @@ class Simulation:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
         keep_graph = torch.is_grad_enabled() and self.params.requires_grad()
-        names = list(self.model.metrics) + [t.label for t in self.triggers]
+        names = self.model.metric_columns()
+        names += [c for rule in self.triggers for c in rule.columns(self.model.data)]
         recorder = Recorder(names, self.chunk, keep_graph)
         first, last = self.step, self.step + steps
         state = self.state
@@ -216,13 +219,13 @@ class Simulation:
             with tqdm(total=steps, disable=not show, desc=self.model.name, leave=False) as bar:
                 for t in range(first, last):
                     params = self._params_at(t, state)
-                    if (t - first) % self.record_every == 0:
-                        recorder.record(t, self._measure(state, params))
+                    if t % self.record_every == 0:  # the phase counts from step 0 (resumes keep it)
+                        recorder.record(t, self._measure(state, params, t))
                     state = self.model.step(state, params, self.ctx.at(t))
                     if self.check_finite:
                         _check_finite(state, f"step {t}")
                     bar.update(1)
-                recorder.record(last, self._measure(state, self._params_at(last, state)))
+                recorder.record(last, self._measure(state, self._params_at(last, state), last))
                 frame = recorder.frame()  # the host copy synchronises the device
         except BaseException:
             self.rng.set_state(streams)
@@ -239,14 +242,16 @@ class Simulation:
     def _params_at(self, step: int, state: State) -> Params:
         """Params in force at ``step``: schedules resolved, then triggered rules applied."""
         params = self.params.at(step)
+        ctx = self.ctx.at(step)
         for i, rule in enumerate(self.triggers):
-            self.rules_on[i] = rule.update(self.rules_on[i], state, params)
-            params = rule.apply(params, self.rules_on[i])
+            self.rules_on[i] = rule.update(self.rules_on[i], state, params, ctx)
+            params = rule.apply(params, self.rules_on[i], self.model.data)
         return params
 
-    def _measure(self, state: State, params: Params) -> dict[str, torch.Tensor]:
-        values = self.model.measure(state, params)
-        values.update({t.label: on for t, on in zip(self.triggers, self.rules_on, strict=True)})
+    def _measure(self, state: State, params: Params, step: int) -> dict[str, torch.Tensor]:
+        values = self.model.measure(state, params, self.ctx.at(step))
+        for rule, on in zip(self.triggers, self.rules_on, strict=True):
+            values.update(rule.record(on, self.model.data))
         return values
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -264,6 +269,7 @@ class Simulation:
             "dtype": str(self.dtype).removeprefix("torch."),
             "device_type": self.device.type,
             "rules_on": [on.cpu() for on in self.rules_on],
+            "data": self.model.data.digests(),
         }
         tmp = path.with_name(path.name + ".tmp")
         torch.save(payload, tmp)
@@ -299,6 +305,7 @@ class Simulation:
                 f"{path}: generator states were saved on {payload['device_type']}, resuming on "
                 f"{sim.device.type} would change the random streams"
             )
+        model.data.check_digests(payload.get("data", {}), str(path))
         sim.state = load_state_dict(sim.state, payload["state"])
         sim.rng.set_state(payload["rng"])
         if len(payload["rules_on"]) != len(sim.triggers):
@@ -306,6 +313,12 @@ class Simulation:
                 f"{path}: saved with {len(payload['rules_on'])} trigger(s), resumed with "
                 f"{len(sim.triggers)}"
             )
+        for on, saved in zip(sim.rules_on, payload["rules_on"], strict=True):
+            if saved.shape != on.shape:
+                raise ValueError(
+                    f"{path}: trigger state of shape {tuple(saved.shape)}, the "
+                    f"resumed trigger has {tuple(on.shape)}"
+                )
         sim.rules_on = [on.to(sim.device) for on in payload["rules_on"]]
         sim.step = payload["step"]
         return sim

@@ -12,6 +12,7 @@ The user API in one place::
 
 from populace.engine import (
     Context,
+    Data,
     Model,
     Params,
     Result,
@@ -19,6 +20,9 @@ from populace.engine import (
     Simulation,
     State,
     member_view,
+    param,
+    per,
+    per_agent,
     run,
     static_field,
     tensor_field,
@@ -28,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Context",
+    "Data",
     "Model",
     "Params",
     "Result",
@@ -35,6 +40,9 @@ __all__ = [
     "Simulation",
     "State",
     "member_view",
+    "param",
+    "per",
+    "per_agent",
     "run",
     "static_field",
     "tensor_field",

@@ -17,6 +17,7 @@ import torch
 
 from populace import models
 from populace.calibration import cli as calibration_cli
+from populace.engine import Model
 from populace.populations import cli as population_cli
 
 
@@ -63,39 +64,58 @@ def parse_value(text: str) -> Any:
 
 
 def split_settings(name: str, pairs: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``--set`` pairs → (build options, params); unknown names raise listing the valid ones."""
+    """``--set`` pairs → (build options, params): a name of the build function's keyword
+    arguments is an option, any other a parameter (checked by :func:`build_model`)."""
     opts, params = {}, {}
     valid_opts = set(models.options(name)) - {"agents"}
-    valid_params = set(models.module(name).PARAMS.names())
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key:
             raise CLIError(f"--set expects name=value, got {pair!r}")
-        if key in valid_params:
-            params[key] = parse_value(text)
-        elif key in valid_opts:
-            opts[key] = parse_value(text)
-        else:
-            raise CLIError(
-                f"unknown setting {key!r} for model {name!r}; parameters: "
-                f"{', '.join(sorted(valid_params))}; options: {', '.join(sorted(valid_opts))}"
-            )
+        (opts if key in valid_opts else params)[key] = parse_value(text)
     return opts, params
 
 
+def _unknown_settings(name: str, params: dict[str, Any], valid_params) -> None:
+    unknown = sorted(set(params) - set(valid_params))
+    if unknown:
+        valid_opts = sorted(set(models.options(name)) - {"agents"})
+        raise CLIError(
+            f"unknown setting {unknown[0]!r} for model {name!r}; parameters: "
+            f"{', '.join(sorted(valid_params))}; options: {', '.join(valid_opts)}"
+        )
+
+
 def build_model(name: str, agents: int, pairs: list[str]):
+    """The model ``name`` (zoo name, FILE.py:FUNCTION or package.module:FUNCTION) built with
+    ``agents`` and the ``--set`` options, its params replaced by the ``--set`` params."""
     try:
-        module = models.module(name)
+        build = models.builder(name)
     except KeyError as err:
         raise CLIError(err.args[0]) from None
     opts, params = split_settings(name, pairs)
+    zoo = ":" not in name
+    if zoo:  # the zoo declares its params: refuse a typo before building anything
+        _unknown_settings(name, params, models.module(name).PARAMS.names())
     models.check_options(name, opts)
-    model = module.build(agents=agents, **opts)
+    if "agents" in models.options(name):
+        opts["agents"] = agents
+    model = build(**opts)
+    if not isinstance(model, Model):
+        raise CLIError(
+            f"model {name!r}: the build function returned {type(model).__name__}, "
+            f"not a populace Model"
+        )
+    _unknown_settings(name, params, model.params.names())
     return model.with_params(**params) if params else model
 
 
 def add_run_options(p: argparse.ArgumentParser, steps_default: int) -> None:
-    p.add_argument("model", help="model name (see `populace models`)")
+    p.add_argument(
+        "model",
+        help="zoo name (see `populace models`), FILE.py:FUNCTION or package.module:FUNCTION; "
+        "`populace run MODEL --help` lists its options and parameters",
+    )
     p.add_argument("--agents", type=positive_int("--agents"), default=10_000)
     p.add_argument("--steps", type=non_negative_int("--steps"), default=steps_default)
     p.add_argument("--seed", type=non_negative_int("--seed"), default=0)
@@ -213,20 +233,17 @@ def cmd_bench(args: argparse.Namespace) -> None:
         print(json.dumps(record))
         return
     try:
-        models.module(args.model)
+        models.builder(args.model)
     except KeyError as err:
         raise CLIError(f"{err.args[0]}; kernel benchmarks: {', '.join(KERNEL_BENCHES)}") from None
-    opts, params = split_settings(args.model, args.settings)
+    model = build_model(args.model, args.agents, args.settings)
     record = harness.bench_model(
-        args.model,
-        agents=args.agents,
+        model,
         steps=args.steps,
         members=args.members,
         device=args.device,
         seed=args.seed,
         warmup=args.warmup,
-        options=opts,
-        params=params,
     )
     if args.save:
         path = harness.save(record, args.save)
@@ -331,6 +348,17 @@ def main(argv: list[str] | None = None) -> int:
         if argv[1] in KERNEL_BENCHES:  # a kernel family's own benchmark command line
             module = importlib.import_module(f"populace.benchmarks.{argv[1]}")
             return module.main(argv[2:])
+    if len(argv) >= 3 and argv[0] in ("run", "bench") and {"-h", "--help"} & set(argv):
+        positional = [a for a in argv[1:] if not a.startswith("-")]
+        if positional and positional[0] not in ("llm",):  # help on one model: its settings
+            try:
+                epilog = models.describe(positional[0])
+            except KeyError as err:
+                print(f"populace: error: {err.args[0]}", file=sys.stderr)
+                return 2
+            print(f"usage: populace {argv[0]} MODEL [flags]  (flags: populace {argv[0]} --help)")
+            print(epilog)
+            return 0
     args = parser().parse_args(argv)
     try:
         args.fn(args)

@@ -14,6 +14,7 @@ from typing import Any
 import polars as pl
 import torch
 
+from populace.engine.data import Data
 from populace.populations.contacts import layer_stats
 
 FORMAT_VERSION = 1
@@ -103,6 +104,23 @@ class Population:
             cols[name] = [self.codebook[name][i] for i in (index % size).tolist()]
             index = index // size
         return pl.DataFrame({n: cols[n] for n in names} | {"agents": counts.tolist()})
+
+    def data(self, layers: bool = True, homes: bool = False) -> Data:
+        """The population as model data (:class:`~populace.engine.Data`): every attribute
+        (coded ones as int64 codes of an axis named like them, labelled by the codebook), the
+        contact layers by name when ``layers``, and ``home`` ``[N, 2]`` when ``homes``. An id
+        attribute named like a layer (``household``) is kept as ``<name>_id``."""
+        tensors: dict[str, torch.Tensor] = {}
+        for name, values in self.attributes.items():
+            if name in self.codebook:
+                tensors[name] = values.to(torch.int64)
+            else:
+                tensors[f"{name}_id" if layers and name in self.layers else name] = values
+        if layers:
+            tensors.update(self.layers)
+        if homes and self.home is not None:
+            tensors["home"] = self.home
+        return Data(tensors, axes=self.codebook)
 
     def nbytes(self) -> int:
         """Bytes held by attributes, homes and layers."""

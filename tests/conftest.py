@@ -7,13 +7,22 @@ import dataclasses
 import pytest
 import torch
 
-from populace.engine import Context, Model, Params, State, member_view, static_field, tensor_field
+from populace.engine import (
+    Context,
+    Model,
+    Params,
+    State,
+    member_view,
+    param,
+    static_field,
+    tensor_field,
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class DecayParams(Params):
-    rate: float | torch.Tensor = 0.1
-    noise: float | torch.Tensor = 0.0
+    rate: float | torch.Tensor = param(0.1, low=0, unit="1/step", doc="decay rate")
+    noise: float | torch.Tensor = param(0.0, low=0, doc="noise amplitude")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +52,10 @@ def decay_model(agents: int = 16) -> Model:
         params=DecayParams(),
         init=init,
         steps=(decay,),
-        metrics={"mean_x": lambda s, p: s.x.mean(dim=1), "alive": lambda s, p: s.alive.sum(1)},
+        metrics={
+            "mean_x": lambda s, p, ctx: s.x.mean(dim=1),
+            "alive": lambda s, p, ctx: s.alive.sum(1),
+        },
         agents=agents,
     )
 
