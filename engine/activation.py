@@ -69,24 +69,24 @@ def rounds(rank: torch.Tensor, cells: torch.Tensor, n_cells: int) -> torch.Tenso
     b, n, k = cells.shape
     if rank.shape != (b, n):
         raise ValueError(f"rank has shape {tuple(rank.shape)}, cells {tuple(cells.shape)}")
-    slot = torch.where(cells >= 0, cells, torch.full_like(cells, n_cells)).reshape(b, n * k)
-    ranks = rank.unsqueeze(-1).expand(b, n, k).reshape(b, n * k)
-    out = torch.full_like(rank, -1)
-    pending = torch.ones_like(rank, dtype=torch.bool)
+    device = rank.device
+    member = torch.arange(b, device=device).view(b, 1, 1)
+    slot = (member * (n_cells + 1) + torch.where(cells >= 0, cells, n_cells)).reshape(b * n, k)
+    free = (cells < 0).reshape(b * n, k)  # touching no cell never blocks
+    flat_rank = rank.reshape(b * n)
+    out = torch.full((b * n,), -1, dtype=torch.int64, device=device)
+    pending = torch.arange(b * n, device=device)  # shrinks: each round handles the rest only
     never = torch.iinfo(torch.int64).max
     r = 0
-    while bool(pending.any()):
-        live = pending.unsqueeze(-1).expand(b, n, k).reshape(b, n * k)
-        first = torch.full((b, n_cells + 1), never, dtype=torch.int64, device=rank.device)
-        first = first.scatter_reduce(1, slot, torch.where(live, ranks, never), reduce="amin")
-        first[:, n_cells] = never  # the "no cell" slot never blocks
-        lowest = first.gather(1, slot).view(b, n, k)
-        mine = (lowest == rank.unsqueeze(-1)) | (cells < 0)
-        ready = pending & mine.all(dim=-1)
-        out = torch.where(ready, r, out)
-        pending = pending & ~ready
+    while pending.numel():
+        s, mine = slot[pending], flat_rank[pending]
+        first = torch.full((b * (n_cells + 1),), never, dtype=torch.int64, device=device)
+        first.scatter_reduce_(0, s.reshape(-1), mine.repeat_interleave(k), reduce="amin")
+        ready = ((first[s] == mine.unsqueeze(1)) | free[pending]).all(dim=1)
+        out[pending[ready]] = r
+        pending = pending[~ready]
         r += 1
-    return out
+    return out.view(b, n)
 
 
 def sequential(

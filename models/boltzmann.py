@@ -28,8 +28,6 @@ NAME = "boltzmann"
 SUMMARY = "Boltzmann wealth (Mesa's example): move, give a unit to a cellmate; Gini"
 
 ACTIVATIONS = ("sequential", "synchronous")
-#: the Moore neighbourhood: (dx, dy) of the 8 cells around a cell.
-MOORE = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,18 +52,20 @@ class BoltzmannState(State):
 
 
 def random_neighbour_cell(cell: torch.Tensor, width: int, height: int, ctx: Context):
-    """``[B, N]`` a uniformly random on-grid Moore neighbour of each agent's cell."""
+    """``[B, N]`` a uniformly random on-grid Moore neighbour of each agent's cell.
+
+    The neighbourhood is the block of on-grid cells around the agent (2-3 columns x 2-3 rows)
+    less its own cell; a uniform draw picks one of them.
+    """
     x, y = cell // height, cell % height
-    dx = torch.tensor([d[0] for d in MOORE], device=cell.device)
-    dy = torch.tensor([d[1] for d in MOORE], device=cell.device)
-    nx, ny = x.unsqueeze(-1) + dx, y.unsqueeze(-1) + dy  # [B, N, 8]
-    valid = (nx >= 0) & (nx < width) & (ny >= 0) & (ny < height)
-    count = valid.sum(dim=-1)  # 3, 5 or 8
+    left, down = (x > 0).long(), (y > 0).long()  # offsets -1 exist
+    cols = 1 + left + (x < width - 1).long()
+    rows = 1 + down + (y < height - 1).long()
     u = ctx.rng.uniform(cell.shape[1], dtype=torch.float64)
-    pick = torch.minimum((u * count).long(), count - 1)  # the pick-th valid neighbour
-    slot = ((torch.cumsum(valid, dim=-1) == (pick + 1).unsqueeze(-1)) & valid).int().argmax(-1)
-    take = slot.unsqueeze(-1)
-    return (nx.gather(-1, take) * height + ny.gather(-1, take)).squeeze(-1)
+    k = torch.minimum((u * (cols * rows - 1)).long(), cols * rows - 2)
+    own = left * rows + down  # the agent's own cell in the block, skipped
+    k = k + (k >= own).long()
+    return (x - left + k // rows) * height + (y - down + k % rows)
 
 
 def give_to_cellmates(cell, wealth, givers, mate):

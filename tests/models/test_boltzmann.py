@@ -77,3 +77,18 @@ def test_moves_stay_on_the_grid_next_to_the_old_cell():
     assert ((after >= 0) & (after < 28)).all()
     with pytest.raises(ValueError, match="unknown activation"):
         boltzmann.build(activation="random")
+
+
+def test_each_on_grid_neighbour_is_equally_likely():
+    from populace.engine import Context, Streams
+
+    ctx = Context(0, Streams([7]), torch.device("cpu"), torch.float64)
+    width, height = 5, 4
+    corner, edge, inner = 0, 2, 1 * height + 2  # (0, 0), (0, 2), (1, 2)
+    cell = torch.tensor([[corner, edge, inner]]).repeat(1, 4000)
+    picks = boltzmann.random_neighbour_cell(cell, width, height, ctx)[0].view(4000, 3)
+    for column, size in ((0, 3), (1, 5), (2, 8)):
+        counts = torch.bincount(picks[:, column], minlength=width * height)
+        hit = counts[counts > 0].double() / 4000
+        assert hit.numel() == size
+        assert (hit - 1 / size).abs().max() < 0.03
