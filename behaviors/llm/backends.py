@@ -96,7 +96,7 @@ def request_seed(seed: int, prompt: Messages, sample: int = 0, attempt: int = 0)
     return int.from_bytes(hashlib.sha256(payload.encode()).digest()[:4], "big") >> 1
 
 
-def _seeds(
+def prompt_seeds(
     prompts: Sequence[Messages], sampling: Sampling, seeds: Sequence[int] | None
 ) -> list[int]:
     """One seed per prompt: ``seeds`` checked, or each prompt's :func:`request_seed`."""
@@ -389,7 +389,7 @@ class TransformersBackend:
         seeds: Sequence[int] | None = None,
     ) -> list[Completion]:
         torch = self._torch
-        seeds = _seeds(prompts, sampling, seeds)
+        seeds = prompt_seeds(prompts, sampling, seeds)
         out: list[Completion] = []
         options = schema.choices() if (self.guided and schema is not None) else []
         for start in range(0, len(prompts), self.batch_size):
@@ -636,7 +636,7 @@ class VLLMBackend:
                 seed=seed,
                 **self._guided(schema),
             )
-            for seed in _seeds(prompts, sampling, seeds)
+            for seed in prompt_seeds(prompts, sampling, seeds)
         ]
         results = self.llm.chat(list(prompts), params, use_tqdm=False)
         return [

@@ -28,7 +28,7 @@ from populace.behaviors.llm.backends import (
     Completion,
     Messages,
     Sampling,
-    _seeds,
+    prompt_seeds,
 )
 from populace.behaviors.llm.schema import Schema
 
@@ -145,6 +145,7 @@ class OpenAIBackend:
         concurrency: requests in flight at once.
         guided: send vLLM's ``guided_choice`` / ``guided_json`` for schemas.
 
+    Requests go straight to the server (proxy settings of the environment are not used).
     Each prompt is one request with its own ``seed`` field. ``generate`` returns when every
     request has an answer or has failed; if any failed it raises :class:`BackendError` naming
     how many failed and of which kinds, with the answers that did come in ``partial``.
@@ -232,6 +233,9 @@ class OpenAIBackend:
         def create(*args: Any, **kwargs: Any) -> socket.socket:
             sock = socket.create_connection(*args, **kwargs)
             sockets.append(sock.dup())
+            if expired.is_set():  # the timer fired while connecting: no TLS handshake after it
+                sock.close()
+                raise TimeoutError("the deadline passed while connecting")
             return sock
 
         conn._create_connection = create
@@ -347,7 +351,7 @@ class OpenAIBackend:
         schema: Schema | None = None,
         seeds: Sequence[int] | None = None,
     ) -> list[Completion]:
-        seeds = _seeds(prompts, sampling, seeds)
+        seeds = prompt_seeds(prompts, sampling, seeds)
 
         def one(i: int) -> Completion | BackendError:
             try:
