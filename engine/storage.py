@@ -4,7 +4,7 @@ with a content digest per file, sealed single files, and strict JSON.
 Every writer of the project goes through this module:
 
 - :func:`staged_folder` (run outputs, population folders, calibration and demo reports): the
-  files are written into a hidden sibling ``.NAME.populace-tmp-PID-XXXXXXXX``, a
+  files are written into a hidden sibling ``.NAME.populace-tmp-HOST-PID-XXXXXXXX``, a
   ``manifest.json`` (sha256 and size per file, the kind of output, a few facts such as the model
   name, and a digest of the manifest itself) is added, and the folder is renamed onto the target
   in one step. A non-empty target is refused unless ``overwrite``; with it, only a folder that
@@ -13,8 +13,8 @@ Every writer of the project goes through this module:
 - :func:`write_file` / :func:`write_sealed` (checkpoints): a hidden temporary file beside the
   target, flushed and renamed over it; a sealed file starts with one header line
   ``MAGIC bytes=N sha256=HEX`` covering the rest, which :func:`read_sealed` verifies.
-- Hidden temporaries left by a killed process (its PID no longer runs) are removed by the next
-  writer of the same target.
+- Hidden temporaries left by a killed process (its PID no longer runs on this host) are removed
+  by the next writer of the same target.
 
 :func:`verify_folder` and :func:`read_sealed` raise :class:`IntegrityError` naming the file and
 what differs (missing, size, digest) before any parser sees damaged bytes.
@@ -31,6 +31,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -38,7 +39,11 @@ from typing import Any
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "populace-manifest/1"
-_STAGE = re.compile(r"^\.(?P<name>.+)\.populace-(?:tmp|old)-(?P<pid>\d+)-[0-9a-f]{8}$")
+_STAGE = re.compile(
+    r"^\.(?P<name>.+)\.populace-(?:tmp|old)-(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-[0-9a-f]{8}$"
+)
+#: this machine, in the names of temporaries (another host's PIDs say nothing here)
+HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 _SEAL = re.compile(rb"(?P<magic>[!-~]+) bytes=(?P<bytes>\d{1,20}) sha256=(?P<sha>[0-9a-f]{64})\n")
 
 
@@ -79,8 +84,9 @@ def check_target(target: str | os.PathLike, overwrite: bool = False) -> Path:
 
 
 def _sibling(target: Path, tag: str) -> Path:
-    """A hidden name beside ``target`` that says who made it (PID) for later clean-up."""
-    return target.with_name(f".{target.name}.populace-{tag}-{os.getpid()}-{secrets.token_hex(4)}")
+    """A hidden name beside ``target`` that says who made it (host, PID) for later clean-up."""
+    token = secrets.token_hex(4)
+    return target.with_name(f".{target.name}.populace-{tag}-{HOST}-{os.getpid()}-{token}")
 
 
 def _running(pid: int) -> bool:
@@ -96,7 +102,8 @@ def _running(pid: int) -> bool:
 
 
 def remove_stale(target: str | os.PathLike) -> list[Path]:
-    """Remove the hidden temporaries of ``target`` left by processes that no longer run."""
+    """Remove the hidden temporaries of ``target`` left by processes of this host that no
+    longer run."""
     target = Path(target)
     removed = []
     try:
@@ -105,7 +112,12 @@ def remove_stale(target: str | os.PathLike) -> list[Path]:
         return removed
     for entry in entries:
         match = _STAGE.match(entry.name)
-        if match and match["name"] == target.name and not _running(int(match["pid"])):
+        if (
+            match
+            and match["name"] == target.name
+            and match["host"] == HOST
+            and not _running(int(match["pid"]))
+        ):
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:

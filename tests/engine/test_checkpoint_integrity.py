@@ -1,9 +1,6 @@
 """Checkpoints are sealed: every truncation, byte flip or foreign file is refused by name."""
 
 import io
-import signal
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -107,7 +104,7 @@ def test_a_failed_save_keeps_the_old_checkpoint_and_leaves_no_temporary(saved, m
     assert sorted(p.name for p in path.parent.iterdir()) == ["ck.pt"]
 
 
-def test_a_killed_saver_leaves_a_whole_checkpoint_and_no_visible_temporary(tmp_path):
+def test_a_killed_saver_leaves_a_whole_checkpoint_and_no_visible_temporary(tmp_path, sigkill_child):
     """SIGKILL a process that saves checkpoints in a loop: what is on disk always resumes."""
     script = textwrap.dedent(
         f"""
@@ -116,24 +113,13 @@ def test_a_killed_saver_leaves_a_whole_checkpoint_and_no_visible_temporary(tmp_p
         from populace.models import sir
         sim = Simulation(sir.build(agents=20000, initial_infected=10), members=4, device="cpu")
         sim.save({str(tmp_path / "ck.pt")!r})
-        print("saved", flush=True)
+        print("ready", flush=True)
         while True:
             sim.run(1)
             sim.save({str(tmp_path / "ck.pt")!r})
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "saved"
-        proc.stdout.close()
-        try:
-            proc.wait(timeout=1.5)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    sigkill_child(script, after=1.5)
     model = sir.build(agents=20000, initial_infected=10)
     resumed = Simulation.resume(tmp_path / "ck.pt", model, device="cpu")
     assert resumed.step >= 0

@@ -115,17 +115,21 @@ def test_two_writers_one_wins_the_other_gets_a_clear_error(tmp_path):
 
 def test_stale_temporaries_of_dead_processes_are_removed_live_ones_kept(tmp_path):
     target = tmp_path / "out"
-    stale = tmp_path / f".out.populace-tmp-{dead_pid()}-0123abcd"
+    host = storage.HOST
+    stale = tmp_path / f".out.populace-tmp-{host}-{dead_pid()}-0123abcd"
     stale.mkdir()
     (stale / "half.parquet").write_text("x")
-    stale_file = tmp_path / f".out.populace-tmp-{dead_pid()}-deadbeef"
+    stale_file = tmp_path / f".out.populace-old-{host}-{dead_pid()}-deadbeef"
     stale_file.write_text("x")
-    live = tmp_path / f".out.populace-tmp-{os.getppid()}-0123abcd"  # a running process
+    live = tmp_path / f".out.populace-tmp-{host}-{os.getppid()}-0123abcd"  # a running process
     live.mkdir()
-    other = tmp_path / f".other.populace-tmp-{dead_pid()}-0123abcd"  # another target's
+    other = tmp_path / f".other.populace-tmp-{host}-{dead_pid()}-0123abcd"  # another target's
     other.mkdir()
+    elsewhere = "0" * 6 if host != "0" * 6 else "1" * 6  # another machine's: its PIDs mean nothing
+    remote = tmp_path / f".out.populace-tmp-{elsewhere}-{dead_pid()}-0123abcd"
+    remote.mkdir()
     write_output(target, {"x": "1"})
-    assert sorted(hidden(tmp_path)) == sorted([live.name, other.name])
+    assert sorted(hidden(tmp_path)) == sorted([live.name, other.name, remote.name])
 
 
 @pytest.mark.parametrize(

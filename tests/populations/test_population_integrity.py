@@ -2,9 +2,6 @@
 swapped file is refused naming it; writers that race or die leave no mixed folder."""
 
 import json
-import signal
-import subprocess
-import sys
 import textwrap
 import threading
 
@@ -148,7 +145,7 @@ def test_two_writers_one_wins_and_the_folder_is_whole(tmp_path):
     assert same(Population.load(target), pops[outcomes.index("ok")])
 
 
-def test_a_killed_writer_never_leaves_a_mixed_population(tmp_path):
+def test_a_killed_writer_never_leaves_a_mixed_population(tmp_path, sigkill_child):
     """SIGKILL a process replacing a population again and again: the folder always loads, and
     as one of the two populations whole (the old code moved file by file: mixed seeds)."""
     target = tmp_path / "pop"
@@ -159,25 +156,14 @@ def test_a_killed_writer_never_leaves_a_mixed_population(tmp_path):
         from test_population_integrity import population
         pops = [population(1, 20000), population(2, 20000)]
         pops[0].save({str(target)!r})
-        print("saved", flush=True)
+        print("ready", flush=True)
         i = 1
         while True:
             pops[i % 2].save({str(target)!r}, overwrite=True)
             i += 1
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "saved"
-        proc.stdout.close()
-        try:
-            proc.wait(timeout=2.0)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    sigkill_child(script, after=2.0)
     back = Population.load(target)
     assert same(back, population(1, 20000)) or same(back, population(2, 20000))
     assert visible(tmp_path) == ["pop"]  # temporaries are hidden ...
