@@ -25,6 +25,8 @@ from populace.engine.rng import Streams, member_seed
 from populace.engine.state import State, StateError, load_state_dict, state_dict
 
 CHECKPOINT_FORMAT = "populace-checkpoint/2"
+#: ensemble members refused before any work (one run of more is not a sensible batch)
+MAX_MEMBERS = 2**20
 #: checkpoint entries and what each must be (checked on resume, before anything is used)
 CHECKPOINT_FIELDS: dict[str, tuple[type, ...]] = {
     "format": (str,),
@@ -154,6 +156,10 @@ class Simulation:
         if seeds is None:
             if isinstance(members, bool) or not isinstance(members, int) or members < 1:
                 raise ValueError(f"members must be a positive integer, got {members!r}")
+            if members > MAX_MEMBERS:
+                raise ValueError(
+                    f"members must be at most {MAX_MEMBERS:,} in one run, got {members:,}"
+                )
             seeds = [member_seed(seed, b) for b in range(members)]
         for what, v in (("record_every", record_every), ("chunk", chunk)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
