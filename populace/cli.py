@@ -7,6 +7,7 @@ import argparse
 import ast
 import importlib
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -113,6 +114,11 @@ def add_run_options(p: argparse.ArgumentParser, steps_default: int) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="a parameter or build option; repeatable",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int("--threads"),
+        help="CPU threads (default: the cores this process may use; sets POPULACE_THREADS)",
     )
 
 
@@ -332,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
             module = importlib.import_module(f"populace.benchmarks.{argv[1]}")
             return module.main(argv[2:])
     args = parser().parse_args(argv)
+    if getattr(args, "threads", None) is not None:  # Simulation's threads="auto" reads it
+        os.environ["POPULACE_THREADS"] = str(args.threads)
     try:
         args.fn(args)
     except CLIError as err:
