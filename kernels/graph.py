@@ -103,9 +103,12 @@ if HAS_TRITON:
 _BLOCK = 128
 
 #: Push from the infectious rows while their edges are at most this fraction of all edges, per
-#: implementation; above it, pull over all rows. Measured where the two cost the same on one layer
-#: (1e6 agents, mean degree 10): ``python -m populace.benchmarks.contagion --crossover``.
-PUSH_FRACTION = {"numba": 1.0, "torch": 0.12, "triton": 0.1}
+#: implementation; above it, pull over all rows. Set where the two cost the same on one layer of
+#: 1e6 agents, mean degree 10, one thread (``python -m populace.benchmarks.contagion --crossover``,
+#: benchmarks/results/contagion-crossover-*): torch's index_add push overtakes sparse.mm between
+#: 0.15 and 0.2; the numba push beat its pull at every fraction up to 1 (its scattered adds do not
+#: stall the way the pull's scattered reads do). Triton: not measured yet (no GPU), a guess.
+PUSH_FRACTION = {"numba": 1.0, "torch": 0.15, "triton": 0.1}
 STRATEGIES = ("auto", "push", "pull")
 
 

@@ -12,12 +12,13 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 
-def vicsek(agents, steps, density=4.0, radius=1.0, noise=0.5, speed=0.03, seed=0):
-    """Run ``steps`` steps; returns ``(pos [N, 2], theta [N])``."""
+def vicsek(agents, steps, density=4.0, radius=1.0, noise=0.5, speed=0.03, seed=0, start=None):
+    """Run ``steps`` steps from random ``start`` (or a given ``(pos, theta)``); returns the
+    final ``(pos [N, 2], theta [N])``."""
     rng = np.random.default_rng(seed)
     box = np.sqrt(agents / density)
-    pos = rng.uniform(0, box, (agents, 2))
-    theta = rng.uniform(-np.pi, np.pi, agents)
+    pos = rng.uniform(0, box, (agents, 2)) if start is None else start[0]
+    theta = rng.uniform(-np.pi, np.pi, agents) if start is None else start[1]
     for _ in range(steps):
         i, j = cKDTree(pos, boxsize=box).query_pairs(radius, output_type="ndarray").T
         c, s = np.cos(theta), np.sin(theta)
