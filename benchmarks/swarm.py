@@ -130,7 +130,7 @@ def versus_scipy(sizes: list[int], repeats: int, backend: str) -> dict:
     torch.set_num_threads(1)
     rows = []
     for n in sizes:
-        steps = SCIPY_STEPS.get(n, max(3, int(2e6 // n)))
+        steps = SCIPY_STEPS.get(n, max(3, min(200, int(2e6 // n))))
         vicsek_scipy.vicsek(n, 1)  # warm caches and imports
         _vicsek_run(n, 1, backend, 0.5)  # compiles the kernel
         ours, peer = [], []

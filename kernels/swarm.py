@@ -310,6 +310,16 @@ def _neighbour_sums_triton(
     return a, cells.unsort(outs[1]), cells.unsort(outs[2]), cells.unsort(count)
 
 
+def _near(rule: int, d2: torch.Tensor, other: torch.Tensor, radius: float) -> torch.Tensor:
+    """Which candidates count: within the radius (vicsek: itself included; boids: others;
+    circles: others at ``0 < d < radius``)."""
+    if rule == VICSEK:
+        return d2 <= radius * radius
+    if rule == BOIDS:
+        return (d2 <= radius * radius) & other
+    return (d2 < radius * radius) & (d2 > 0) & other
+
+
 def _neighbour_sums_reference(
     rule: int,
     pos: torch.Tensor,
@@ -329,12 +339,7 @@ def _neighbour_sums_reference(
     d2 = (delta * delta).sum(-1)
     other = ~torch.eye(N, dtype=torch.bool, device=pos.device)
     vj = vel[:, None, :, :] if vel is not None else None
-    if rule == VICSEK:
-        near = d2 <= radius * radius
-    elif rule == BOIDS:
-        near = (d2 <= radius * radius) & other
-    else:
-        near = (d2 < radius * radius) & (d2 > 0) & other
+    near = _near(rule, d2, other, radius)
     w = near.to(pos.dtype)
     count = w.sum(2)  # sum over j
     zero = torch.zeros_like(pos)
@@ -375,13 +380,7 @@ def _cell_walk_reference(
         delta = minimum_image(rows.index_select(0, j) - rows.index_select(0, i), grid)  # [P, D]
         sq = delta * delta
         d2 = sq[:, 0] + sq[:, 1] + (sq[:, 2] if D == 3 else 0)  # faster than sum(-1)
-        if rule == VICSEK:
-            near = d2 <= radius * radius
-        elif rule == BOIDS:
-            near = (d2 <= radius * radius) & (i != j)
-        else:
-            near = (d2 < radius * radius) & (d2 > 0) & (i != j)
-        keep = near.nonzero().squeeze(1)
+        keep = _near(rule, d2, i != j, radius).nonzero().squeeze(1)
         i, j = i.index_select(0, keep), j.index_select(0, keep)
         delta, d2 = delta.index_select(0, keep), d2.index_select(0, keep)
         count.index_add_(0, i, torch.ones_like(d2))

@@ -6,6 +6,7 @@ import json
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from populace.benchmarks import contagion, swarm, threads
@@ -32,7 +33,7 @@ def test_scipy_peer_aligns_like_the_zoo_model():
 
 
 def test_swarm_versus_scipy_and_clustering_records(capsys):
-    assert swarm.main(["--versus-scipy", "--sizes", "200", "--repeats", "1"]) == 0
+    assert swarm.main(["--versus-scipy", "--sizes", "200", "--repeats", "1"]) == 0  # 200 steps
     row = last_record(capsys)["rows"][0]
     assert row["agents"] == 200 and row["speedup_vs_scipy"] > 0
     args = ["--clustering", "--agents", "200", "--steps", "5", "--repeats", "1"]
@@ -41,6 +42,7 @@ def test_swarm_versus_scipy_and_clustering_records(capsys):
     assert summary["wall_ratio"] > 0 and summary["ordered_mean_neighbours"] >= 1
 
 
+@pytest.mark.slow  # three subprocesses
 def test_contagion_crossover_and_model_records(capsys, tmp_path):
     args = ["--crossover", "--agents", "3000", "--degree", "4", "--repeats", "1"]
     assert contagion.main([*args, "--fractions", "0.01", "1.0"]) == 0
@@ -56,6 +58,7 @@ def test_contagion_crossover_and_model_records(capsys, tmp_path):
     assert len(list(tmp_path.glob("network_sir-frontier-cpu-*.json"))) == 1
 
 
+@pytest.mark.slow  # three subprocesses
 def test_threads_load_record(capsys):
     args = ["--models", "sir", "--agents", "1000", "--steps", "2", "--repeats", "1", "--idle"]
     assert threads.main(args) == 0
