@@ -93,6 +93,7 @@ def model_worker(variant: str, agents: int, degree: float, steps: int, seed: int
     from unittest import mock
 
     from populace.engine import Simulation
+    from populace.epi import contact  # network_sir's pressure goes through contact.layered
     from populace.models import network_sir
 
     torch.set_num_threads(1)
@@ -101,7 +102,7 @@ def model_worker(variant: str, agents: int, degree: float, steps: int, seed: int
     build_s = time.perf_counter() - start
     rss_built = _rss_mib()
     pressure = functools.partial(contact_pressure, **VARIANTS[variant])
-    with mock.patch.object(network_sir, "contact_pressure", pressure):
+    with mock.patch.object(contact, "contact_pressure", pressure):
         sim = Simulation(model, seed=seed, device="cpu", progress=False, record_every=10)
         sim.run(1)  # compiles the numba kernel, builds the transpose
         rss_before = _rss_mib()

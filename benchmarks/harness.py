@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import resource
 import time
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 import torch
 
 from populace import models
-from populace.engine import Simulation
+from populace.engine import Model, Simulation, storage
 from populace.engine.context import resolve_device
 from populace.engine.provenance import device_name, now, versions
 
@@ -30,9 +29,9 @@ def peak_memory_bytes(device: torch.device) -> int:
 
 
 def bench_model(
-    name: str,
+    name: str | Model,
     *,
-    agents: int,
+    agents: int | None = None,
     steps: int,
     members: int = 1,
     device: str = "auto",
@@ -41,7 +40,8 @@ def bench_model(
     options: dict[str, Any] | None = None,
     params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run ``warmup`` untimed steps, then ``steps`` timed ones, of zoo model ``name``.
+    """Run ``warmup`` untimed steps, then ``steps`` timed ones, of a model: a zoo name (built
+    with ``agents``, ``options`` and ``params``) or a built :class:`Model`.
 
     Metrics are recorded only at the first and last step so the figure is the step loop's.
 
@@ -50,9 +50,13 @@ def bench_model(
         peak_memory_bytes, versions, date.
     """
     dev = resolve_device(device)
-    model = models.module(name).build(agents=agents, **(options or {}))
+    if isinstance(name, Model):
+        model = name
+    else:
+        model = models.module(name).build(agents=agents, **(options or {}))
     if params:
         model = model.with_params(**params)
+    name, agents = model.name, model.agents
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     sim = Simulation(
@@ -82,9 +86,6 @@ def bench_model(
 
 def save(record: dict[str, Any], folder: str | Path) -> Path:
     """Write a benchmark record as ``folder/<name>-<device>-<date>.json``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     stamp = record["date"].replace(":", "").replace("-", "")
-    path = folder / f"{record['name']}-{record['device']}-{stamp}.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    return path
+    path = Path(folder) / f"{record['name']}-{record['device']}-{stamp}.json"
+    return storage.write_file(path, [(storage.dumps(record, indent=2) + "\n").encode()])

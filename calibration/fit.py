@@ -50,6 +50,8 @@ class Free:
         init: starting value; a sequence gives one value per piece of a Schedule.
         lower, upper: bounds (``upper=None``: only ``value > lower``).
         period: steps per piece of a Schedule (e.g. 7 with daily steps: weekly values).
+        width: for a param along an axis of A entries (``param(..., axes=("borough",))``), A:
+            every piece then holds A free values, all starting at the piece's ``init``.
     """
 
     name: str
@@ -57,6 +59,7 @@ class Free:
     lower: float = 0.0
     upper: float | None = None
     period: int | None = None
+    width: int | None = None
 
     def __post_init__(self) -> None:
         values = [self.init] if isinstance(self.init, (int, float)) else list(self.init)
@@ -68,6 +71,8 @@ class Free:
             )
         if self.period is not None and self.period < 1:
             raise CalibrationError(f"free parameter {self.name!r}: period must be >= 1")
+        if self.width is not None and (isinstance(self.width, bool) or self.width < 1):
+            raise CalibrationError(f"free parameter {self.name!r}: width must be >= 1")
         hi = math.inf if self.upper is None else self.upper
         if not all(self.lower < v < hi for v in values):
             raise CalibrationError(
@@ -76,8 +81,14 @@ class Free:
             )
 
     @property
-    def size(self) -> int:
+    def pieces(self) -> int:
+        """Schedule pieces (1 for a constant)."""
         return 1 if isinstance(self.init, (int, float)) else len(self.init)
+
+    @property
+    def size(self) -> int:
+        """Free coordinates: pieces x width."""
+        return self.pieces * (self.width or 1)
 
     def to_unconstrained(self, value: torch.Tensor) -> torch.Tensor:
         if self.upper is None:
@@ -92,11 +103,15 @@ class Free:
     def start(self) -> torch.Tensor:
         """``[size]`` float64 unconstrained starting point."""
         init = [self.init] if isinstance(self.init, (int, float)) else list(self.init)
-        return self.to_unconstrained(torch.tensor(init, dtype=torch.float64))
+        start = torch.tensor(init, dtype=torch.float64).repeat_interleave(self.width or 1)
+        return self.to_unconstrained(start)
 
     def value(self, theta: torch.Tensor) -> torch.Tensor | Schedule:
-        """The parameter value from its ``[size]`` unconstrained coordinates."""
+        """The parameter value from its ``[size]`` unconstrained coordinates: ``[]`` (or
+        ``[A]`` with a width), or a Schedule of ``[K]`` (``[K, A]``) pieces."""
         v = self.from_unconstrained(theta)
+        if self.width is not None:
+            v = v.view(self.pieces, self.width)
         return Schedule.every(v, self.period) if self.period is not None else v[0]
 
 
@@ -145,11 +160,11 @@ class Problem:
         if len(set(lengths.values())) != 1:
             raise CalibrationError(f"observed series have different lengths: {lengths}")
         self.rows = next(iter(lengths.values()))
-        unknown = [m for m in self.observed if m not in self.model.metrics]
+        columns = self.model.metric_columns()
+        unknown = [m for m in self.observed if m not in columns]
         if unknown:
             raise CalibrationError(
-                f"model {self.model.name!r} has no metric(s) {unknown}; valid: "
-                f"{list(self.model.metrics)}"
+                f"model {self.model.name!r} has no metric(s) {unknown}; valid: {columns}"
             )
         valid = set(self.model.params.names()) | set(OBSERVATION_PARAMS)
         names = [f.name for f in self.free]
@@ -169,8 +184,8 @@ class Problem:
         if not (math.isfinite(self.multiplier) and self.multiplier > 0):
             raise CalibrationError(f"multiplier must be finite and > 0, got {self.multiplier}")
         for f in self.free:
-            if f.period is not None and (f.size - 1) * f.period >= self.steps:
-                late = list(range(-(-self.steps // f.period), f.size))
+            if f.period is not None and (f.pieces - 1) * f.period >= self.steps:
+                late = list(range(-(-self.steps // f.period), f.pieces))
                 raise CalibrationError(
                     f"free parameter {f.name!r}: piece(s) {late} of {f.period} steps begin at "
                     f"or after step {self.steps}, past the simulated steps, so they can never "

@@ -6,7 +6,8 @@ The observed series are the confirmed cases per borough from 2020-03-01 to 2020-
 daily onsets per borough passed through the reporting model (ascertainment, delay) and scaled to
 the real population. Free parameters, by ``beta`` parametrisation:
 
-- ``"borough"``: a weekly transmission rate per borough (``beta_<b>`` Schedules, ``beta`` = 1);
+- ``"borough"``: a weekly transmission rate per borough (a ``beta_borough`` Schedule of ``[K, 5]``
+  pieces, ``beta`` = 1);
 - ``"city"``: a weekly city-wide ``beta`` Schedule and one constant relative rate per borough;
 - ``"neural"``: the city-wide weekly ``beta`` comes from a :class:`NeuralCalibrator` reading the
   previous weeks' log cases per borough; the per-borough relative rates are free;
@@ -98,9 +99,9 @@ def nyc_problem(
     rate = [START["rate"]] * pieces
     if beta == "borough":
         model = model.with_params(beta=1.0)  # the borough schedules are the rates themselves
-        free = [Free(f"beta_{b}", rate, period=period) for b in NYC_BOROUGHS]
+        free = [Free("beta_borough", rate, period=period, width=len(NYC_BOROUGHS))]
     else:
-        free = [Free(f"beta_{b}", 1.0) for b in NYC_BOROUGHS]
+        free = [Free("beta_borough", 1.0, width=len(NYC_BOROUGHS))]
         if beta == "city":
             free.insert(0, Free("beta", rate, period=period))
     free += [

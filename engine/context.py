@@ -6,6 +6,7 @@ import dataclasses
 
 import torch
 
+from populace.engine.data import EMPTY, Data
 from populace.engine.rng import Streams
 
 
@@ -34,12 +35,14 @@ class Context:
         rng: per-member random streams.
         device: where the state lives.
         dtype: floating dtype of the run.
+        data: the model's read-only data on ``device`` (``ctx.data.age``, ``ctx.data["home"]``).
     """
 
     step: int
     rng: Streams
     device: torch.device
     dtype: torch.dtype
+    data: Data = EMPTY
 
     @property
     def members(self) -> int:

@@ -1,4 +1,4 @@
-"""A model: initial state + params + an ordered tuple of pure steps + metric functions."""
+"""A model: params + model data + initial state + an ordered tuple of pure steps + metrics."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 import torch
 
 from populace.engine.context import Context
+from populace.engine.data import EMPTY, Data
 from populace.engine.params import Params
 from populace.engine.state import State
 
@@ -17,8 +18,40 @@ P = TypeVar("P", bound=Params)
 
 #: ``step(state, params, ctx) -> state``: pure, params already resolved at ``ctx.step``.
 Step = Callable[[S, P, Context], S]
-#: ``metric(state, params) -> [B]``.
-Metric = Callable[[S, P], torch.Tensor]
+#: ``metric(state, params, ctx) -> [B]`` (or ``[B, A]`` for a metric declared with :func:`per`).
+Metric = Callable[[S, P, Context], torch.Tensor]
+
+#: column names of the recorded tables that no metric may take.
+INDEX_COLUMNS = ("member", "step", "scenario", "seed")
+
+
+class ModelError(ValueError):
+    """A model is malformed, or one of its steps or metrics returned something wrong."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AxisMetric:
+    """A metric with one value per label of a model-data axis: ``fn`` returns ``[B, A]``,
+    recorded as columns ``<prefix>_<label>`` (prefix: the metric's name unless given)."""
+
+    axis: str
+    fn: Metric
+    prefix: str | None = None
+
+
+def per(axis: str, fn: Metric, prefix: str | None = None) -> AxisMetric:
+    """Declare ``fn`` (returning ``[B, A]``) a metric per label of ``axis``.
+
+    Example: ``metrics={"cases": total, "cases_by_borough": per("borough", fn, prefix="cases")}``
+    records ``cases`` and ``cases_BX``, ``cases_BK``, ...
+    """
+    return AxisMetric(axis, fn, prefix)
+
+
+def function_name(fn: Any) -> str:
+    """A step's or metric's name for messages (``qualname`` of functions and factories)."""
+    fn = getattr(fn, "fn", fn)
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,35 +63,74 @@ class Model(Generic[S, P]):
         params: default parameter values (numbers, tensors or schedules).
         init: ``init(params, ctx) -> state`` building the ``[B, ...]`` initial state.
         steps: applied in order each time step.
-        metrics: name → ``metric(state, params) -> [B]``, recorded by the simulation.
+        metrics: name → ``metric(state, params, ctx) -> [B]`` (or :func:`per` an axis),
+            recorded by the simulation.
         agents: number of agents (capacity), for reporting and benchmarks.
         options: the build options that made this model (for run records).
+        data: read-only tensors shared by all members (a :class:`Data`, or a dict of tensors),
+            reached from steps as ``ctx.data``.
     """
 
     name: str
     params: P
     init: Callable[[P, Context], S]
     steps: tuple[Step, ...]
-    metrics: Mapping[str, Metric] = dataclasses.field(default_factory=dict)
+    metrics: Mapping[str, Metric | AxisMetric] = dataclasses.field(default_factory=dict)
     agents: int = 0
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    data: Data = EMPTY
 
     def __post_init__(self) -> None:
         if not self.steps:
-            raise ValueError(f"model {self.name!r} has no steps")
+            raise ModelError(f"model {self.name!r} has no steps")
         if not isinstance(self.params, Params):
-            raise TypeError(f"model {self.name!r}: params must be a Params dataclass")
+            raise ModelError(f"model {self.name!r}: params must be a Params dataclass")
+        if not isinstance(self.data, Data):
+            object.__setattr__(self, "data", Data(self.data))
+        object.__setattr__(self, "steps", tuple(self.steps))
+        for fn in self.steps:
+            if not callable(fn):
+                raise ModelError(f"model {self.name!r}: step {fn!r} is not callable")
+        columns = self.metric_columns()
+        clash = sorted(set(columns) & set(INDEX_COLUMNS))
+        if clash:
+            raise ModelError(
+                f"model {self.name!r}: metric name(s) {clash} are index columns of the recorded "
+                f"table ({', '.join(INDEX_COLUMNS)}); rename them"
+            )
+        if len(set(columns)) != len(columns):
+            raise ModelError(f"model {self.name!r}: metric columns repeat: {columns}")
+        sizes = self.data.axis_sizes()
+        for name, decl in self.params.declarations().items():
+            missing = [a for a in decl.axes if a not in sizes]
+            if missing:
+                raise ModelError(
+                    f"model {self.name!r}: parameter {name!r} runs along axis {missing[0]!r}, "
+                    f"which its data does not define; data axes: {sorted(sizes)}"
+                )
+
+    def metric_columns(self) -> list[str]:
+        """Recorded column names: one per plain metric, one per label of an axis metric."""
+        out = []
+        for name, fn in self.metrics.items():
+            if isinstance(fn, AxisMetric):
+                labels = self.data.labels(fn.axis)
+                out += [f"{fn.prefix or name}_{label}" for label in labels]
+            else:
+                out.append(name)
+        return out
 
     def _repr_html_(self) -> str:
         from populace.engine.display import describe_value, table
 
         rows = [["agents", f"{self.agents:,}"]]
         rows += [[f"option {k}", v] for k, v in self.options.items() if k != "agents"]
-        rows += [
-            [f"param {n}", describe_value(getattr(self.params, n))] for n in self.params.names()
-        ]
-        rows.append(["steps", " → ".join(getattr(f, "__name__", repr(f)) for f in self.steps)])
-        rows.append(["metrics", ", ".join(self.metrics)])
+        for n, d in self.params.declarations().items():
+            value = describe_value(getattr(self.params, n))
+            rows.append([f"param {n}", f"{value}  {d.describe()}"])
+        rows += [[f"data {r[0]}", " ".join(r[1:])] for r in self.data.rows()]
+        rows.append(["steps", " → ".join(function_name(f) for f in self.steps)])
+        rows.append(["metrics", ", ".join(self.metric_columns())])
         return table(rows, ["", ""], title=f"Model {self.name!r}")
 
     def with_params(self, **values: Any) -> Model[S, P]:
@@ -66,20 +138,63 @@ class Model(Generic[S, P]):
         return dataclasses.replace(self, params=self.params.replace(**values))
 
     def step(self, state: S, params: P, ctx: Context) -> S:
-        """Apply every step once; ``params`` must already be resolved at ``ctx.step``."""
+        """Apply every step once; ``params`` must already be resolved at ``ctx.step``.
+
+        Raises:
+            ModelError: naming the step function and step number when a step returns anything
+                but a state of the same class, or changes the number of members or agents.
+        """
+        cls = type(state)
         for fn in self.steps:
-            state = fn(state, params, ctx)
+            out = fn(state, params, ctx)
+            if type(out) is not cls:
+                raise ModelError(
+                    f"model {self.name!r}: step function {function_name(fn)!r} returned "
+                    f"{type(out).__name__} at step {ctx.step}; a step returns a {cls.__name__} "
+                    f"(state.replace(...))"
+                )
+            for sym, what in (("B", "ensemble members"), ("N", "agents")):
+                if out.dims.get(sym) != state.dims.get(sym):
+                    raise ModelError(
+                        f"model {self.name!r}: step function {function_name(fn)!r} changed the "
+                        f"number of {what} ({sym}) from {state.dims.get(sym)} to "
+                        f"{out.dims.get(sym)} at step {ctx.step}; shapes are fixed (use an "
+                        f"alive mask for births and deaths)"
+                    )
+            state = out
         return state
 
-    def measure(self, state: S, params: P) -> dict[str, torch.Tensor]:
-        """Every metric of ``state``, each ``[B]``."""
+    def measure(self, state: S, params: P, ctx: Context) -> dict[str, torch.Tensor]:
+        """Every metric column of ``state``, each ``[B]``.
+
+        Raises:
+            ModelError: naming the metric, its function and the step when a metric returns a
+                non-tensor or a wrong shape.
+        """
         out = {}
+        b = state.members
         for name, fn in self.metrics.items():
-            value = fn(state, params)
-            if value.dim() != 1 or value.shape[0] != state.members:
-                raise ValueError(
-                    f"metric {name!r} of model {self.name!r} returned shape {tuple(value.shape)}, "
-                    f"expected [B]=[{state.members}]"
+            axis = fn.axis if isinstance(fn, AxisMetric) else None
+            call = fn.fn if axis else fn
+            value = call(state, params, ctx)
+            labels = self.data.labels(axis) if axis else ()
+            want = (b, len(labels)) if axis else (b,)
+            where = (
+                f"model {self.name!r}: metric {name!r} (function {function_name(call)!r}) at "
+                f"step {ctx.step}"
+            )
+            if not isinstance(value, torch.Tensor):
+                raise ModelError(
+                    f"{where} returned {type(value).__name__}; a metric returns a tensor of "
+                    f"shape {list(want)}"
                 )
-            out[name] = value
+            if tuple(value.shape) != want:
+                raise ModelError(
+                    f"{where} returned shape {tuple(value.shape)}, expected {list(want)}"
+                )
+            if axis:
+                prefix = fn.prefix or name
+                out.update({f"{prefix}_{lab}": value[:, k] for k, lab in enumerate(labels)})
+            else:
+                out[name] = value
         return out

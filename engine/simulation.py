@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import sys
 import time
@@ -14,16 +15,34 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
+from populace.engine import storage
 from populace.engine.context import Context, resolve_device
 from populace.engine.intervention import Trigger
-from populace.engine.model import Model
-from populace.engine.params import ParamError, Params, Schedule, _as_tensor
+from populace.engine.model import Model, ModelError
+from populace.engine.params import Params, _as_tensor
 from populace.engine.recorder import Recorder
 from populace.engine.rng import Streams, member_seed
 from populace.engine.state import State, StateError, load_state_dict, state_dict
 from populace.engine.threads import use_threads
 
-CHECKPOINT_FORMAT = "populace-checkpoint/1"
+CHECKPOINT_FORMAT = "populace-checkpoint/2"
+#: ensemble members refused before any work (one run of more is not a sensible batch)
+MAX_MEMBERS = 2**20
+#: checkpoint entries and what each must be (checked on resume, before anything is used)
+CHECKPOINT_FIELDS: dict[str, tuple[type, ...]] = {
+    "format": (str,),
+    "model": (str,),
+    "step": (int,),
+    "state": (dict,),
+    "params": (dict,),
+    "seeds": (list,),
+    "rng": (list,),
+    "dtype": (str,),
+    "device_type": (str,),
+    "rules_on": (list,),
+    "data": (dict,),
+}
+CHECKPOINT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
 class NonFiniteError(FloatingPointError):
@@ -35,12 +54,10 @@ def _interactive() -> bool:
 
 
 def _check_member_shapes(params: Params, members: int) -> None:
-    for name in params.names():
-        v = getattr(params, name)
-        t, lead = (v.values, 1) if isinstance(v, Schedule) else (v, 0)
-        if t.dim() > lead and t.shape[lead] != members:
+    for name, size in params.members().items():
+        if size != members:
             raise ValueError(
-                f"parameter {name!r} has {t.shape[lead]} per-member values, but the run has "
+                f"parameter {name!r} has {size} per-member values, but the run has "
                 f"{members} members"
             )
 
@@ -112,7 +129,8 @@ class Simulation:
         params: parameters to use instead of ``model.params``.
         device: ``"auto" | "cpu" | "cuda[:i]"``.
         dtype: floating dtype (float32 default, float64 for tests).
-        record_every: record metrics every k steps (and always the first and last state).
+        record_every: record metrics at the steps that are multiples of k (counted from step 0,
+            so a resumed run keeps the phase) and the last state of every run.
         progress: tqdm progress bar; ``None`` shows it only on a terminal or in a notebook.
         check_finite: stop at the first NaN/Inf in a state field, naming step and field.
         chunk: records per host copy.
@@ -143,6 +161,10 @@ class Simulation:
         if seeds is None:
             if isinstance(members, bool) or not isinstance(members, int) or members < 1:
                 raise ValueError(f"members must be a positive integer, got {members!r}")
+            if members > MAX_MEMBERS:
+                raise ValueError(
+                    f"members must be at most {MAX_MEMBERS:,} in one run, got {members:,}"
+                )
             seeds = [member_seed(seed, b) for b in range(members)]
         for what, v in (("record_every", record_every), ("chunk", chunk)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -158,43 +180,47 @@ class Simulation:
         self.check_finite = check_finite
         self.chunk = chunk
         self.rng = Streams(seeds, self.device)
-        self.params = (params if params is not None else model.params).to(self.device, dtype)
+        self.axes = model.data.axis_sizes()
+        params = params if params is not None else model.params
+        self.params = params.to(self.device, dtype, axes=self.axes)
         _check_member_shapes(self.params, self.rng.members)
-        self.params.check()
+        self.params.validate(model.name)
         self.step = 0
-        self.ctx = Context(0, self.rng, self.device, dtype)
+        self.data = model.data.to(self.device, dtype)  # once per run, shared by all members
+        self.ctx = Context(0, self.rng, self.device, dtype, self.data)
         self.triggers = tuple(triggers)
-        labels = [t.label for t in self.triggers]
-        clash = set(labels) & set(model.metrics) or len(set(labels)) != len(labels)
-        if clash:
-            raise ValueError(f"trigger labels {labels} must be unique and not metric names")
+        self.rules_on = [
+            rule.initial(self.members, self.params, model.data, self.device) for rule in triggers
+        ]
         self._check_triggers()
         self.state = self._init_state()
         if check_finite:
             _check_finite(self.state, "the initial state")
-        self.rules_on = [
-            torch.zeros(self.members, dtype=torch.bool, device=self.device) for _ in labels
-        ]
 
     @property
     def members(self) -> int:
         return self.rng.members
 
     def _check_triggers(self) -> None:
-        """Each trigger's value passes the same checks as the param it replaces."""
-        everyone = torch.ones(self.members, dtype=torch.bool, device=self.device)
-        for rule in self.triggers:
-            if rule.name not in self.params.names():
-                raise ParamError(
-                    f"trigger on unknown parameter {rule.name!r}; valid: {self.params.names()}"
-                )
+        """Trigger labels are unique and not metric columns; each trigger's value passes the
+        same checks as the param it replaces (where it applies)."""
+        columns = set(self.model.metric_columns())
+        names = [c for rule in self.triggers for c in rule.columns(self.model.data)]
+        if len(set(names)) != len(names) or set(names) & columns:
+            raise ValueError(f"trigger columns {names} must be unique and not metric names")
+        for rule, on in zip(self.triggers, self.rules_on, strict=True):
             _as_tensor(rule.name, rule.value, self.device, self.dtype)
-            rule.apply(self.params.at(0), everyone).check()
+            rule.apply(self.params.at(0), torch.ones_like(on), self.model.data).validate(
+                self.model.name
+            )
 
     def _init_state(self) -> State:
+        self.rng.begin(-1)
         state = self.model.init(self.params.at(0), self.ctx)
         if not isinstance(state, State):
-            raise TypeError(f"model {self.model.name!r}: init must return a State")
+            raise ModelError(
+                f"model {self.model.name!r}: init returned {type(state).__name__}, not a State"
+            )
         if state.members != self.members:
             raise StateError(
                 f"model {self.model.name!r}: init built {state.members} members, expected "
@@ -209,7 +235,8 @@ class Simulation:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
         keep_graph = torch.is_grad_enabled() and self.params.requires_grad()
-        names = list(self.model.metrics) + [t.label for t in self.triggers]
+        names = self.model.metric_columns()
+        names += [c for rule in self.triggers for c in rule.columns(self.model.data)]
         recorder = Recorder(names, self.chunk, keep_graph)
         first, last = self.step, self.step + steps
         state = self.state
@@ -221,13 +248,14 @@ class Simulation:
             with tqdm(total=steps, disable=not show, desc=self.model.name, leave=False) as bar:
                 for t in range(first, last):
                     params = self._params_at(t, state)
-                    if (t - first) % self.record_every == 0:
-                        recorder.record(t, self._measure(state, params))
+                    if t % self.record_every == 0:  # the phase counts from step 0 (resumes keep it)
+                        recorder.record(t, self._measure(state, params, t))
+                    self.rng.begin(t)
                     state = self.model.step(state, params, self.ctx.at(t))
                     if self.check_finite:
                         _check_finite(state, f"step {t}")
                     bar.update(1)
-                recorder.record(last, self._measure(state, self._params_at(last, state)))
+                recorder.record(last, self._measure(state, self._params_at(last, state), last))
                 frame = recorder.frame()  # the host copy synchronises the device
         except BaseException:
             self.rng.set_state(streams)
@@ -244,20 +272,27 @@ class Simulation:
     def _params_at(self, step: int, state: State) -> Params:
         """Params in force at ``step``: schedules resolved, then triggered rules applied."""
         params = self.params.at(step)
+        ctx = self.ctx.at(step)
         for i, rule in enumerate(self.triggers):
-            self.rules_on[i] = rule.update(self.rules_on[i], state, params)
-            params = rule.apply(params, self.rules_on[i])
+            self.rules_on[i] = rule.update(self.rules_on[i], state, params, ctx)
+            params = rule.apply(params, self.rules_on[i], self.model.data)
         return params
 
-    def _measure(self, state: State, params: Params) -> dict[str, torch.Tensor]:
-        values = self.model.measure(state, params)
-        values.update({t.label: on for t, on in zip(self.triggers, self.rules_on, strict=True)})
+    def _measure(self, state: State, params: Params, step: int) -> dict[str, torch.Tensor]:
+        values = self.model.measure(state, params, self.ctx.at(step))
+        for rule, on in zip(self.triggers, self.rules_on, strict=True):
+            values.update(rule.record(on, self.model.data))
         return values
 
     # -- checkpoints -----------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write a checkpoint (state, step, params, member seeds, generator states)."""
-        path = Path(path)
+        """Write a checkpoint (state, step, params, member seeds, model data digests).
+
+        The counter-based streams need no state beyond the step, so a checkpoint resumes on
+        any device. One file: a header line ``populace-checkpoint/2 bytes=N sha256=HEX`` and
+        the ``torch.save`` payload it covers, written beside ``path`` and renamed over it, so a
+        failure (or a kill) leaves the previous checkpoint whole and no temporary behind.
+        """
         payload: dict[str, Any] = {
             "format": CHECKPOINT_FORMAT,
             "model": self.model.name,
@@ -269,11 +304,11 @@ class Simulation:
             "dtype": str(self.dtype).removeprefix("torch."),
             "device_type": self.device.type,
             "rules_on": [on.cpu() for on in self.rules_on],
+            "data": self.model.data.digests(),
         }
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-        return path
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        return storage.write_sealed(path, CHECKPOINT_FORMAT, buffer.getbuffer())
 
     @classmethod
     def resume(cls, path: str | os.PathLike, model: Model, **kwargs: Any) -> Simulation:
@@ -281,14 +316,18 @@ class Simulation:
 
         ``kwargs`` are :class:`Simulation` options (device, progress, record_every, triggers,
         ...); the member seeds and dtype come from the checkpoint, and ``params``, if given,
-        must equal the checkpoint's.
+        must equal the checkpoint's. A damaged, truncated or foreign file raises
+        :class:`~populace.engine.storage.IntegrityError` naming it before anything is parsed.
         """
         fixed = sorted({"seeds", "seed", "members", "dtype"} & set(kwargs))
         if fixed:
             raise ValueError(f"resume: {fixed} come from the checkpoint; leave them out")
-        payload = torch.load(Path(path), weights_only=True)
-        if payload.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: not a populace checkpoint ({payload.get('format')!r})")
+        data = storage.read_sealed(path, CHECKPOINT_FORMAT, "populace checkpoint")
+        try:
+            payload = torch.load(io.BytesIO(data), weights_only=True)
+        except Exception as err:  # intact digest, unreadable payload: not written by save()
+            raise storage.IntegrityError(f"{path}: unreadable checkpoint payload ({err})") from None
+        cls._check_checkpoint(path, payload)
         if payload["model"] != model.name:
             raise ValueError(
                 f"{path}: checkpoint of model {payload['model']!r}, not {model.name!r}"
@@ -299,21 +338,71 @@ class Simulation:
             raise ValueError(
                 f"{path}: checkpoint params {payload['params']} differ from {sim.params.as_dict()}"
             )
-        if sim.device.type != payload["device_type"]:
-            raise ValueError(
-                f"{path}: generator states were saved on {payload['device_type']}, resuming on "
-                f"{sim.device.type} would change the random streams"
-            )
-        sim.state = load_state_dict(sim.state, payload["state"])
+        model.data.check_digests(payload["data"], str(path))
+        try:
+            sim.state = load_state_dict(sim.state, payload["state"])
+        except StateError as err:
+            raise StateError(f"{path}: {err}") from None
         sim.rng.set_state(payload["rng"])
         if len(payload["rules_on"]) != len(sim.triggers):
             raise ValueError(
                 f"{path}: saved with {len(payload['rules_on'])} trigger(s), resumed with "
                 f"{len(sim.triggers)}"
             )
+        for on, saved in zip(sim.rules_on, payload["rules_on"], strict=True):
+            if saved.shape != on.shape:
+                raise ValueError(
+                    f"{path}: trigger state of shape {tuple(saved.shape)}, the "
+                    f"resumed trigger has {tuple(on.shape)}"
+                )
         sim.rules_on = [on.to(sim.device) for on in payload["rules_on"]]
         sim.step = payload["step"]
         return sim
+
+    @staticmethod
+    def _check_checkpoint(path: str | os.PathLike, payload: Any) -> None:
+        """Raise naming ``path`` when a checkpoint payload lacks an entry or holds a wrong one."""
+        if not isinstance(payload, dict):
+            raise storage.IntegrityError(
+                f"{path}: checkpoint payload is a {type(payload).__name__}"
+            )
+        for key, types in CHECKPOINT_FIELDS.items():
+            value = payload.get(key)
+            if not isinstance(value, types) or isinstance(value, bool):
+                raise storage.IntegrityError(
+                    f"{path}: checkpoint entry {key!r} is {type(value).__name__}, expected "
+                    f"{' or '.join(t.__name__ for t in types)}"
+                )
+        if payload["format"] != CHECKPOINT_FORMAT:
+            raise storage.IntegrityError(f"{path}: format {payload['format']!r} in the payload")
+        if payload["step"] < 0:
+            raise storage.IntegrityError(f"{path}: step {payload['step']} is negative")
+        if payload["dtype"] not in CHECKPOINT_DTYPES:
+            raise storage.IntegrityError(f"{path}: dtype {payload['dtype']!r} is not a float dtype")
+        state = payload["state"]
+        if not isinstance(state.get("tensors"), dict) or not isinstance(state.get("statics"), dict):
+            raise storage.IntegrityError(f"{path}: checkpoint state lacks its tensors or statics")
+        seeds = payload["seeds"]
+        if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+            raise storage.IntegrityError(f"{path}: member seeds {seeds!r} are not integers")
+        rng = payload["rng"]
+        if len(rng) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in rng):
+            raise storage.IntegrityError(f"{path}: stream state {rng!r} is not [step, site]")
+        for on in payload["rules_on"]:
+            if (
+                not isinstance(on, torch.Tensor)
+                or on.dtype != torch.bool
+                or on.dim() not in (1, 2)
+                or on.shape[0] != len(seeds)
+            ):
+                what = f"{on.dtype} {tuple(on.shape)}" if isinstance(on, torch.Tensor) else on
+                raise storage.IntegrityError(
+                    f"{path}: a trigger flag is {what}, expected bool ({len(seeds)},) or "
+                    f"({len(seeds)}, A)"
+                )
+        digests = payload["data"]
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in digests.items()):
+            raise storage.IntegrityError(f"{path}: model data digests are not name -> hex")
 
 
 def run(model: Model, steps: int, **kwargs: Any) -> Result:

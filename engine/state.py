@@ -32,20 +32,35 @@ class StateError(ValueError):
     """A state field has the wrong shape, dtype or device."""
 
 
-def tensor_field(*shape: str | int, dtype: str | torch.dtype = "float") -> Any:
-    """Declare a tensor field: ``shape`` gives symbolic dims ("B" first), ``dtype`` a kind or dtype.
+def tensor_field(
+    *shape: str | int,
+    dtype: str | torch.dtype = "float",
+    domain: tuple[float, float] | None = None,
+) -> Any:
+    """Declare a tensor field: ``shape`` gives symbolic dims ("B" first), ``dtype`` a kind or dtype,
+    ``domain`` the inclusive range of valid values (e.g. ``(0, 2)`` for S/I/R codes), checked when
+    a state is loaded from a checkpoint.
 
     Example: ``pos: torch.Tensor = tensor_field("B", "N", 2)``.
     """
     if not shape or shape[0] != "B":
-        raise ValueError(f"a state tensor's shape must start with the ensemble axis 'B': {shape}")
+        raise ValueError(
+            f"a state tensor's shape must start with the ensemble axis 'B': {shape}. Per-agent "
+            f"data shared by all members (ages, a contact graph) belongs in the model's data "
+            f"(Model(data=...), read as ctx.data), not in the state"
+        )
     if isinstance(dtype, str) and dtype not in DTYPE_KINDS:
         raise ValueError(f"unknown dtype kind {dtype!r}; valid: {sorted(DTYPE_KINDS)}")
-    return dataclasses.field(metadata={"shape": tuple(shape), "dtype": dtype})
+    if domain is not None and not (len(domain) == 2 and domain[0] <= domain[1]):
+        raise ValueError(f"domain must be (low, high) with low <= high, got {domain!r}")
+    return dataclasses.field(metadata={"shape": tuple(shape), "dtype": dtype, "domain": domain})
 
 
 def static_field(default: Any = dataclasses.MISSING) -> Any:
-    """Declare static metadata (not a tensor): box size, grid shape, capacity."""
+    """Declare static metadata (not a tensor): box size, grid shape, capacity.
+
+    Tensors are refused here: read-only tensors shared by all members are model data.
+    """
     return dataclasses.field(default=default, metadata={"static": True})
 
 
@@ -58,7 +73,12 @@ class State:
     """Base of all model states. Subclasses are ``@dataclass(frozen=True)``."""
 
     def __post_init__(self) -> None:
-        self.validate()
+        object.__setattr__(self, "_dims", self.validate())
+
+    @property
+    def dims(self) -> dict[str, int]:
+        """Sizes of the symbolic dims (``B``, ``N``, ...) as validated."""
+        return self._dims
 
     # -- introspection -------------------------------------------------------------------
     @classmethod
@@ -98,6 +118,11 @@ class State:
         device = None
         cls = type(self).__name__
         for f in dataclasses.fields(self):
+            if f.metadata.get("static") and isinstance(getattr(self, f.name), torch.Tensor):
+                raise StateError(
+                    f"{cls}.{f.name}: a static field cannot hold a tensor; read-only tensors "
+                    f"shared by all members are model data (Model(data=...), read as ctx.data)"
+                )
             if "shape" not in f.metadata:
                 continue
             value = getattr(self, f.name)
@@ -189,8 +214,26 @@ def state_dict(state: State) -> dict[str, Any]:
     return {"tensors": state.tensors(), "statics": state.statics()}
 
 
+def check_domains(state: State, where: str = "") -> None:
+    """Refuse values outside each field's declared ``domain`` (naming field and range)."""
+    for f in dataclasses.fields(state):
+        domain = f.metadata.get("domain")
+        if domain is None:
+            continue
+        t = getattr(state, f.name)
+        if t.numel() == 0:
+            continue
+        lo, hi = t.min().item(), t.max().item()
+        if lo < domain[0] or hi > domain[1] or lo != lo or hi != hi:
+            raise StateError(
+                f"{where}{type(state).__name__}.{f.name}: values {lo:g}..{hi:g} outside the "
+                f"declared domain [{domain[0]:g}, {domain[1]:g}]"
+            )
+
+
 def load_state_dict(template: S, data: Mapping[str, Any]) -> S:
-    """Rebuild a state of ``template``'s class from :func:`state_dict` output (validated)."""
+    """Rebuild a state of ``template``'s class from :func:`state_dict` output (validated: fields,
+    shapes, dtypes, statics and declared value domains)."""
     if set(data["tensors"]) != set(template.tensor_names()):
         raise StateError(
             f"checkpoint fields {sorted(data['tensors'])} do not match "
@@ -201,5 +244,13 @@ def load_state_dict(template: S, data: Mapping[str, Any]) -> S:
             f"checkpoint static metadata {data['statics']} differs from the model's "
             f"{template.statics()}"
         )
-    tensors = {k: v.to(template.device) for k, v in data["tensors"].items()}
-    return dataclasses.replace(template, **tensors)
+    tensors = {}
+    for k, v in data["tensors"].items():
+        if not isinstance(v, torch.Tensor):
+            raise StateError(f"checkpoint field {k!r} is not a tensor ({type(v).__name__})")
+        tensors[k] = v.to(template.device)
+    state = dataclasses.replace(template, **tensors)
+    if state.dims != template.dims:
+        raise StateError(f"checkpoint dims {state.dims} differ from the model's {template.dims}")
+    check_domains(state, "checkpoint: ")
+    return state

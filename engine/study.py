@@ -15,9 +15,10 @@ from typing import Any
 import polars as pl
 import torch
 
+from populace.engine.data import EMPTY, Data
 from populace.engine.intervention import Intervention, Trigger, apply_all
 from populace.engine.model import Model
-from populace.engine.params import ParamError, Params, Schedule
+from populace.engine.params import ParamError, Params, Schedule, _as_tensor
 from populace.engine.rng import member_seed
 from populace.engine.simulation import Result, Simulation
 
@@ -31,32 +32,42 @@ class Scenario:
     triggers: tuple[Trigger, ...] = ()
 
 
-def stack_params(per_scenario: Sequence[Params], repeats: int) -> Params:
+def stack_params(per_scenario: Sequence[Params], repeats: int, data: Data = EMPTY) -> Params:
     """One Params whose values are per member: scenario ``s`` repeated ``repeats`` times.
 
-    Fields equal in every scenario stay as they are; the others become ``[B]`` tensors or
-    schedules with ``[K, B]`` values over the union of breakpoints.
+    Fields equal in every scenario stay as they are; the others become ``[B]`` (or ``[B, *A]``
+    for axis params) tensors, or schedules with ``[K, B, ...]`` values over the union of
+    breakpoints.
     """
     first = per_scenario[0]
+    decls = first.declarations()
+    sizes = data.axis_sizes()
     out: dict[str, Any] = {}
     for name in first.names():
         values = [getattr(p, name) for p in per_scenario]
         if all(v is values[0] for v in values):
             continue
-        scheds = [v if isinstance(v, Schedule) else None for v in values]
-        for v in values:
-            t = v.values[0] if isinstance(v, Schedule) else torch.as_tensor(v)
-            if t.dim() != 0:
-                raise ParamError(f"study: scenario values of {name!r} must be scalars per piece")
-        starts = sorted({s for sc in scheds if sc is not None for s in sc.starts} | {0})
+        axes = decls[name].axes
+        shaped = [_as_tensor(name, v, None, None, axes, sizes) for v in values]
+        for v in shaped:
+            piece = v.values[0] if isinstance(v, Schedule) else v
+            if piece.dim() != len(axes):
+                raise ParamError(
+                    f"study: scenario values of {name!r} must not be per member already "
+                    f"(shape {tuple(piece.shape)})"
+                )
+        starts = sorted({s for v in shaped if isinstance(v, Schedule) for s in v.starts} | {0})
 
         def value_at(v, s):
-            return v.at(s) if isinstance(v, Schedule) else torch.as_tensor(v)
+            return v.at(s) if isinstance(v, Schedule) else v
 
         grid = torch.stack(
-            [torch.stack([value_at(v, s) for v in values]) for s in starts]
-        )  # [K, S]
-        grid = grid.repeat_interleave(repeats, dim=1)  # [K, B]
+            [
+                torch.stack(torch.broadcast_tensors(*[value_at(v, s) for v in shaped]))
+                for s in starts
+            ]
+        )  # [K, S, *A]
+        grid = grid.repeat_interleave(repeats, dim=1)  # [K, B, *A]
         out[name] = grid[0] if len(starts) == 1 else Schedule(grid, tuple(starts))
     return first.replace(**out)
 
@@ -81,6 +92,14 @@ class StudyResult:
     def baseline(self) -> str:
         return self.scenarios[0]
 
+    def __repr__(self) -> str:
+        metrics = [c for c in self.metrics.columns if c not in ("scenario", "seed", "step")]
+        steps = self.metrics["step"].max() if self.metrics.height else 0
+        return (
+            f"StudyResult({len(self.scenarios)} scenarios {self.scenarios} x {self.seeds} seeds, "
+            f"steps 0..{steps}, metrics {metrics})"
+        )
+
     def _repr_html_(self) -> str:
         from populace.engine.display import table
 
@@ -92,7 +111,6 @@ class StudyResult:
                 rows += [
                     [m, r["scenario"], f"{r['mean']:.4g}", f"[{r['lo']:.4g}, {r['hi']:.4g}]"]
                     for r in d.iter_rows(named=True)
-                    if r["scenario"] != self.baseline
                 ]
         title = (
             f"Study: {len(self.scenarios)} scenarios × {self.seeds} seeds (vs {self.baseline!r})"
@@ -130,7 +148,8 @@ class StudyResult:
     def difference(
         self, metric: str, reduce: str = "final", level: float = 0.9, paired: bool = True
     ) -> pl.DataFrame:
-        """Scenario − baseline of an outcome, with a ``level`` interval over seeds.
+        """Scenario − baseline of an outcome, with a ``level`` interval over seeds, one row per
+        scenario other than the baseline.
 
         Paired (default) compares seed k with seed k of the baseline (common random numbers);
         unpaired compares with a different seed of the baseline (shifted by one), for contrast.
@@ -144,7 +163,8 @@ class StudyResult:
         lo, hi = (1 - level) / 2, (1 + level) / 2
         diff = (pl.col(metric) - pl.col("base")).cast(pl.Float64)
         return (
-            out.join(base, on="seed")
+            out.filter(pl.col("scenario") != self.baseline)
+            .join(base, on="seed")
             .with_columns(diff.alias("diff"))
             .group_by("scenario", maintain_order=True)
             .agg(
@@ -157,10 +177,14 @@ class StudyResult:
         )
 
     def save(self, path: str | Path) -> Path:
-        """Write the metrics table as parquet."""
-        path = Path(path)
-        self.metrics.write_parquet(path)
-        return path
+        """Write the metrics table as parquet (atomically: a failure leaves no partial file)."""
+        import io
+
+        from populace.engine import storage
+
+        buffer = io.BytesIO()
+        self.metrics.write_parquet(buffer)
+        return storage.write_file(path, [buffer.getbuffer()])
 
 
 def study(
@@ -186,11 +210,16 @@ def study(
     names = [baseline] + [s.name for s in scenarios]
     if len(set(names)) != len(names):
         raise ValueError(f"scenario names must be unique (baseline is {baseline!r}): {names}")
-    if seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
+    fixed = sorted({"members", "seeds", "params", "triggers"} & set(sim_options))
+    if fixed:
+        raise ValueError(
+            f"study: {fixed} are set by the study (members = scenarios x seeds); leave them out"
+        )
     all_scenarios = [Scenario(baseline), *scenarios]
-    per = [apply_all(model.params, sc.interventions) for sc in all_scenarios]
-    params = stack_params(per, seeds)
+    per = [apply_all(model.params, sc.interventions, model.data) for sc in all_scenarios]
+    params = stack_params(per, seeds, model.data)
     members = len(all_scenarios) * seeds
     triggers = []
     for s, sc in enumerate(all_scenarios):

@@ -23,12 +23,12 @@ lower-index ants are served first and each unit of food goes to one ant only; a 
 outside the world reads 0 (NetLogo's ``nobody``).
 
 Metrics: ``food_pile1..3`` (food left in each pile), ``returned`` (food brought to the nest).
+Model data: ``nest_scent`` and ``nest`` (:func:`nest_fields`), shared by all members.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
 import torch
@@ -41,6 +41,7 @@ from populace.engine import (
     Schedule,
     State,
     member_view,
+    param,
     static_field,
     tensor_field,
 )
@@ -57,28 +58,44 @@ PILES = ((0.6, 0.0), (-0.6, -0.6), (-0.8, 0.8))
 
 @dataclasses.dataclass(frozen=True)
 class AntsParams(Params):
-    """Attributes:
-    diffusion: fraction of chemical a patch shares with its 8 neighbours per tick (NetLogo's
-        diffusion-rate / 100).
-    evaporation: fraction of chemical lost per tick (evaporation-rate / 100).
-    drop: chemical a carrying ant drops on its patch per tick.
-    follow_min, follow_max: a searching ant follows the chemical when the chemical on its
-        patch lies in ``[follow_min, follow_max)``.
-    wiggle: each tick an ant turns right and left by ``random wiggle`` degrees each.
-    sense_angle: angle (degrees) of the left and right sensors.
-    """
-
-    diffusion: float | torch.Tensor = 0.5
-    evaporation: float | torch.Tensor = 0.1
-    drop: float | torch.Tensor = 60.0
-    follow_min: float | torch.Tensor = 0.05
-    follow_max: float | torch.Tensor = 2.0
-    wiggle: float | torch.Tensor = 40.0
-    sense_angle: float | torch.Tensor = 45.0
+    diffusion: float | torch.Tensor = param(
+        0.5,
+        low=0,
+        high=1,
+        unit="fraction/step",
+        doc="chemical a patch shares with its 8 neighbours (NetLogo's diffusion-rate / 100)",
+    )
+    evaporation: float | torch.Tensor = param(
+        0.1,
+        low=0,
+        high=1,
+        unit="fraction/step",
+        doc="chemical lost (NetLogo's evaporation-rate / 100)",
+    )
+    drop: float | torch.Tensor = param(
+        60.0, low=0, unit="chemical/step", doc="chemical a carrying ant drops on its patch"
+    )
+    follow_min: float | torch.Tensor = param(
+        0.05,
+        low=0,
+        unit="chemical",
+        doc="a searching ant follows the trail when the chemical on its patch lies in "
+        "[follow_min, follow_max)",
+    )
+    follow_max: float | torch.Tensor = param(
+        2.0, unit="chemical", doc="upper end (excluded) of that range, >= follow_min"
+    )
+    wiggle: float | torch.Tensor = param(
+        40.0,
+        low=0,
+        unit="degrees",
+        doc="each tick an ant turns right and left by random wiggle degrees each",
+    )
+    sense_angle: float | torch.Tensor = param(
+        45.0, unit="degrees", doc="angle of the left and right sensors (one value for all members)"
+    )
 
     def check(self) -> None:
-        self.check_range("ants", ("diffusion", "evaporation"), 0, 1)
-        self.check_range("ants", ("drop", "follow_min", "wiggle"))
         if self.values("follow_min").max() > self.values("follow_max").min():
             raise ParamError("ants: follow_min must not exceed follow_max")
         if self.values("sense_angle").dim() > (1 if isinstance(self.sense_angle, Schedule) else 0):
@@ -117,10 +134,10 @@ def patch_offsets(world: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor
     return x, y
 
 
-@functools.lru_cache(maxsize=8)
-def nest_fields(world: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[H*W]`` nest scent ``200 - distance`` and ``[H*W]`` bool nest patches (cached)."""
-    x, y = patch_offsets(world, device, dtype)
+def nest_fields(world: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[H*W]`` float64 nest scent ``200 - distance`` and ``[H*W]`` bool nest patches (the
+    model's data ``nest_scent`` and ``nest``)."""
+    x, y = patch_offsets(world, None, torch.float64)
     distance = torch.hypot(x, y).flatten()
     return 200 - distance, distance < NEST_RADIUS
 
@@ -208,7 +225,7 @@ def forage(state: AntsState, params: AntsParams, ctx: Context) -> AntsState:
     searching = active & ~carrying
     food, took = _take_food(state.food, cell, searching, state.max_food)
     # carrying ants in the nest drop it and turn around
-    nest_scent, nest = nest_fields(S, pos.device, dt)
+    nest_scent, nest = ctx.data.nest_scent, ctx.data.nest
     in_nest = nest[cell]
     arrived = active & carrying & in_nest
     heading = heading + math.pi * (took | arrived).to(dt)
@@ -263,14 +280,14 @@ def forage(state: AntsState, params: AntsParams, ctx: Context) -> AntsState:
 
 
 def food_in_pile(k: int):
-    def metric(state: AntsState, params: AntsParams) -> torch.Tensor:
+    def metric(state: AntsState, params: AntsParams, ctx: Context) -> torch.Tensor:
         return (state.food * (state.pile == k)).sum(dim=(1, 2))
 
     metric.__doc__ = f"``[B]`` food units left in pile {k}."
     return metric
 
 
-def food_returned(state: AntsState, params: AntsParams) -> torch.Tensor:
+def food_returned(state: AntsState, params: AntsParams, ctx: Context) -> torch.Tensor:
     """``[B]`` food units brought back to the nest."""
     return state.returned
 
@@ -287,6 +304,7 @@ def build(agents: int = 125, world: int = 71, **params: float) -> Model:
         raise ValueError(f"ants: world={world} is too small for the nest and piles (>= 31)")
     if agents < 1:
         raise ValueError(f"ants: agents must be >= 1, got {agents}")
+    nest_scent, nest = nest_fields(world)
     return Model(
         name=NAME,
         params=AntsParams().replace(**params),
@@ -300,4 +318,5 @@ def build(agents: int = 125, world: int = 71, **params: float) -> Model:
         },
         agents=agents,
         options={"agents": agents, "world": world},
+        data={"nest_scent": nest_scent, "nest": nest},
     )

@@ -30,6 +30,7 @@ from populace.engine import (
     Params,
     State,
     member_view,
+    param,
     static_field,
     tensor_field,
 )
@@ -42,22 +43,22 @@ SUMMARY = "boids flocking, ABM comparison suite spec (cohere, separate, match); 
 
 @dataclasses.dataclass(frozen=True)
 class BoidsParams(Params):
-    """Attributes:
-    speed: distance moved per step.
-    cohere_factor: weight of the pull towards neighbours' centre.
-    separation: distance below which neighbours repel (one value for all members).
-    separate_factor: weight of the repulsion.
-    match_factor: weight of the alignment with neighbours' velocities.
-    """
-
-    speed: float | torch.Tensor = 1.0
-    cohere_factor: float | torch.Tensor = 0.03
-    separation: float | torch.Tensor = 1.0
-    separate_factor: float | torch.Tensor = 0.015
-    match_factor: float | torch.Tensor = 0.05
+    speed: float | torch.Tensor = param(1.0, low=0, unit="distance/step", doc="distance moved")
+    cohere_factor: float | torch.Tensor = param(
+        0.03, low=0, doc="weight of the pull towards neighbours' centre"
+    )
+    separation: float | torch.Tensor = param(
+        1.0,
+        low=0,
+        unit="distance",
+        doc="neighbours closer than this repel (one value for all members)",
+    )
+    separate_factor: float | torch.Tensor = param(0.015, low=0, doc="weight of the repulsion")
+    match_factor: float | torch.Tensor = param(
+        0.05, low=0, doc="weight of the alignment with neighbours' velocities"
+    )
 
     def check(self) -> None:
-        self.check_range("boids")
         if self.values("separation").numel() != 1:
             raise ParamError(
                 f"boids separation must be one value for all members (it sets the kernel's "
@@ -121,12 +122,12 @@ def flock(state: BoidsState, params: BoidsParams, ctx: Context) -> BoidsState:
     return state.replace(pos=pos, vel=vel, neighbours=count.mean(dim=1))
 
 
-def order(state: BoidsState, params: BoidsParams) -> torch.Tensor:
+def order(state: BoidsState, params: BoidsParams, ctx: Context) -> torch.Tensor:
     """``[B]`` polarisation ``|mean_i v_i|`` (1: all birds fly the same way)."""
     return state.vel.mean(dim=1).norm(dim=-1)
 
 
-def neighbours(state: BoidsState, params: BoidsParams) -> torch.Tensor:
+def neighbours(state: BoidsState, params: BoidsParams, ctx: Context) -> torch.Tensor:
     """``[B]`` mean neighbour count at the last step (0 before the first)."""
     return state.neighbours
 

@@ -20,10 +20,10 @@ import torch
 from populace.engine import (
     Context,
     Model,
-    ParamError,
     Params,
     State,
     member_view,
+    param,
     static_field,
     tensor_field,
 )
@@ -36,15 +36,9 @@ SUMMARY = "FLAME GPU 2 circles benchmark, 3D bounded box (repulse); metrics drif
 
 @dataclasses.dataclass(frozen=True)
 class CirclesParams(Params):
-    """Attributes:
-    repulse: force scale (FLAME GPU's ``repulse`` environment property).
-    """
-
-    repulse: float | torch.Tensor = 0.05
-
-    def check(self) -> None:
-        if (self.values("repulse") < 0).any():
-            raise ParamError(f"circles repulse must be >= 0, got {self.repulse}")
+    repulse: float | torch.Tensor = param(
+        0.05, low=0, unit="distance/step", doc="force scale (FLAME GPU's repulse property)"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,12 +86,12 @@ def move(state: CirclesState, params: CirclesParams, ctx: Context) -> CirclesSta
     )
 
 
-def drift(state: CirclesState, params: CirclesParams) -> torch.Tensor:
+def drift(state: CirclesState, params: CirclesParams, ctx: Context) -> torch.Tensor:
     """``[B]`` mean step length of the last step (0 before the first)."""
     return state.drift
 
 
-def neighbours(state: CirclesState, params: CirclesParams) -> torch.Tensor:
+def neighbours(state: CirclesState, params: CirclesParams, ctx: Context) -> torch.Tensor:
     """``[B]`` mean neighbour count at the last step (0 before the first)."""
     return state.neighbours
 

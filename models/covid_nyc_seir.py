@@ -1,26 +1,24 @@
 """Differentiable agent SEIR for COVID-19 in New York City (or a small synthetic stand-in).
 
-Every agent is in one of S, E, I, R, held as four ``[B, N]`` float fields that are exactly 0 or 1
-forward. Each step (one day), from the state at the start of the step:
+Composed from the epidemic modules: :class:`~populace.epi.disease.Disease` (SEIR, one-hot
+health state, Bernoulli transitions with the estimator chosen at build time) and a contact
+module. Each step (one day), from the state at the start of the step:
 
-- a susceptible agent is exposed with probability ``1 - exp(-beta(t) * r_b(t) * lambda_i)``,
-  where ``r_b`` is the relative rate ``beta_<b>`` of the agent's borough b (default 1) and
-  ``lambda_i`` is the agent's infectious contacts over the population's layers divided by the mean
-  degree (``population="nyc"`` or ``"random"``), or the infectious fraction (``"well_mixed"``), so
+- a susceptible agent of borough b is exposed with probability
+  ``1 - exp(-beta(t) * beta_borough[b](t) * lambda_i)``, where ``lambda_i`` is the agent's
+  infectious contacts over the population's layers divided by the mean degree
+  (``population="nyc"`` or ``"random"``), or the infectious fraction (``"well_mixed"``), so
   ``beta / gamma`` is about R0 in every mode;
 - an exposed agent becomes infectious with probability ``sigma`` (the onset, counted as a case);
 - an infectious agent recovers with probability ``gamma``.
 
-The three transitions are Bernoulli choices from :mod:`populace.behaviors.choice` with the
-estimator chosen at build time: ``"straight_through"`` (Gumbel-softmax, ``temperature``) lets
-gradients reach ``beta``, ``sigma``, ``gamma`` and ``initial`` through the counts;
-``"score_function"`` accumulates the log-probability of every choice in the state's ``log_prob``
-(``[B]``), which :func:`populace.behaviors.choice.score_function_surrogate` turns into an unbiased
-gradient. The initial infectious agents are Bernoulli(``initial``) choices too, so the initial
-infections are calibratable.
+``beta_borough`` is one param along the ``borough`` axis of the model data (BX, BK, MN, QN, SI:
+a value, ``[5]``, ``[B, 5]`` or a Schedule of them). With ``estimator="straight_through"``
+(Gumbel-softmax, ``temperature``) gradients reach ``beta``, ``beta_borough``, ``sigma``,
+``gamma`` and ``initial`` through the counts; ``"score_function"`` accumulates the trajectory's
+log-probability in ``log_prob`` for :func:`populace.behaviors.choice.score_function_surrogate`.
 
-Metrics: S, E, I, R (counts), ``cases`` (onsets this step), ``cases_<borough>`` per borough
-(BX, BK, MN, QN, SI; in ``"random"``/``"well_mixed"`` agents get borough codes by blocks).
+Metrics: S, E, I, R (counts), ``cases`` (onsets this step) and ``cases_<borough>``.
 """
 
 from __future__ import annotations
@@ -29,207 +27,89 @@ import dataclasses
 
 import torch
 
-from populace.behaviors.choice import ESTIMATORS, bernoulli
-from populace.engine import (
-    Context,
-    Model,
-    Params,
-    State,
-    member_view,
-    static_field,
-    tensor_field,
-)
-from populace.kernels.graph import contact_pressure
+from populace.behaviors.choice import ESTIMATORS
+from populace.engine import Context, Data, Model, member_view, param, per_agent
+from populace.epi.contact import layered, well_mixed
+from populace.epi.disease import Disease, InfectionState, ProgressionParams
+from populace.epi.observation import compartment, flow, flow_by
+from populace.populations.nyc import BOROUGHS
 
 NAME = "covid_nyc_seir"
 SUMMARY = (
-    "differentiable agent SEIR on the NYC population (beta, sigma, gamma, initial, "
-    "beta_<borough>; "
-    "choice estimators); metrics S E I R, cases, cases_<borough>"
+    "differentiable agent SEIR on the NYC population (beta, beta_borough, sigma, gamma, "
+    "initial; choice estimators); metrics S E I R, cases, cases_<borough>"
 )
 
-BOROUGHS = ("BX", "BK", "MN", "QN", "SI")
 POPULATIONS = ("nyc", "random", "well_mixed")
 NYC_RESIDENTS = 8_332_458  # sum of POP_DENOMINATOR in the shipped MODZCTA table
 
 
 @dataclasses.dataclass(frozen=True)
-class CovidParams(Params):
-    """Attributes:
-    beta: transmission rate per day (a Schedule for a weekly R(t)); beta/gamma ~ R0.
-    sigma: per-day probability that an exposed agent becomes infectious (1 / latent days).
-    gamma: per-day probability that an infectious agent recovers (1 / infectious days).
-    initial: probability that an agent is infectious at step 0.
-    beta_BX, beta_BK, beta_MN, beta_QN, beta_SI: relative transmission rate of the borough's
-        susceptible residents (multiplies ``beta``; a Schedule gives a per-borough weekly R(t)).
-    """
-
-    beta: float | torch.Tensor = 0.6
-    sigma: float | torch.Tensor = 0.3
-    gamma: float | torch.Tensor = 0.2
-    initial: float | torch.Tensor = 0.001
-    beta_BX: float | torch.Tensor = 1.0
-    beta_BK: float | torch.Tensor = 1.0
-    beta_MN: float | torch.Tensor = 1.0
-    beta_QN: float | torch.Tensor = 1.0
-    beta_SI: float | torch.Tensor = 1.0
-
-    def check(self) -> None:
-        self.check_range("covid SEIR")
-        self.check_range("covid SEIR", ("sigma", "gamma", "initial"), 0, 1, "a probability")
+class CovidParams(ProgressionParams):
+    beta: float | torch.Tensor = param(
+        0.6, low=0, unit="1/day", doc="transmission rate (a Schedule for a weekly R(t)); ~R0 gamma"
+    )
+    beta_borough: float | torch.Tensor = param(
+        1.0,
+        low=0,
+        unit="relative",
+        axes=("borough",),
+        doc="relative transmission rate of the borough's susceptible residents (x beta)",
+    )
+    initial: float | torch.Tensor = param(
+        0.001, low=0, high=1, unit="probability", doc="agent infectious at step 0"
+    )
 
 
 PARAMS = CovidParams
 
 
 @dataclasses.dataclass(frozen=True)
-class CovidState(State):
-    """Attributes:
-    susceptible, exposed, infectious, recovered: ``[B, N]`` 0/1 floats (one of them is 1).
-    onsets: ``[B, N]`` 0/1 float, agents that became infectious during the last step.
-    log_prob: ``[B]`` summed log-probability of every choice so far (score-function estimator).
-    """
-
-    susceptible: torch.Tensor = tensor_field("B", "N")
-    exposed: torch.Tensor = tensor_field("B", "N")
-    infectious: torch.Tensor = tensor_field("B", "N")
-    recovered: torch.Tensor = tensor_field("B", "N")
-    onsets: torch.Tensor = tensor_field("B", "N")
-    log_prob: torch.Tensor = tensor_field("B")
-    agents: int = static_field(0)
+class CovidState(InfectionState):
+    pass
 
 
-def _choose(probs: torch.Tensor, u: torch.Tensor, estimator: str, temperature: float):
-    """Bernoulli choice; "none" still returns the log-probabilities (for score_function runs)."""
-    return bernoulli(probs, u, estimator=estimator, temperature=temperature)
-
-
-def seed_infections(agents: int, estimator: str, temperature: float):
-    def init(params: CovidParams, ctx: Context) -> CovidState:
-        u = ctx.rng.uniform(agents, dtype=ctx.dtype)
-        p = member_view(params.initial, 2).expand(ctx.members, agents)
-        c = _choose(p, u, estimator, temperature)
-        zeros = torch.zeros(ctx.members, agents, dtype=ctx.dtype, device=ctx.device)
-        return CovidState(
-            susceptible=1 - c.value,
-            exposed=zeros,
-            infectious=c.value,
-            recovered=zeros,
-            onsets=zeros,
-            log_prob=c.log_prob.sum(dim=1) if estimator == "score_function" else zeros[:, 0],
-            agents=agents,
-        )
-
-    return init
-
-
-def borough_rates(params: CovidParams, borough: torch.Tensor) -> torch.Tensor:
-    """Per-agent relative transmission rate from the ``beta_<borough>`` params.
-
-    Args:
-        borough: ``[N]`` int64 borough codes (indices into :data:`BOROUGHS`).
-
-    Returns:
-        ``[N]`` (scalar params) or ``[B, N]`` (per-member params), differentiable.
-    """
-    rates = torch.broadcast_tensors(*(getattr(params, f"beta_{b}") for b in BOROUGHS))
-    return torch.stack(rates, dim=-1)[..., borough]  # [5] or [B, 5] -> [N] or [B, N]
-
-
-def transition(
-    layers: list[torch.Tensor] | None,
-    mean_degree: float,
-    estimator: str,
-    temperature: float,
-    borough: torch.Tensor,
-):
+def exposure(disease: Disease, layers: tuple[str, ...] | None, mean_degree: float):
     """The daily step: exposure, onset and recovery, all from the state at the step's start."""
-    moved: dict[tuple, list[torch.Tensor]] = {}
-    codes: dict[torch.device, torch.Tensor] = {}
 
-    def pressure(state: CovidState, ctx: Context) -> torch.Tensor:
+    def transition(state: CovidState, params: CovidParams, ctx: Context) -> CovidState:
+        infectious = disease.share(state, "I")
         if layers is None:  # well mixed: the infectious fraction, [B, 1]
-            return state.infectious.mean(dim=1, keepdim=True)
-        key = (ctx.device, ctx.dtype)
-        if key not in moved:  # move the static layers once per device
-            moved[key] = [layer.to(device=ctx.device, dtype=ctx.dtype) for layer in layers]
-        return contact_pressure(moved[key], state.infectious) / mean_degree
+            pressure = well_mixed(infectious, torch.ones((), dtype=ctx.dtype, device=ctx.device))
+        else:
+            contacts = [ctx.data[n] for n in layers]
+            pressure = layered(contacts, infectious, [1.0] * len(contacts)) / mean_degree
+        rate = member_view(params.beta, 2) * per_agent(params.beta_borough, ctx.data.borough)
+        return state.replace(**disease.advance(state, rate * pressure, params, ctx))
 
-    def step(state: CovidState, params: CovidParams, ctx: Context) -> CovidState:
-        b, n = ctx.members, state.agents
-        if ctx.device not in codes:
-            codes[ctx.device] = borough.to(ctx.device)
-        rate = member_view(params.beta, 2) * borough_rates(params, codes[ctx.device])
-        hazard = rate * pressure(state, ctx)
-        p_expose = (-torch.expm1(-hazard)).expand(b, n)
-        u = ctx.rng.uniform(n, dtype=ctx.dtype)  # one draw per agent: its states exclude
-        expose = _choose(p_expose, u, estimator, temperature)
-        onset = _choose(member_view(params.sigma, 2).expand(b, n), u, estimator, temperature)
-        recover = _choose(member_view(params.gamma, 2).expand(b, n), u, estimator, temperature)
-        s, e, i = state.susceptible, state.exposed, state.infectious
-        new_e, new_i, new_r = s * expose.value, e * onset.value, i * recover.value
-        # only the choices of agents at risk enter the likelihood of the trajectory
-        log_prob = state.log_prob
-        if estimator == "score_function":  # other estimators need no likelihood graph
-            at_risk = s * expose.log_prob + e * onset.log_prob + i * recover.log_prob
-            log_prob = log_prob + at_risk.sum(dim=1)
-        return state.replace(
-            susceptible=s - new_e,
-            exposed=e + new_e - new_i,
-            infectious=i + new_i - new_r,
-            recovered=state.recovered + new_r,
-            onsets=new_i,
-            log_prob=log_prob,
-        )
-
-    return step
-
-
-def count(field: str):
-    def metric(state: CovidState, params: CovidParams) -> torch.Tensor:
-        return getattr(state, field).sum(dim=1)
-
-    return metric
-
-
-def borough_cases(borough_of: torch.Tensor, code: int):
-    """Metric: onsets of the last step among residents of borough ``code`` (``[B]``)."""
-    cache: dict = {}
-
-    def metric(state: CovidState, params: CovidParams) -> torch.Tensor:
-        key = (state.device, state.onsets.dtype)
-        if key not in cache:
-            cache[key] = (borough_of == code).to(device=state.device, dtype=state.onsets.dtype)
-        return state.onsets @ cache[key]
-
-    return metric
+    return transition
 
 
 def make_population(population: str, agents: int, degree: float, seed: int):
-    """(contact layers or None, ``[N]`` borough codes, mean degree) for a population mode."""
+    """(model data with ``borough`` codes and the contact layers, layer names or None, mean
+    degree) for a population mode."""
     if population == "nyc":
-        from populace.populations.nyc import BOROUGHS as NYC_BOROUGHS
         from populace.populations.nyc import nyc
 
-        if tuple(NYC_BOROUGHS) != BOROUGHS:  # the metric names rely on this order
-            raise RuntimeError(f"NYC borough codes changed: {NYC_BOROUGHS}")
         pop = nyc(scale=agents / NYC_RESIDENTS, seed=seed, homes=False)
-        layers = list(pop.layers.values())
-        borough = pop.attributes["borough"].to(torch.int64)
+        data, layers = pop.data(), tuple(pop.layers)
     elif population in ("random", "well_mixed"):
         from populace.populations.graphs import erdos_renyi
 
-        borough = torch.arange(agents) * len(BOROUGHS) // agents
-        layers = None if population == "well_mixed" else [erdos_renyi(agents, degree, seed)]
+        tensors = {"borough": torch.arange(agents) * len(BOROUGHS) // agents}
+        layers = None
+        if population == "random":
+            tensors["contacts"], layers = erdos_renyi(agents, degree, seed), ("contacts",)
+        data = Data(tensors, axes={"borough": BOROUGHS})
     else:
         raise ValueError(f"unknown population {population!r}; valid: {', '.join(POPULATIONS)}")
     if layers is None:
-        return None, borough, 1.0
-    n = borough.numel()
-    edges = sum(int(layer.values().numel()) for layer in layers)
+        return data, None, 1.0
+    n = data["borough"].numel()
+    edges = sum(int(data[name].values().numel()) for name in layers)
     if edges == 0:
         raise ValueError(f"population {population!r} of {n} agents has no contacts")
-    return layers, borough, edges / n
+    return data, layers, edges / n
 
 
 def build(
@@ -253,30 +133,30 @@ def build(
             the beta gradient is 4x the finite-difference value at 1.0, 1.2x at 0.25 and within
             error at 0.1 (tests/calibration/test_gradients.py), hence the default 0.1.
         population_seed: seed of the population / graph (the same for every member).
-        params: override :class:`CovidParams` (beta, sigma, gamma, initial, beta_<borough>).
+        params: override :class:`CovidParams` (beta, beta_borough, sigma, gamma, initial).
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; valid: {', '.join(ESTIMATORS)}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    layers, borough, mean_degree = make_population(population, agents, degree, population_seed)
-    n = borough.numel()
-    metrics = {
-        "S": count("susceptible"),
-        "E": count("exposed"),
-        "I": count("infectious"),
-        "R": count("recovered"),
-        "cases": count("onsets"),
-    }
-    for code, name in enumerate(BOROUGHS):
-        metrics[f"cases_{name}"] = borough_cases(borough, code)
+    data, layers, mean_degree = make_population(population, agents, degree, population_seed)
+    n = data["borough"].numel()
+    disease = Disease(latent=True, estimator=estimator, temperature=temperature)
+
+    def init(params: CovidParams, ctx: Context) -> CovidState:
+        return CovidState(**disease.initial(ctx, n, p=params.initial))
+
+    metrics = {c: compartment(disease, c) for c in disease.compartments}
+    metrics["cases"] = flow("onset")
+    metrics["cases_by_borough"] = flow_by("onset", "borough", prefix="cases")
     return Model(
         name=NAME,
         params=CovidParams().replace(**params),
-        init=seed_infections(n, estimator, temperature),
-        steps=(transition(layers, mean_degree, estimator, temperature, borough),),
+        init=init,
+        steps=(exposure(disease, layers, mean_degree),),
         metrics=metrics,
         agents=n,
+        data=data,
         options={
             "agents": n,
             "population": population,

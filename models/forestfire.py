@@ -21,7 +21,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from populace.engine import Context, Model, ParamError, Params, State, tensor_field
+from populace.engine import Context, Model, Params, State, param, tensor_field
 
 NAME = "forestfire"
 SUMMARY = "forest fire, ABM comparison suite spec (density); metrics fine, burning, burnt"
@@ -31,16 +31,13 @@ EMPTY, FINE, BURNING, BURNT = 0, 1, 2, 3
 
 @dataclasses.dataclass(frozen=True)
 class ForestFireParams(Params):
-    """Attributes:
-    density: probability that a cell holds a tree at the start (used by ``init`` only).
-    """
-
-    density: float | torch.Tensor = 0.9
-
-    def check(self) -> None:
-        d = self.values("density")
-        if ((d < 0) | (d > 1)).any():
-            raise ParamError(f"forestfire density must be in [0, 1], got {self.density}")
+    density: float | torch.Tensor = param(
+        0.9,
+        low=0,
+        high=1,
+        unit="probability",
+        doc="a cell holds a tree at the start (used by init only)",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,14 +82,14 @@ def spread(state: ForestFireState, params: ForestFireParams, ctx: Context) -> Fo
 
 
 def count(code: int):
-    def metric(state: ForestFireState, params: ForestFireParams) -> torch.Tensor:
+    def metric(state: ForestFireState, params: ForestFireParams, ctx: Context) -> torch.Tensor:
         return (state.grid == code).sum(dim=(1, 2))
 
     metric.__name__ = f"count_{code}"
     return metric
 
 
-def burnt_fraction(state: ForestFireState, params: ForestFireParams) -> torch.Tensor:
+def burnt_fraction(state: ForestFireState, params: ForestFireParams, ctx: Context) -> torch.Tensor:
     """``[B]`` share of the trees that are burning or burnt out."""
     trees = (state.grid != EMPTY).sum(dim=(1, 2))
     fire = (state.grid >= BURNING).sum(dim=(1, 2))

@@ -22,6 +22,7 @@ from populace.engine import (
     Params,
     State,
     member_view,
+    param,
     static_field,
     tensor_field,
 )
@@ -36,17 +37,17 @@ INITIAL = ("uniform", "synchronized")
 
 @dataclasses.dataclass(frozen=True)
 class KuramotoParams(Params):
-    """Attributes:
-    coupling: K, coupling strength.
-    dt: time step of the Heun integrator.
-    """
-
-    coupling: float | torch.Tensor = 2.0
-    dt: float | torch.Tensor = 0.05
+    coupling: float | torch.Tensor = param(
+        2.0, unit="1/time", doc="K, coupling strength (negative: repulsive)"
+    )
+    dt: float | torch.Tensor = param(
+        0.05, low=0, unit="time", doc="time step of the Heun integrator (> 0)"
+    )
 
     def check(self) -> None:
+        # inclusive bounds cannot say "> 0", and dt = 0 would never advance
         if (self.values("dt") <= 0).any():
-            raise ParamError(f"Kuramoto: dt must be > 0, got {self.dt}")
+            raise ParamError(f"kuramoto parameter 'dt' must be > 0, got {self.dt}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,12 +115,12 @@ def advance_phases(state: KuramotoState, params: KuramotoParams, ctx: Context) -
     return state.replace(theta=theta)
 
 
-def order_r(state: KuramotoState, params: KuramotoParams) -> torch.Tensor:
+def order_r(state: KuramotoState, params: KuramotoParams, ctx: Context) -> torch.Tensor:
     """Metric: ``[B]`` order parameter r = |mean exp(i theta)|."""
     return kuramoto_order(state.theta)[0]
 
 
-def order_psi(state: KuramotoState, params: KuramotoParams) -> torch.Tensor:
+def order_psi(state: KuramotoState, params: KuramotoParams, ctx: Context) -> torch.Tensor:
     """Metric: ``[B]`` mean phase psi = arg mean exp(i theta)."""
     return kuramoto_order(state.theta)[1]
 

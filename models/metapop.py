@@ -5,8 +5,8 @@ to 1). The prevalence met in region s is that of everyone present there,
 
     p_s = sum_r M[r, s] I_r / sum_r M[r, s] N_r,
 
-and a susceptible resident of r is infected with probability ``1 - exp(-beta dt sum_s M[r, s] p_s)``
-per step; infectious agents recover with probability ``gamma dt``. Region totals are grouped
+and a susceptible resident of r is infected with probability ``1 - exp(-beta sum_s M[r, s] p_s)``
+per step; infectious agents recover with probability ``gamma``. Region totals are grouped
 reductions (:func:`populace.kernels.meanfield.group_sum`) and the force of infection is gathered
 back to agents (:func:`~populace.kernels.meanfield.group_gather`).
 """
@@ -17,55 +17,33 @@ import dataclasses
 
 import torch
 
-from populace.engine import (
-    Context,
-    Model,
-    ParamError,
-    Params,
-    State,
-    member_view,
-    static_field,
-    tensor_field,
-)
+from populace.engine import Context, Data, Model, Params, member_view, param
+from populace.epi.disease import Disease, InfectionState
+from populace.epi.observation import compartment, compartment_by, flow
 from populace.kernels.meanfield import group_gather, group_sum
-from populace.models.sir import count
 
 NAME = "metapop"
-SUMMARY = "metapopulation SIR: regions mixed by a mobility matrix (beta, gamma, dt); S I R"
-
-SUSCEPTIBLE, INFECTIOUS, RECOVERED = 0, 1, 2
+SUMMARY = "metapopulation SIR: regions mixed by a mobility matrix (beta, gamma, travel); S I R"
 
 
 @dataclasses.dataclass(frozen=True)
 class MetapopParams(Params):
-    """Attributes:
-    beta: transmission rate per unit time.
-    gamma: recovery rate per unit time (``gamma * dt <= 1``).
-    dt: time step.
-    travel: scales the off-diagonal of the mobility matrix (0 isolates the regions; 1 as built).
-    """
-
-    beta: float | torch.Tensor = 0.5
-    gamma: float | torch.Tensor = 0.25
-    dt: float | torch.Tensor = 1.0
-    travel: float | torch.Tensor = 1.0
-
-    def check(self) -> None:
-        self.check_range("metapop")
-        if float(self.values("gamma").max() * self.values("dt").max()) > 1:
-            raise ParamError("metapop: gamma * dt > 1 is not a recovery probability")
-        self.check_range("metapop", ("travel",), 0, 1)
+    beta: float | torch.Tensor = param(0.5, low=0, unit="1/step", doc="transmission rate")
+    gamma: float | torch.Tensor = param(
+        0.25, low=0, high=1, unit="probability/step", doc="recovery"
+    )
+    travel: float | torch.Tensor = param(
+        1.0,
+        low=0,
+        high=1,
+        unit="scale",
+        doc="scales the mobility matrix's off-diagonal (0 isolates the regions)",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
-class MetapopState(State):
-    """Attributes:
-    status: ``[B, N]`` int8, 0 S, 1 I, 2 R.
-    """
-
-    status: torch.Tensor = tensor_field("B", "N", dtype=torch.int8)
-    agents: int = static_field(0)
-    regions: int = static_field(1)
+class MetapopState(InfectionState):
+    pass
 
 
 def uniform_mobility(regions: int, stay: float) -> torch.Tensor:
@@ -112,57 +90,33 @@ def regional_force(mobility: torch.Tensor, infectious: torch.Tensor, residents: 
     return torch.einsum("brs,bs->br", mobility, present_i / present_n)
 
 
-def place_and_seed(agents: int, regions: int, initial_infected: int, seed_region: int | None):
-    def init(params: MetapopParams, ctx: Context) -> MetapopState:
-        status = torch.zeros(ctx.members, agents, dtype=torch.int8, device=ctx.device)
-        region = home_regions(agents, regions, ctx.device)
-        if seed_region is None:
-            order = ctx.rng.permutation(agents)[:, :initial_infected]
-        else:
-            members = torch.nonzero(region == seed_region).flatten()
-            pick = ctx.rng.permutation(members.numel())[:, :initial_infected]
-            order = members[pick]
-        status.scatter_(1, order, INFECTIOUS)
-        return MetapopState(status=status, agents=agents, regions=regions)
-
-    return init
-
-
-def home_regions(agents: int, regions: int, device) -> torch.Tensor:
+def home_regions(agents: int, regions: int) -> torch.Tensor:
     """``[N]`` int64: agents split into ``regions`` contiguous blocks of (nearly) equal size."""
-    return torch.arange(agents, device=device) * regions // agents
+    return torch.arange(agents) * regions // agents
 
 
-def mix_regions(mobility: torch.Tensor, region_of: torch.Tensor):
-    cache: dict = {}
+def mix_regions(disease: Disease, regions: int):
+    """The step: region totals, the force met through the mobility matrix, then SIR."""
 
     def step(state: MetapopState, params: MetapopParams, ctx: Context) -> MetapopState:
-        key = (ctx.device, ctx.dtype)
-        if key not in cache:
-            cache[key] = (mobility.to(ctx.device, ctx.dtype), region_of.to(ctx.device))
-        m, region = cache[key]
-        status = state.status
-        infectious = (status == INFECTIOUS).to(ctx.dtype)
+        region = ctx.data.region
+        infectious = disease.share(state, "I")
         counts = torch.stack([infectious, torch.ones_like(infectious)], dim=-1)  # [B, N, 2]
-        per_region = group_sum(counts, region, state.regions)  # [B, R, 2]
-        m_eff = effective_mobility(m, params.travel)
+        per_region = group_sum(counts, region, regions)  # [B, R, 2]
+        m_eff = effective_mobility(ctx.data.mobility, params.travel)
         force = regional_force(m_eff, per_region[..., 0], per_region[..., 1])  # [B, R]
-        hazard = member_view(params.beta * params.dt, 2) * group_gather(force, region)  # [B, N]
-        p_infect = -torch.expm1(-hazard)
-        u = ctx.rng.uniform(state.agents, dtype=ctx.dtype)
-        infected = (status == SUSCEPTIBLE) & (u < p_infect)
-        recovered = (status == INFECTIOUS) & (u < member_view(params.gamma * params.dt, 2))
-        return state.replace(status=status + infected.to(torch.int8) + recovered.to(torch.int8))
+        hazard = member_view(params.beta, 2) * group_gather(force, region)  # [B, N]
+        return state.replace(**disease.advance(state, hazard, params, ctx))
 
     return step
 
 
-def regions_reached(region_of: torch.Tensor):
+def regions_reached(regions: int):
     """Metric: regions with at least one agent ever infected (I or R)."""
 
-    def metric(state: MetapopState, params: MetapopParams) -> torch.Tensor:
-        ever = (state.status != SUSCEPTIBLE).to(torch.float32)
-        hit = group_sum(ever, region_of.to(state.device), state.regions)
+    def metric(state: MetapopState, params: MetapopParams, ctx: Context) -> torch.Tensor:
+        ever = 1 - state.health[:, 0]
+        hit = group_sum(ever, ctx.data.region, regions)
         return (hit > 0).sum(dim=1)
 
     return metric
@@ -178,6 +132,7 @@ def build(
     mobility: torch.Tensor | None = None,
     initial_infected: int = 10,
     seed_region: int | None = 0,
+    estimator: str = "none",
     **params: float,
 ) -> Model:
     """Metapopulation SIR: ``agents`` split evenly into ``regions`` home regions.
@@ -186,7 +141,8 @@ def build(
         stay: fraction of time at home for the default uniform mobility matrix.
         mobility: ``[R, R]`` row-stochastic matrix instead of the uniform one.
         initial_infected: agents infectious at step 0, all in ``seed_region`` (None: anywhere).
-        params: override :class:`MetapopParams` (beta, gamma, dt, travel).
+        estimator: gradient estimator of the transitions (``"none"``: not differentiable).
+        params: override :class:`MetapopParams` (beta, gamma, travel).
     """
     if regions < 1 or regions > agents:
         raise ValueError(f"regions must lie in [1, agents={agents}], got {regions}")
@@ -199,19 +155,36 @@ def build(
         raise ValueError(
             f"initial_infected={initial_infected} must be in [0, {per_region}] (the seed pool)"
         )
-    region_of = home_regions(agents, regions, "cpu")
+    region_of = home_regions(agents, regions)
+    disease = Disease(latent=False, estimator=estimator)
+    labels = tuple(f"r{k}" for k in range(regions))
+
+    def init(params: MetapopParams, ctx: Context) -> MetapopState:
+        if seed_region is None:
+            pool = torch.arange(agents, device=ctx.device)
+        else:
+            pool = torch.nonzero(ctx.data.region == seed_region).flatten()
+        pick = pool[ctx.rng.permutation(pool.numel())[:, :initial_infected]]
+        fields = disease.initial(ctx, agents, count=0)
+        sick = torch.zeros_like(fields["onset"]).scatter(1, pick, 1.0)
+        fields["health"] = torch.stack([1 - sick, sick, torch.zeros_like(sick)], dim=1)
+        return MetapopState(**fields)
+
     return Model(
         name=NAME,
         params=MetapopParams().replace(**params),
-        init=place_and_seed(agents, regions, initial_infected, seed_region),
-        steps=(mix_regions(m, region_of),),
+        init=init,
+        steps=(mix_regions(disease, regions),),
         metrics={
-            "S": count(SUSCEPTIBLE),
-            "I": count(INFECTIOUS),
-            "R": count(RECOVERED),
-            "regions_reached": regions_reached(region_of),
+            "S": compartment(disease, "S"),
+            "I": compartment(disease, "I"),
+            "R": compartment(disease, "R"),
+            "infected": flow("infected"),
+            "regions_reached": regions_reached(regions),
+            "I_region": compartment_by(disease, "I", "region"),
         },
         agents=agents,
+        data=Data({"region": region_of, "mobility": m}, axes={"region": labels}),
         options={
             "agents": agents,
             "regions": regions,
@@ -219,5 +192,6 @@ def build(
             "custom_mobility": mobility is not None,
             "initial_infected": initial_infected,
             "seed_region": seed_region,
+            "estimator": estimator,
         },
     )

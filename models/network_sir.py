@@ -24,42 +24,42 @@ from collections.abc import Mapping
 import networkx as nx
 import torch
 
-from populace.engine import (
-    Context,
-    Model,
-    Params,
-    State,
-    member_view,
-    static_field,
-    tensor_field,
-)
-from populace.kernels.graph import check_layer, contact_pressure
-from populace.models.sir import count, final_size, seeded_status
+from populace.engine import Context, Model, Params, member_view, param
+from populace.epi.contact import layered
+from populace.epi.disease import Disease, InfectionState
+from populace.epi.observation import compartment, flow
+from populace.kernels.graph import check_layer
+from populace.models.sir import final_size
 from populace.populations.graphs import configuration_model, erdos_renyi, from_networkx
 
 NAME = "network_sir"
 SUMMARY = "SIR/SEIR on contact-network layers (CSR), per-contact transmissibility T; S E I R"
 
-SUSCEPTIBLE, EXPOSED, INFECTIOUS, RECOVERED = 0, 1, 2, 3
 GRAPHS = ("erdos_renyi", "configuration")
 
 
 @dataclasses.dataclass(frozen=True)
 class NetworkSIRParams(Params):
-    """Attributes:
-    transmissibility: T, per-step probability that an infectious contact of weight 1 transmits.
-    gamma: per-step recovery probability of an infectious agent (1: infectious for one step).
-    sigma: per-step probability that an exposed agent becomes infectious (SEIR only).
-    """
-
-    transmissibility: float | torch.Tensor = 0.1
-    gamma: float | torch.Tensor = 0.25
-    sigma: float | torch.Tensor = 0.5
-
-    def check(self) -> None:
-        self.check_range("network SIR")
-        probabilities = ("transmissibility", "gamma", "sigma")
-        self.check_range("network SIR", probabilities, 0, 1, "a probability")
+    transmissibility: float | torch.Tensor = param(
+        0.1,
+        low=0,
+        high=1,
+        unit="probability/step",
+        doc="T: an infectious contact of weight 1 transmits",
+    )
+    gamma: float | torch.Tensor = param(
+        0.25, low=0, high=1, unit="probability/step", doc="I → R (1: infectious for one step)"
+    )
+    sigma: float | torch.Tensor = param(
+        0.5, low=0, high=1, unit="probability/step", doc="E → I (SEIR only)"
+    )
+    initial: float | torch.Tensor = param(
+        0.001,
+        low=0,
+        high=1,
+        unit="probability",
+        doc="agent infectious at step 0 (when initial_infected is None)",
+    )
 
 
 def layer_params(names: tuple[str, ...]) -> type[NetworkSIRParams]:
@@ -69,7 +69,10 @@ def layer_params(names: tuple[str, ...]) -> type[NetworkSIRParams]:
             raise ValueError(
                 f"layer name {name!r} must be an identifier, not a parameter or Params attribute"
             )
-    fields = [(n, float | torch.Tensor, dataclasses.field(default=1.0)) for n in names]
+    fields = [
+        (n, float | torch.Tensor, param(1.0, low=0, unit="scale", doc=f"weight of layer {n!r}"))
+        for n in names
+    ]
     cls = dataclasses.make_dataclass(
         "NetworkLayerParams", fields, bases=(NetworkSIRParams,), frozen=True
     )
@@ -82,13 +85,8 @@ PARAMS = layer_params(("contacts",))
 
 
 @dataclasses.dataclass(frozen=True)
-class NetworkSIRState(State):
-    """Attributes:
-    status: ``[B, N]`` int8: 0 S, 1 E, 2 I, 3 R.
-    """
-
-    status: torch.Tensor = tensor_field("B", "N", dtype=torch.int8)
-    agents: int = static_field(0)
+class NetworkSIRState(InfectionState):
+    pass
 
 
 def make_layers(
@@ -125,44 +123,20 @@ def make_layers(
     return layers
 
 
-def seed_infections(agents: int, initial_infected: int):
-    def init(params: NetworkSIRParams, ctx: Context) -> NetworkSIRState:
-        status = seeded_status(ctx, agents, initial_infected, INFECTIOUS)
-        return NetworkSIRState(status=status, agents=agents)
+def transmit(names: tuple[str, ...], disease: Disease):
+    """The step: infection over the layers, then E→I (SEIR) and I→R, all from the old state.
 
-    return init
-
-
-def transmit(layers: dict[str, torch.Tensor], seir: bool):
-    """The step: infection over the layers, then E→I (SEIR) and I→R, all from the old state."""
-    names = tuple(layers)
-    moved: dict[tuple, list[torch.Tensor]] = {}
-
-    def on(device: torch.device, dtype: torch.dtype) -> list[torch.Tensor]:
-        key = (device, dtype)
-        if key not in moved:  # move and cast the static layers once per run device
-            moved[key] = [layers[n].to(device=device, dtype=dtype) for n in names]
-        return moved[key]
+    Agent i escapes every infectious contact with probability ``(1 - T)^lambda_i``, i.e. the
+    hazard is ``-log(1 - T) * lambda_i`` (0 where ``lambda_i = 0``, even at T = 1).
+    """
 
     def step(state: NetworkSIRState, params: NetworkSIRParams, ctx: Context) -> NetworkSIRState:
-        status = state.status
-        infectious = (status == INFECTIOUS).to(ctx.dtype)  # [B, N]
+        layers = [ctx.data[n] for n in names]
         scales = [getattr(params, n) for n in names]
-        pressure = contact_pressure(on(ctx.device, ctx.dtype), infectious, scales=scales)
-        # escape every contact: (1 - T)^lambda; lambda = 0 must give p = 0 even at T = 1
-        log_escape = member_view(torch.log1p(-params.transmissibility), 2)
-        exponent = torch.where(pressure > 0, pressure * log_escape, torch.zeros_like(pressure))
-        p_infect = -torch.expm1(exponent)
-        u = ctx.rng.uniform(state.agents, dtype=ctx.dtype)  # one draw: the states exclude
-        new = (status == SUSCEPTIBLE) & (u < p_infect)
-        recover = (status == INFECTIOUS) & (u < member_view(params.gamma, 2))
-        out = status + recover.to(torch.int8)
-        if seir:
-            onset = (status == EXPOSED) & (u < member_view(params.sigma, 2))
-            out = out + onset.to(torch.int8) + new.to(torch.int8)
-        else:
-            out = out + 2 * new.to(torch.int8)  # S jumps straight to I
-        return state.replace(status=out)
+        pressure = layered(layers, disease.share(state, "I"), scales)
+        per_contact = member_view(-torch.log1p(-params.transmissibility), 2)
+        hazard = torch.where(pressure > 0, pressure * per_contact, torch.zeros_like(pressure))
+        return state.replace(**disease.advance(state, hazard, params, ctx))
 
     return step
 
@@ -172,8 +146,10 @@ def build(
     graph: str | nx.Graph | torch.Tensor | Mapping[str, torch.Tensor] = "erdos_renyi",
     degree: float = 10.0,
     graph_seed: int = 0,
-    initial_infected: int = 10,
+    initial_infected: int | None = 10,
     seir: bool = False,
+    estimator: str = "none",
+    temperature: float = 0.1,
     **params: float,
 ) -> Model:
     """Network SIR (or SEIR) on ``agents`` agents.
@@ -183,23 +159,33 @@ def build(
             built by tensor generators, a networkx graph (nodes sorted → agents), one CSR layer,
             or a dict name → CSR layer (household, school, ...); each name becomes a scale param.
         graph_seed: seed of the generated graph (the same graph for every member).
+        initial_infected: exactly this many agents infectious at step 0; None: each agent with
+            probability ``initial`` (fittable).
         seir: add an exposed state (E→I with probability ``sigma`` per step).
-        params: transmissibility, gamma, sigma and the layer scales.
+        estimator: gradient estimator of the transitions (``"none"``: not differentiable).
+        params: transmissibility, gamma, sigma, initial and the layer scales.
     """
-    if not 0 <= initial_infected <= agents:
+    if initial_infected is not None and not 0 <= initial_infected <= agents:
         raise ValueError(f"initial_infected={initial_infected} must be in [0, agents={agents}]")
     layers = make_layers(agents, graph, degree, graph_seed)
     cls = PARAMS if tuple(layers) == ("contacts",) else layer_params(tuple(layers))
-    metrics = {"S": count(SUSCEPTIBLE), "I": count(INFECTIOUS), "R": count(RECOVERED)}
-    if seir:
-        metrics = {"S": metrics["S"], "E": count(EXPOSED), "I": metrics["I"], "R": metrics["R"]}
+    disease = Disease(latent=seir, estimator=estimator, temperature=temperature)
+
+    def init(params: NetworkSIRParams, ctx: Context) -> NetworkSIRState:
+        if initial_infected is None:
+            return NetworkSIRState(**disease.initial(ctx, agents, p=params.initial))
+        return NetworkSIRState(**disease.initial(ctx, agents, count=initial_infected))
+
+    metrics = {c: compartment(disease, c) for c in disease.compartments}
+    metrics["infected"] = flow("infected")
     return Model(
         name=NAME,
         params=cls().replace(**params),
-        init=seed_infections(agents, initial_infected),
-        steps=(transmit(layers, seir),),
+        init=init,
+        steps=(transmit(tuple(layers), disease),),
         metrics=metrics,
         agents=agents,
+        data=layers,
         options={
             "agents": agents,
             "graph": graph if isinstance(graph, str) else type(graph).__name__,
@@ -208,6 +194,7 @@ def build(
             "graph_seed": graph_seed,
             "initial_infected": initial_infected,
             "seir": seir,
+            "estimator": estimator,
         },
     )
 

@@ -35,6 +35,7 @@ from populace.engine import (
     Schedule,
     State,
     member_view,
+    param,
     static_field,
     tensor_field,
 )
@@ -46,30 +47,37 @@ SUMMARY = "Jones (2010) physarum transport network; metrics trail_mass, coverage
 
 @dataclasses.dataclass(frozen=True)
 class PhysarumParams(Params):
-    """Attributes:
-    sensor_angle: degrees between the front sensor and each side sensor (Jones: 22.5).
-    rotation: degrees an agent turns (Jones: 45).
-    sensor_offset: distance of the sensors ahead, in cells (Jones: 9).
-    step_size: cells moved per step (Jones: 1).
-    deposit: trail laid per agent per step (Jones: 5).
-    diffusion: fraction of a cell's trail shared with its 8 neighbours per step (8/9: mean
-        filter).
-    decay: fraction of trail lost per step (Jones: 0.1).
-    coverage_level: trail level above which a cell counts as covered.
-    """
-
-    sensor_angle: float | torch.Tensor = 22.5
-    rotation: float | torch.Tensor = 45.0
-    sensor_offset: float | torch.Tensor = 9.0
-    step_size: float | torch.Tensor = 1.0
-    deposit: float | torch.Tensor = 5.0
-    diffusion: float | torch.Tensor = 8 / 9
-    decay: float | torch.Tensor = 0.1
-    coverage_level: float | torch.Tensor = 5.0
+    sensor_angle: float | torch.Tensor = param(
+        22.5,
+        unit="degrees",
+        doc="between the front sensor and each side sensor (Jones: 22.5; one value for all "
+        "members)",
+    )
+    rotation: float | torch.Tensor = param(45.0, unit="degrees", doc="turn angle (Jones: 45)")
+    sensor_offset: float | torch.Tensor = param(
+        9.0, low=0, unit="cells", doc="distance of the sensors ahead (Jones: 9)"
+    )
+    step_size: float | torch.Tensor = param(
+        1.0, low=0, unit="cells/step", doc="distance moved (Jones: 1)"
+    )
+    deposit: float | torch.Tensor = param(
+        5.0, low=0, unit="trail/step", doc="trail laid per agent (Jones: 5)"
+    )
+    diffusion: float | torch.Tensor = param(
+        8 / 9,
+        low=0,
+        high=1,
+        unit="fraction/step",
+        doc="trail a cell shares with its 8 neighbours (8/9: Jones' 3x3 mean filter)",
+    )
+    decay: float | torch.Tensor = param(
+        0.1, low=0, high=1, unit="fraction/step", doc="trail lost (Jones: 0.1)"
+    )
+    coverage_level: float | torch.Tensor = param(
+        5.0, low=0, unit="trail", doc="trail at or above which a cell counts as covered"
+    )
 
     def check(self) -> None:
-        self.check_range("physarum", ("diffusion", "decay"), 0, 1)
-        self.check_range("physarum", ("sensor_offset", "step_size", "deposit", "coverage_level"))
         lead = 1 if isinstance(self.sensor_angle, Schedule) else 0
         if self.values("sensor_angle").dim() > lead:
             raise ParamError("physarum: sensor_angle is one value for all members, not [B]")
@@ -140,12 +148,12 @@ def sense_turn_move_deposit(
     return state.replace(pos=pos, heading=heading, trail=trail)
 
 
-def trail_mass(state: PhysarumState, params: PhysarumParams) -> torch.Tensor:
+def trail_mass(state: PhysarumState, params: PhysarumParams, ctx: Context) -> torch.Tensor:
     """``[B]`` total trail."""
     return state.trail.sum(dim=(1, 2))
 
 
-def coverage(state: PhysarumState, params: PhysarumParams) -> torch.Tensor:
+def coverage(state: PhysarumState, params: PhysarumParams, ctx: Context) -> torch.Tensor:
     """``[B]`` fraction of cells whose trail is at least ``coverage_level``."""
     covered = state.trail >= member_view(params.coverage_level, 3)
     return covered.to(state.trail.dtype).mean(dim=(1, 2))

@@ -28,10 +28,10 @@ import torch.nn.functional as F
 from populace.engine import (
     Context,
     Model,
-    ParamError,
     Params,
     State,
     member_view,
+    param,
     static_field,
     tensor_field,
 )
@@ -44,15 +44,9 @@ EMPTY, GROUP_A, GROUP_B = 0, 1, 2
 
 @dataclasses.dataclass(frozen=True)
 class SchellingParams(Params):
-    """Attributes:
-    min_similar: an agent is happy with at least this many same-group neighbours.
-    """
-
-    min_similar: float | torch.Tensor = 8.0
-
-    def check(self) -> None:
-        if (self.values("min_similar") < 0).any():
-            raise ParamError(f"schelling min_similar must be >= 0, got {self.min_similar}")
+    min_similar: float | torch.Tensor = param(
+        8.0, low=0, unit="neighbours", doc="an agent is happy with at least this many of its group"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +132,7 @@ def relocate(state: SchellingState, params: SchellingParams, ctx: Context) -> Sc
     return state.replace(grid=new.view(B, H, W), moved=moves.to(torch.int64))
 
 
-def similarity(state: SchellingState, params: SchellingParams) -> torch.Tensor:
+def similarity(state: SchellingState, params: SchellingParams, ctx: Context) -> torch.Tensor:
     """``[B]`` mean over agents of the same-group share of their occupied neighbours.
 
     Agents without neighbours count as fully similar (nobody around them differs).
@@ -149,13 +143,13 @@ def similarity(state: SchellingState, params: SchellingParams) -> torch.Tensor:
     return (share * agents).sum(dim=(1, 2)) / agents.sum(dim=(1, 2)).clamp(min=1)
 
 
-def happy(state: SchellingState, params: SchellingParams) -> torch.Tensor:
+def happy(state: SchellingState, params: SchellingParams, ctx: Context) -> torch.Tensor:
     """``[B]`` fraction of agents that are happy."""
     agents = (state.grid != EMPTY).sum(dim=(1, 2))
     return 1 - unhappy(state, params).sum(dim=(1, 2)) / agents.clamp(min=1)
 
 
-def moved(state: SchellingState, params: SchellingParams) -> torch.Tensor:
+def moved(state: SchellingState, params: SchellingParams, ctx: Context) -> torch.Tensor:
     """``[B]`` agents moved in the last step."""
     return state.moved
 

@@ -1,9 +1,13 @@
 """Well-mixed stochastic SIR: the first model of the zoo, and the engine's proof.
 
-Each step, every susceptible agent is infected with probability ``1 - exp(-beta * I/N * dt)``
-and every infectious agent recovers with probability ``gamma * dt`` (both from the state at the
-start of the step). The deterministic limit has final size ``z = 1 - exp(-R0 z)``,
+Each step, every susceptible agent is infected with probability ``1 - exp(-beta * I/N)`` and
+every infectious agent recovers with probability ``gamma`` (both from the state at the start of
+the step; rates per step). The deterministic limit has final size ``z = 1 - exp(-R0 z)``,
 ``R0 = beta / gamma``.
+
+Composed from the epidemic modules: :class:`~populace.epi.disease.Disease` (SIR compartments,
+one-hot health state, transitions with a selectable gradient estimator, so the model is
+differentiable) and :func:`~populace.epi.contact.well_mixed`.
 """
 
 from __future__ import annotations
@@ -13,109 +17,85 @@ import math
 
 import torch
 
-from populace.engine import (
-    Context,
-    Model,
-    ParamError,
-    Params,
-    State,
-    member_view,
-    static_field,
-    tensor_field,
-)
+from populace.engine import Context, Model, Params, param
+from populace.epi.contact import well_mixed
+from populace.epi.disease import Disease, InfectionState
+from populace.epi.observation import compartment, flow
 
 NAME = "sir"
-SUMMARY = "well-mixed stochastic SIR epidemic (beta, gamma, dt); metrics S, I, R"
-
-SUSCEPTIBLE, INFECTIOUS, RECOVERED = 0, 1, 2
+SUMMARY = "well-mixed stochastic SIR epidemic (beta, gamma per step); metrics S, I, R, infected"
 
 
 @dataclasses.dataclass(frozen=True)
 class SIRParams(Params):
-    """Attributes:
-    beta: transmission rate per unit time.
-    gamma: recovery rate per unit time (``gamma * dt <= 1``).
-    dt: time step.
-    """
-
-    beta: float | torch.Tensor = 0.5
-    gamma: float | torch.Tensor = 0.25
-    dt: float | torch.Tensor = 1.0
-
-    def check(self) -> None:
-        self.check_range("SIR")
-        worst = float(self.values("gamma").max() * self.values("dt").max())
-        if worst > 1:
-            raise ParamError(f"SIR: gamma * dt = {worst} > 1 is not a recovery probability")
+    beta: float | torch.Tensor = param(
+        0.5, low=0, unit="1/step", doc="transmission rate (R0 = beta / gamma)"
+    )
+    gamma: float | torch.Tensor = param(
+        0.25, low=0, high=1, unit="probability/step", doc="recovery (1 / mean infectious steps)"
+    )
+    initial: float | torch.Tensor = param(
+        0.001,
+        low=0,
+        high=1,
+        unit="probability",
+        doc="agent infectious at step 0 (when initial_infected is None)",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
-class SIRState(State):
-    """Attributes:
-    status: ``[B, N]`` int8, 0 susceptible, 1 infectious, 2 recovered.
-    """
-
-    status: torch.Tensor = tensor_field("B", "N", dtype=torch.int8)
-    agents: int = static_field(0)
-
-
-def seed_infections(agents: int, initial_infected: int):
-    """``init`` that infects ``initial_infected`` agents chosen at random per member."""
-
-    def init(params: SIRParams, ctx: Context) -> SIRState:
-        return SIRState(status=seeded_status(ctx, agents, initial_infected), agents=agents)
-
-    return init
-
-
-def seeded_status(ctx: Context, agents: int, infected: int, code: int = INFECTIOUS):
-    """``[B, N]`` int8 status: 0 (susceptible) but for ``infected`` agents per member, chosen
-    at random from each member's stream, set to ``code``."""
-    order = ctx.rng.permutation(agents)  # [B, N]
-    status = torch.zeros(ctx.members, agents, dtype=torch.int8, device=ctx.device)
-    return status.scatter_(1, order[:, :infected], code)
-
-
-def infect_and_recover(state: SIRState, params: SIRParams, ctx: Context) -> SIRState:
-    """One step of S→I and I→R transitions. Shapes: status ``[B, N]``."""
-    status = state.status
-    infectious = (status == INFECTIOUS).sum(dim=1).to(ctx.dtype)  # [B]
-    force = member_view(params.beta * params.dt, 1) * infectious / state.agents
-    p_infect = -torch.expm1(-force)  # [B]
-    p_recover = params.gamma * params.dt  # checked <= 1 by SIRParams.check
-    u = ctx.rng.uniform(state.agents, dtype=ctx.dtype)  # one draw serves both: states exclude
-    infected = (status == SUSCEPTIBLE) & (u < p_infect.view(-1, 1))
-    recovered = (status == INFECTIOUS) & (u < member_view(p_recover, 2))
-    return state.replace(status=status + infected.to(torch.int8) + recovered.to(torch.int8))
-
-
-def count(code: int):
-    """Metric: ``[B]`` agents whose ``status`` (``[B, N]``) equals ``code``."""
-
-    def metric(state: State, params: Params) -> torch.Tensor:
-        return (state.status == code).sum(dim=1)
-
-    return metric
+class SIRState(InfectionState):
+    pass
 
 
 PARAMS = SIRParams
 
 
-def build(agents: int = 10_000, initial_infected: int = 10, **params: float) -> Model:
-    """The SIR model with ``agents`` agents, ``initial_infected`` of them infectious at step 0.
+def build(
+    agents: int = 10_000,
+    initial_infected: int | None = 10,
+    estimator: str = "none",
+    temperature: float = 0.1,
+    **params: float,
+) -> Model:
+    """The SIR model with ``agents`` agents.
 
-    ``params`` override :class:`SIRParams` defaults (beta, gamma, dt).
+    Args:
+        initial_infected: exactly this many agents infectious at step 0 (chosen at random per
+            member); None: each agent is infectious with probability ``initial`` (a fittable
+            param).
+        estimator: gradient estimator of the transitions (``"none"``, ``"straight_through"``,
+            ``"score_function"``): anything but ``"none"`` makes the model differentiable.
+        params: override :class:`SIRParams` (beta, gamma, initial).
     """
-    if not 0 <= initial_infected <= agents:
+    if isinstance(agents, bool) or not isinstance(agents, int) or agents < 1:
+        raise ValueError(f"agents must be a positive integer, got {agents!r}")
+    if initial_infected is not None and not 0 <= initial_infected <= agents:
         raise ValueError(f"initial_infected={initial_infected} must be in [0, agents={agents}]")
+    disease = Disease(latent=False, estimator=estimator, temperature=temperature)
+
+    def init(params: SIRParams, ctx: Context) -> SIRState:
+        if initial_infected is None:
+            return SIRState(**disease.initial(ctx, agents, p=params.initial))
+        return SIRState(**disease.initial(ctx, agents, count=initial_infected))
+
+    def infect_and_recover(state: SIRState, params: SIRParams, ctx: Context) -> SIRState:
+        hazard = well_mixed(disease.share(state, "I"), params.beta)
+        return state.replace(**disease.advance(state, hazard, params, ctx))
+
     return Model(
         name=NAME,
         params=SIRParams().replace(**params),
-        init=seed_infections(agents, initial_infected),
+        init=init,
         steps=(infect_and_recover,),
-        metrics={"S": count(SUSCEPTIBLE), "I": count(INFECTIOUS), "R": count(RECOVERED)},
+        metrics={
+            "S": compartment(disease, "S"),
+            "I": compartment(disease, "I"),
+            "R": compartment(disease, "R"),
+            "infected": flow("infected"),
+        },
         agents=agents,
-        options={"agents": agents, "initial_infected": initial_infected},
+        options={"agents": agents, "initial_infected": initial_infected, "estimator": estimator},
     )
 
 

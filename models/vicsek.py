@@ -20,10 +20,10 @@ import torch
 from populace.engine import (
     Context,
     Model,
-    ParamError,
     Params,
     State,
     member_view,
+    param,
     static_field,
     tensor_field,
 )
@@ -38,20 +38,16 @@ SUMMARY = (
 
 @dataclasses.dataclass(frozen=True)
 class VicsekParams(Params):
-    """Attributes:
-    noise: eta, width of the uniform angular noise (radians, 0 to 2 pi).
-    speed: v, distance per unit time.
-    dt: time step.
-    """
-
-    noise: float | torch.Tensor = 0.5
-    speed: float | torch.Tensor = 0.03
-    dt: float | torch.Tensor = 1.0
-
-    def check(self) -> None:
-        self.check_range("Vicsek")
-        if (self.values("noise") > 2 * math.pi + 1e-6).any():
-            raise ParamError(f"Vicsek noise must be <= 2 pi, got {self.noise}")
+    # the 1e-6 lets a float32 2 pi (just above the float64 one) through
+    noise: float | torch.Tensor = param(
+        0.5,
+        low=0,
+        high=2 * math.pi + 1e-6,
+        unit="radians",
+        doc="eta, width of the uniform angular noise (2 pi: headings i.i.d. uniform)",
+    )
+    speed: float | torch.Tensor = param(0.03, low=0, unit="distance/time", doc="v")
+    dt: float | torch.Tensor = param(1.0, low=0, unit="time", doc="time step")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,12 +119,12 @@ def sort_by_cell(every: int):
     return step
 
 
-def order(state: VicsekState, params: VicsekParams) -> torch.Tensor:
+def order(state: VicsekState, params: VicsekParams, ctx: Context) -> torch.Tensor:
     """``[B]`` Vicsek order parameter ``|mean_i (cos theta_i, sin theta_i)|``."""
     return headings(state.theta).mean(dim=1).norm(dim=-1)
 
 
-def neighbours(state: VicsekState, params: VicsekParams) -> torch.Tensor:
+def neighbours(state: VicsekState, params: VicsekParams, ctx: Context) -> torch.Tensor:
     """``[B]`` mean neighbour count (itself included)."""
     return state.neighbours
 

@@ -37,6 +37,7 @@ from populace.engine import (
     State,
     claim_slots,
     member_view,
+    param,
     static_field,
     tensor_field,
 )
@@ -47,28 +48,33 @@ SUMMARY = "wolf-sheep predation with grass, ABM comparison suite spec; metrics s
 
 @dataclasses.dataclass(frozen=True)
 class WolfSheepParams(Params):
-    """Attributes:
-    sheep_gain, wolf_gain: energy from eating grass / a sheep.
-    sheep_reproduce, wolf_reproduce: reproduction probability per step.
-    regrowth: steps for eaten grass to grow back (one value for all members).
-    """
-
-    sheep_gain: float | torch.Tensor = 5.0
-    wolf_gain: float | torch.Tensor = 13.0
-    sheep_reproduce: float | torch.Tensor = 0.4
-    wolf_reproduce: float | torch.Tensor = 0.2
-    regrowth: float | torch.Tensor = 10.0
+    sheep_gain: float | torch.Tensor = param(
+        5.0, low=0, unit="energy", doc="energy a sheep gains from eating grass"
+    )
+    wolf_gain: float | torch.Tensor = param(
+        13.0, low=0, unit="energy", doc="energy a wolf gains from eating a sheep"
+    )
+    sheep_reproduce: float | torch.Tensor = param(
+        0.4, low=0, high=1, unit="probability/step", doc="a sheep reproduces"
+    )
+    wolf_reproduce: float | torch.Tensor = param(
+        0.2, low=0, high=1, unit="probability/step", doc="a wolf reproduces"
+    )
+    regrowth: float | torch.Tensor = param(
+        10.0,
+        low=0,
+        unit="steps",
+        doc="for eaten grass to grow back (a whole number, one value for all members)",
+    )
 
     def check(self) -> None:
-        self.check_range("wolfsheep")
         regrowth = self.values("regrowth")
         per_member = regrowth.dim() > (1 if isinstance(self.regrowth, Schedule) else 0)
         if per_member or (regrowth != regrowth.round()).any():
             raise ParamError(
-                f"wolfsheep regrowth must be a whole number of steps, one value for all members, "
-                f"got {self.regrowth}"
+                f"wolfsheep parameter 'regrowth' must be a whole number of steps, one value for "
+                f"all members, got {self.regrowth}"
             )
-        self.check_range("wolfsheep", ("sheep_reproduce", "wolf_reproduce"), 0, 1, "a probability")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,22 +246,22 @@ def grass_phase(state: WolfSheepState, params: WolfSheepParams, ctx: Context) ->
     return state.replace(grown=state.grown | ready, countdown=countdown)
 
 
-def sheep_count(state: WolfSheepState, params: WolfSheepParams) -> torch.Tensor:
+def sheep_count(state: WolfSheepState, params: WolfSheepParams, ctx: Context) -> torch.Tensor:
     """Metric: ``[B]`` living sheep."""
     return state.sheep_alive.sum(dim=1)
 
 
-def wolf_count(state: WolfSheepState, params: WolfSheepParams) -> torch.Tensor:
+def wolf_count(state: WolfSheepState, params: WolfSheepParams, ctx: Context) -> torch.Tensor:
     """Metric: ``[B]`` living wolves."""
     return state.wolf_alive.sum(dim=1)
 
 
-def grass_count(state: WolfSheepState, params: WolfSheepParams) -> torch.Tensor:
+def grass_count(state: WolfSheepState, params: WolfSheepParams, ctx: Context) -> torch.Tensor:
     """Metric: ``[B]`` grown grass cells."""
     return state.grown.sum(dim=1)
 
 
-def dropped(state: WolfSheepState, params: WolfSheepParams) -> torch.Tensor:
+def dropped(state: WolfSheepState, params: WolfSheepParams, ctx: Context) -> torch.Tensor:
     """Metric: ``[B]`` births dropped so far for lack of a free slot."""
     return state.dropped
 

@@ -18,6 +18,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from populace.engine import (
     Context,
+    Data,
     Model,
     Params,
     Result,
@@ -25,6 +26,9 @@ from populace.engine import (
     Simulation,
     State,
     member_view,
+    param,
+    per,
+    per_agent,
     run,
     static_field,
     tensor_field,
@@ -34,6 +38,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Context",
+    "Data",
     "Model",
     "Params",
     "Result",
@@ -41,6 +46,9 @@ __all__ = [
     "Simulation",
     "State",
     "member_view",
+    "param",
+    "per",
+    "per_agent",
     "run",
     "static_field",
     "tensor_field",

@@ -15,8 +15,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -29,63 +27,31 @@ from populace.engine.context import resolve_device
 from populace.engine.intervention import ScaleParam
 from populace.engine.plotting import plot_series
 from populace.engine.provenance import device_name, now, versions
+from populace.engine.storage import dumps, staged_folder
 from populace.engine.study import Scenario, study
 from populace.models import covid_behavior
 from populace.populations import nyc
 
-#: the NYC data's age bands folded into the behaviour model's four age groups.
-AGE_GROUPS = {
-    "0-4": "0-17",
-    "5-12": "0-17",
-    "13-17": "0-17",
-    "18-24": "18-34",
-    "25-34": "18-34",
-    "35-44": "35-64",
-    "45-54": "35-64",
-    "55-64": "35-64",
-    "65-74": "65+",
-    "75+": "65+",
-}
 
-
-def archetype_population(population: Any) -> covid_behavior.Population:
-    """The behaviour model's view of a NYC population: age group and borough codes ``[N]``."""
-    ages = population.codebook["age"]
-    unknown = sorted(set(ages) - set(AGE_GROUPS))
-    if unknown:
-        raise ValueError(f"age bands {unknown} have no age group; known: {list(AGE_GROUPS)}")
-    groups = covid_behavior.AGE_BANDS
-    fold = torch.tensor([groups.index(AGE_GROUPS[a]) for a in ages])
-    return covid_behavior.Population(
-        age_band=fold[population.attributes["age"].long().cpu()],
-        borough=population.attributes["borough"].long().cpu(),
-        age_names=groups,
-        borough_names=tuple(population.codebook["borough"]),
-    )
-
-
-def attack_rate_by(codes: torch.Tensor, status: torch.Tensor, groups: int) -> torch.Tensor:
-    """``[G]`` fraction ever infected per group. codes ``[N]``, status ``[M, N]`` (M members)."""
-    ever = (status != covid_behavior.SUSCEPTIBLE).double().mean(dim=0)  # [N]
+def attack_rate_by(codes: torch.Tensor, susceptible: torch.Tensor, groups: int) -> torch.Tensor:
+    """``[G]`` fraction ever infected per group. codes ``[N]``, susceptible ``[M, N]`` 0/1 (M
+    members)."""
+    ever = (1 - susceptible.double()).mean(dim=0)  # [N]
     size = torch.bincount(codes, minlength=groups).double()
     return torch.bincount(codes, weights=ever, minlength=groups) / size.clamp_min(1)
 
 
-def flagship(out: str | Path = "report", **options: Any) -> dict[str, Any]:
+def flagship(
+    out: str | Path = "report", *, overwrite: bool = False, **options: Any
+) -> dict[str, Any]:
     """Run the flagship demo into the report folder ``out``; see :func:`run_demo` for options.
 
-    On failure the folder is removed again: nothing half-written stays behind.
+    The report is written into a hidden sibling folder and swapped in at the end with its
+    ``manifest.json`` (:func:`~populace.engine.storage.staged_folder`): a failure or an
+    interrupt leaves nothing behind. A non-empty ``out`` is refused unless ``overwrite``.
     """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"report folder {out} is a file; give a folder")
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"report folder {out} exists and is not empty; choose another")
-    try:
-        return run_demo(out, **options)
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
-        raise
+    with staged_folder(out, kind="report", overwrite=overwrite, info={"demo": "flagship"}) as tmp:
+        return run_demo(tmp, **options)
 
 
 def run_demo(
@@ -133,9 +99,6 @@ def run_demo(
     build_seconds = time.perf_counter() - t0
     agents = population.n
     seeded = initial_infected if initial_infected is not None else max(5, agents // 2000)
-    behaviour_population = archetype_population(population)
-    pairs = behaviour_population.age_band * 100 + behaviour_population.borough
-    archetypes = int(torch.unique(pairs).numel())
     out.mkdir(parents=True, exist_ok=True)
     model = covid_behavior.build(
         agents=agents,
@@ -145,8 +108,10 @@ def run_demo(
         samples=samples,
         backend=backend,
         cache=True if cache is None else str(cache),
-        population=behaviour_population,
+        population=population,
     )
+    pairs = model.data.age_group * 100 + model.data.borough
+    archetypes = int(torch.unique(pairs).numel())
     lockdown = Scenario("stay_at_home", (ScaleParam("beta", contact_factor, start=lockdown_day),))
     t0 = time.perf_counter()
     result = study(
@@ -167,11 +132,11 @@ def run_demo(
         fig.axes[0].set_xlabel("day")
         fig.savefig(out / f"{metric}.png", dpi=120, bbox_inches="tight")
         plt.close(fig)
-    status = result.result.final_state.status.cpu()
-    base_members = [i for i in range(status.shape[0]) if i // seeds == 0]
+    susceptible = result.result.final_state.health[:, 0].cpu()
+    base_members = [i for i in range(susceptible.shape[0]) if i // seeds == 0]
     area_codes = population.attributes["area"].long().cpu()
     n_areas = len(population.codebook["area"])
-    area_attack = attack_rate_by(area_codes, status[base_members], n_areas)
+    area_attack = attack_rate_by(area_codes, susceptible[base_members], n_areas)
     if population.areas is not None:
         from populace.populations.geography import choropleth
 
@@ -184,21 +149,17 @@ def run_demo(
 
     # numbers
     diff = {
-        r["scenario"]: r
-        for r in result.difference("ever_infected", "final").iter_rows(named=True)
-        if r["scenario"] != result.baseline
+        r["scenario"]: r for r in result.difference("ever_infected", "final").iter_rows(named=True)
     }["stay_at_home"]
-    peak = {
-        r["scenario"]: r
-        for r in result.difference("I", "peak_step").iter_rows(named=True)
-        if r["scenario"] != result.baseline
-    }["stay_at_home"]
+    peak = {r["scenario"]: r for r in result.difference("I", "peak_step").iter_rows(named=True)}[
+        "stay_at_home"
+    ]
     # the llm_* counters hold the whole batch's work per step, repeated in every member's row
     member0 = frame.filter((pl.col("scenario") == result.baseline) & (pl.col("seed") == 0))
     llm = {m: float(member0[f"llm_{m}"].sum()) for m in covid_behavior.LLM_METRICS}
     boroughs = population.codebook["borough"]
     borough_attack = attack_rate_by(
-        population.attributes["borough"].long().cpu(), status[base_members], len(boroughs)
+        population.attributes["borough"].long().cpu(), susceptible[base_members], len(boroughs)
     )
     final = (
         frame.filter(pl.col("step") == days)
@@ -226,7 +187,7 @@ def run_demo(
         "versions": versions(),
         "date": now(),
     }
-    (out / "summary.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / "summary.json").write_text(dumps(record, indent=2) + "\n")
     files = ["metrics.parquet", "I.png", "isolating_share.png"]
     files += ["attack_rate_map.png"] if population.areas is not None else []
     (out / "summary.md").write_text(_markdown(record, lockdown_day, contact_factor, files))

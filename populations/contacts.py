@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from populace.populations.graphs import csr_layer
+
 
 def clique_layer(group: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
     """Everyone meets everyone else in the same group (households, classes, work teams).
@@ -49,7 +51,7 @@ def clique_layer(group: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
     out = torch.empty_like(cols)
     out[(crow[ids] - first)[block] + ar] = cols
     values = torch.full((out.numel(),), weight, dtype=torch.float32, device=device)
-    return torch.sparse_csr_tensor(crow, out, values, size=(n, n), check_invariants=False)
+    return csr_layer(crow, out, values, n)
 
 
 def chunk_groups(

@@ -8,6 +8,7 @@ checking; the tensor generators build graphs of millions of nodes in seconds (on
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable, Sequence
 
 import networkx as nx
@@ -24,6 +25,22 @@ def _generator(seed: int | torch.Generator | None, device: torch.device) -> torc
     g = torch.Generator(device=device)
     g.manual_seed(int(seed))
     return g
+
+
+def csr_layer(
+    crow: torch.Tensor,
+    col: torch.Tensor,
+    values: torch.Tensor,
+    agents: int,
+    check_invariants: bool = False,
+) -> torch.Tensor:
+    """A ``[N, N]`` sparse CSR layer from its arrays, without torch's "sparse CSR support is in
+    beta" warning (it fires on every first use and cannot be filtered by users' code in time)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            crow, col, values, size=(agents, agents), check_invariants=check_invariants
+        )
 
 
 def csr_from_edges(
@@ -78,7 +95,7 @@ def csr_from_edges(
     rows, cols = key // agents, key % agents
     crow = torch.zeros(agents + 1, dtype=torch.int64, device=src.device)
     crow[1:] = torch.cumsum(torch.bincount(rows, minlength=agents), 0)
-    return torch.sparse_csr_tensor(crow, cols, w, size=(agents, agents), check_invariants=False)
+    return csr_layer(crow, cols, w, agents)
 
 
 def erdos_renyi(

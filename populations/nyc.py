@@ -15,6 +15,7 @@ disagreement). IPF fits area × age × sex with the borough as a structural dime
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from collections.abc import Sequence
@@ -130,7 +131,7 @@ def borough_marginals(path: str | Path = DATA / "group-cases-by-boro.csv") -> pl
 
 
 def harmonised_marginals(
-    areas: pl.DataFrame, boroughs: pl.DataFrame, warn: bool = True
+    areas: pl.DataFrame, boroughs: pl.DataFrame, warn: bool = True, stacklevel: int = 3
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(area, borough × age, borough × sex) marginals whose borough totals agree.
 
@@ -163,10 +164,26 @@ def harmonised_marginals(
         warnings.warn(
             "NYC borough populations derived from age-band rates disagree with the summed "
             f"area POP_DENOMINATOR: {'; '.join(notes)}; rescaled to the area totals",
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
     area_marginal = areas.select(pl.col("code").alias("area"), pl.col("population").alias("count"))
     return area_marginal, out[0], out[1]
+
+
+@functools.lru_cache(maxsize=1)
+def _fitted_joint() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(area table, area × borough × age × sex IPF joint) of the shipped files: the part of
+    :func:`nyc` that does not depend on scale or seed, fitted once per process."""
+    areas = read_areas_table()
+    codes = areas["code"].to_list()
+    area_m, age_m, sex_m = harmonised_marginals(areas, borough_marginals(), stacklevel=4)
+    categories = {"area": codes, "borough": BOROUGHS, "age": AGE_BANDS, "sex": SEXES}
+    prior = (
+        areas.select(pl.col("code").alias("area"), "borough", pl.lit(1.0).alias("count"))
+        .join(pl.DataFrame({"age": list(AGE_BANDS)}), how="cross")
+        .join(pl.DataFrame({"sex": list(SEXES)}), how="cross")
+    )
+    return areas, fit_joint([area_m, age_m, sex_m], categories, prior=prior)
 
 
 def nyc(
@@ -226,16 +243,9 @@ def nyc(
     gen = torch.Generator(device=device).manual_seed(seed)
     cpu_gen = torch.Generator().manual_seed(seed)
 
-    areas = read_areas_table()
+    areas, joint = _fitted_joint()
     codes = areas["code"].to_list()
-    area_m, age_m, sex_m = harmonised_marginals(areas, borough_marginals())
     categories = {"area": codes, "borough": BOROUGHS, "age": AGE_BANDS, "sex": SEXES}
-    prior = (
-        areas.select(pl.col("code").alias("area"), "borough", pl.lit(1.0).alias("count"))
-        .join(pl.DataFrame({"age": list(AGE_BANDS)}), how="cross")
-        .join(pl.DataFrame({"sex": list(SEXES)}), how="cross")
-    )
-    joint = fit_joint([area_m, age_m, sex_m], categories, prior=prior)
 
     # area totals first (deterministic, city total preserved), then cells within each area
     area_pop = torch.tensor(areas["population"].to_list(), dtype=torch.float64) * scale

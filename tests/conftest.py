@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import pytest
 import torch
 
-from populace.engine import Context, Model, Params, State, member_view, static_field, tensor_field
+from populace.engine import (
+    Context,
+    Model,
+    Params,
+    State,
+    member_view,
+    param,
+    static_field,
+    tensor_field,
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class DecayParams(Params):
-    rate: float | torch.Tensor = 0.1
-    noise: float | torch.Tensor = 0.0
+    rate: float | torch.Tensor = param(0.1, low=0, unit="1/step", doc="decay rate")
+    noise: float | torch.Tensor = param(0.0, low=0, doc="noise amplitude")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +53,10 @@ def decay_model(agents: int = 16) -> Model:
         params=DecayParams(),
         init=init,
         steps=(decay,),
-        metrics={"mean_x": lambda s, p: s.x.mean(dim=1), "alive": lambda s, p: s.alive.sum(1)},
+        metrics={
+            "mean_x": lambda s, p, ctx: s.x.mean(dim=1),
+            "alive": lambda s, p, ctx: s.alive.sum(1),
+        },
         agents=agents,
     )
 
@@ -51,3 +64,32 @@ def decay_model(agents: int = 16) -> Model:
 @pytest.fixture
 def decay() -> Model:
     return decay_model()
+
+
+@pytest.fixture
+def sigkill_child():
+    """``run(script, after)``: start ``python -c script``, wait for its first stdout line, let it
+    go on ``after`` seconds more, SIGKILL it (bounded: 60 s to its first line)."""
+    import signal
+    import subprocess
+    import sys
+
+    def run(script: str, after: float) -> None:
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        try:
+            timer = threading.Timer(60, proc.kill)
+            timer.start()
+            first = proc.stdout.readline().strip()
+            timer.cancel()
+            assert first == "ready", f"the child said {first!r}"
+            proc.stdout.close()
+            try:
+                proc.wait(timeout=after)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            proc.kill()
+        assert proc.returncode == -signal.SIGKILL, "the child ended before the kill"
+
+    return run

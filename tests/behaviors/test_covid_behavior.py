@@ -6,13 +6,15 @@ import pytest
 import torch
 
 from populace.engine import Simulation
+from populace.epi.observation import case_trend
 from populace.models import covid_behavior
-from populace.models.covid_behavior import case_trend, synthetic_population
+from populace.models.covid_behavior import synthetic_population
 
 
 def test_case_trend():
     cases = torch.zeros(1, covid_behavior.WINDOW, dtype=torch.float64)
     cases[0, -7:] = 10.0  # 70 this week, 70 in four weeks → weekly average 17.5
+    assert cases.shape[1] == 28
     per_100k, change = case_trend(cases, agents=1000)
     assert per_100k.item() == pytest.approx(7000.0)
     assert change.item() == pytest.approx(100 * (70 - 17.5) / 17.5)
@@ -59,7 +61,7 @@ def test_llm_calls_scale_with_archetypes_not_agents(scripted):
     counts = []
     for agents in (1_000, 100_000):
         backend, result = llm_run(scripted, rule, agents, steps=15, samples=2, query_every=7)
-        k = 4 * 5  # age bands x boroughs, all present at these sizes
+        k = 4 * 5  # age groups x boroughs, all present at these sizes
         query_steps = 3  # steps 0, 7, 14
         assert backend.calls == k * query_steps * 2
         assert result.metrics["llm_calls"].sum() == backend.calls
@@ -97,7 +99,14 @@ def test_llm_rerun_hits_the_cache_and_reproduces(scripted, tmp_path):
 
 def test_llm_fallbacks_are_counted_in_metrics(scripted):
     backend, result = llm_run(
-        scripted, lambda t, s: "banana", 400, steps=2, samples=1, max_retries=1, prior=0.0
+        scripted,
+        lambda t, s: "banana",
+        400,
+        steps=2,
+        samples=1,
+        max_retries=1,
+        prior=0.0,
+        max_fallback_share=1.0,
     )
     fallbacks = result.metrics["llm_fallbacks"].sum()
     assert fallbacks == backend.calls // 2  # every answer invalid twice, then the prior
@@ -106,16 +115,19 @@ def test_llm_fallbacks_are_counted_in_metrics(scripted):
 
 def test_population_seam_and_bad_options():
     pop = synthetic_population(100, seed=1)
-    assert pop.age_band.shape == (100,) and int(pop.borough.max()) < 5
+    assert pop.n == 100 and int(pop.attributes["borough"].max()) < 5
     model = covid_behavior.build(agents=100, population=pop)
     assert model.agents == 100
+    # the age groups fold NYC's bands: every agent of band "75+" is in group "65+"
+    old = model.data.age == pop.codebook["age"].index("75+")
+    assert (model.data.age_group[old] == covid_behavior.AGE_GROUPS.index("65+")).all()
     with pytest.raises(ValueError, match="behavior"):
         covid_behavior.build(agents=100, behavior="psychic")
-    with pytest.raises(ValueError, match="not 50"):
+    with pytest.raises(ValueError, match="population has 100 agents, not 50"):
         covid_behavior.build(agents=50, population=pop)
     with pytest.raises(ValueError, match="unknown LLM backend"):
         covid_behavior.build(agents=100, behavior="llm", backend="telepathy", cache=False)
-    with pytest.raises(ValueError, match="population must have an age_band"):
+    with pytest.raises(ValueError, match="population must be a Population"):
         covid_behavior.build(agents=100, population="x")
     with pytest.raises(ValueError, match="prior must be a probability"):
         covid_behavior.build(agents=100, prior=float("nan"))
@@ -127,3 +139,10 @@ def test_state_stays_finite_so_check_finite_can_be_on(scripted, behavior):
     model = covid_behavior.build(agents=300, initial_infected=10, behavior=behavior, **options)
     result = Simulation(model, members=2, device="cpu", check_finite=True).run(9)
     assert torch.isfinite(result.final_state.p_isolate).all()
+
+
+def test_a_run_where_most_answers_fall_back_stops_with_one_line(scripted):
+    from populace.behaviors.llm.query import FallbackShareError
+
+    with pytest.raises(FallbackShareError, match="fell back"):
+        llm_run(scripted, lambda t, s: "banana", 400, steps=2, samples=1, max_retries=0, prior=0.0)

@@ -44,15 +44,15 @@ def test_run_writes_parquet_and_run_json(tmp_path, capsys):
     )
     assert code == 0
     final = json.loads(out.strip().splitlines()[-1])
-    assert set(final) == {"S", "I", "R", "seconds"}
+    assert set(final) == {"S", "I", "R", "infected", "seconds"}
     assert final["S"] + final["I"] + final["R"] == pytest.approx(2000)
     metrics = pl.read_parquet(out_dir / "metrics.parquet")
-    assert metrics.columns == ["member", "step", "S", "I", "R"]
+    assert metrics.columns == ["member", "step", "S", "I", "R", "infected"]
     assert metrics.height == 3 * 31
     record = json.loads((out_dir / "run.json").read_text())
     assert record["model"] == "sir" and record["seed"] == 4 and record["members"] == 3
     assert record["params"]["beta"] == pytest.approx(0.6)
-    assert record["options"] == {"agents": 2000, "initial_infected": 20}
+    assert record["options"] == {"agents": 2000, "initial_infected": 20, "estimator": "none"}
     assert record["versions"]["torch"] and record["device"] == "cpu"
     last = metrics.filter(pl.col("step") == 30)
     assert last["S"].mean() == pytest.approx(final["S"])
@@ -67,7 +67,7 @@ def test_run_writes_parquet_and_run_json(tmp_path, capsys):
             ["unknown setting 'betta'", "beta", "initial_infected"],
         ),
         (["run", "sir", "--set", "beta"], ["name=value"]),
-        (["run", "sir", "--set", "gamma=3"], ["gamma * dt"]),
+        (["run", "sir", "--set", "gamma=3"], ["'gamma' must lie in [0, 1]"]),
         (["bench", "nope"], ["unknown model 'nope'"]),
         (["run", "sir", "--set", "initial_infected=abc"], ["initial_infected must be an integer"]),
         (["run", "sir", "--set", "initial_infected=1.5"], ["initial_infected must be an integer"]),
@@ -115,7 +115,7 @@ def test_check_finite_failure_is_one_line(capsys):
         "--steps",
         "2",
         "--set",
-        "dt=1e38",
+        "dt=3.3e38",  # dt * omega overflows float32 for |omega| > 1.03
         "--check-finite",
     )
     assert code == 2 and "NaN/Inf" in err and "Traceback" not in err
@@ -192,3 +192,75 @@ def test_bench_dispatches_kernel_families(capsys):
     assert code == 0
     rec = json.loads(out.strip().splitlines()[-1])
     assert rec["name"] == "contagion" and rec["agents"] == 2000
+
+
+USER_MODEL = """
+import dataclasses
+import torch
+from populace.engine import Model, Params, State, param, tensor_field
+
+
+@dataclasses.dataclass(frozen=True)
+class GrowthParams(Params):
+    rate: float = param(0.1, low=0, unit="1/step", doc="growth per step")
+
+
+@dataclasses.dataclass(frozen=True)
+class Wealth(State):
+    x: torch.Tensor = tensor_field("B", "N")
+
+
+def build(agents: int = 10, start: float = 1.0) -> Model:
+    def init(params, ctx):
+        return Wealth(x=torch.full((ctx.members, agents), start, dtype=ctx.dtype))
+
+    def grow(state, params, ctx):
+        return state.replace(x=state.x * (1 + params.rate))
+
+    return Model("growth", GrowthParams(), init, (grow,),
+                 {"total": lambda s, p, ctx: s.x.sum(1)}, agents=agents)
+"""
+
+
+def test_a_users_model_file_runs_like_a_zoo_model(tmp_path, capsys):
+    path = tmp_path / "my_model.py"
+    path.write_text(USER_MODEL)
+    code, out, _ = run_cli(
+        capsys,
+        "run",
+        f"{path}:build",
+        "--agents",
+        "4",
+        "--steps",
+        "2",
+        "--set",
+        "rate=0.5",
+        "--set",
+        "start=2.0",
+        "--out",
+        str(tmp_path / "o"),
+        "--json",
+    )
+    assert code == 0
+    assert json.loads(out.strip().splitlines()[-1])["total"] == pytest.approx(4 * 2.0 * 1.5**2)
+    assert json.loads((tmp_path / "o" / "run.json").read_text())["model"] == "growth"
+    code, _, err = run_cli(capsys, "run", f"{path}:build", "--set", "rte=1")
+    assert code == 2 and "unknown setting 'rte'" in err and "rate" in err and "start" in err
+    code, _, err = run_cli(capsys, "run", f"{path}:nope")
+    assert code == 2 and "has no function 'nope'" in err
+    code, out, _ = run_cli(capsys, "run", f"{path}:build", "--help")
+    assert code == 0 and "rate = 0.1  [0, inf], 1/step — growth per step" in out
+
+
+def test_a_package_module_function_runs(capsys):
+    code, out, _ = run_cli(
+        capsys, "run", "populace.models.sir:build", "--agents", "300", "--steps", "3", "--json"
+    )
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["S"] <= 300
+
+
+def test_model_help_lists_params_with_bounds_and_units(capsys):
+    code, out, _ = run_cli(capsys, "run", "covid_nyc_seir", "--help")
+    assert code == 0
+    assert "beta_borough = 1  [0, inf], relative, per borough" in out
+    assert "population = 'nyc'" in out

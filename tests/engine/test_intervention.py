@@ -56,7 +56,7 @@ def test_trigger_fires_per_member_with_hysteresis():
     rule = Trigger(
         "beta",
         0.0,
-        lambda s, p: (s.status == sir.INFECTIOUS).sum(1) / 4_000,
+        lambda s, p, ctx: s.health[:, 1].sum(1) / 4_000,
         on_above=0.05,
         off_below=0.01,
         label="lockdown",
@@ -124,10 +124,10 @@ def test_study_rejects_duplicate_names():
 
 def test_trigger_values_and_thresholds_are_checked_before_the_run():
     model = sir.build(agents=500, initial_infected=5, gamma=0.2)
-    prevalence = lambda s, p: (s.status == sir.INFECTIOUS).sum(1) / 500.0  # noqa: E731
+    prevalence = lambda s, p, ctx: s.health[:, 1].sum(1) / 500.0  # noqa: E731
     with pytest.raises(ParamError, match="NaN/Inf"):
         Simulation(model, device="cpu", triggers=[Trigger("beta", math.nan, prevalence, 0.1, 0.0)])
-    with pytest.raises(ParamError, match="gamma \\* dt = 5"):  # the model's own check
+    with pytest.raises(ParamError, match=r"'gamma' must lie in \[0, 1\]"):  # its declaration
         Simulation(model, device="cpu", triggers=[Trigger("gamma", 5.0, prevalence, 0.1, 0.0)])
     with pytest.raises(ParamError, match="unknown parameter 'bta'"):
         Simulation(model, device="cpu", triggers=[Trigger("bta", 0.0, prevalence, 0.1, 0.0)])
@@ -151,3 +151,81 @@ def test_outcome_peak_step_is_the_first_step_of_a_plateau():
     assert out["scenario"].to_list() == ["baseline", "baseline", "closure", "closure"]
     assert out["I"].to_list() == [1, 0, 0, 1]
     assert res.outcome("I", "peak")["I"].to_list() == [5.0, 2.0, 3.0, 4.0]
+
+
+def borough_seir(agents=1_000, **params):
+    from populace.models import covid_nyc_seir
+
+    return covid_nyc_seir.build(
+        agents=agents, population="well_mixed", estimator="none", initial=0.02, **params
+    )
+
+
+def test_targeted_intervention_changes_only_the_selected_entries():
+    model = borough_seir(beta=1.2)
+    closed = SetParam("beta_borough", 0.0, start=0, where={"borough": "SI"}).apply(
+        model.params, model.data
+    )
+    torch.testing.assert_close(closed.beta_borough.values[0], torch.tensor([1.0, 1, 1, 1, 0]))
+    by_code = ScaleParam("beta_borough", 0.5, start=3, where={"borough": [0, "MN"]}).apply(
+        model.params, model.data
+    )
+    torch.testing.assert_close(by_code.beta_borough.at(3), torch.tensor([0.5, 1, 0.5, 1, 1]))
+    result = Simulation(
+        model.with_params(beta_borough=closed.beta_borough), members=2, seed=1, device="cpu"
+    ).run(20)
+    assert result.metrics["cases_SI"].sum() == 0  # SI's residents are never exposed
+    assert result.metrics["cases_BK"].sum() > 0
+
+
+def test_targeted_interventions_name_unknown_labels_axes_and_untargetable_params():
+    model = borough_seir()
+    with pytest.raises(ParamError, match="axis 'borough' has no label 'Bronx'; valid: BX, BK"):
+        SetParam("beta_borough", 0.0, 0, where={"borough": "Bronx"}).apply(model.params, model.data)
+    with pytest.raises(ParamError, match="where= names axis 'age'; 'beta_borough' runs along"):
+        SetParam("beta_borough", 0.0, 0, where={"age": "0-4"}).apply(model.params, model.data)
+    with pytest.raises(ParamError, match="'beta' has no axes"):
+        SetParam("beta", 0.0, 0, where={"borough": "BX"}).apply(model.params, model.data)
+
+
+def test_a_per_borough_trigger_switches_each_borough_on_its_own_prevalence():
+    model = borough_seir(agents=2_000, beta=1.0)
+
+    def prevalence(state, params, ctx):  # [B, 5] infectious share per borough
+        codes = ctx.data.borough
+        sick = torch.zeros(state.health.shape[0], 5).index_add(1, codes, state.health[:, 2])
+        return sick / torch.bincount(codes, minlength=5)
+
+    rule = Trigger(
+        "beta_borough", 0.0, prevalence, on_above=0.04, off_below=0.01, label="shut", axis="borough"
+    )
+    sim = Simulation(model, members=2, seed=2, device="cpu", triggers=[rule])
+    m = sim.run(40).metrics
+    assert {f"shut_{b}" for b in ("BX", "BK", "MN", "QN", "SI")} <= set(m.columns)
+    shut = m.select([c for c in m.columns if c.startswith("shut_")])
+    assert shut.to_numpy().any()
+    # boroughs switch on their own prevalence, not together
+    assert len({tuple(shut[c].to_list()) for c in shut.columns}) > 1
+    with pytest.raises(ParamError, match="the param must run along exactly that axis"):
+        Simulation(
+            model,
+            device="cpu",
+            triggers=[Trigger("beta", 0.0, prevalence, 0.1, 0.0, axis="borough")],
+        )
+
+
+def test_study_of_a_targeted_closure_and_its_table():
+    model = borough_seir(agents=1_000, beta=1.0)
+    res = study(
+        model,
+        [Scenario("SI closed", (SetParam("beta_borough", 0.0, 0, where={"borough": "SI"}),))],
+        steps=15,
+        seeds=3,
+        device="cpu",
+    )
+    d = res.difference("cases_SI", "sum")
+    assert d["scenario"].to_list() == ["SI closed"]  # no zero baseline row
+    assert d["mean"][0] < 0
+    assert "StudyResult(2 scenarios ['baseline', 'SI closed'] x 3 seeds" in repr(res)
+    with pytest.raises(ValueError, match=r"\['members'\] are set by the study"):
+        study(model, [], steps=2, members=5, device="cpu")

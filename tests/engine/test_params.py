@@ -1,9 +1,10 @@
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from populace.engine import ParamError, Schedule, member_view
+from populace.engine import ParamError, Params, Schedule, member_view, param, per_agent
 from tests.conftest import DecayParams
 
 
@@ -19,7 +20,14 @@ def test_schedule_is_piecewise_constant():
 
 @pytest.mark.parametrize(
     "values, starts",
-    [([1.0, 2.0], (0,)), ([1.0, 2.0], (1, 3)), ([1.0, 2.0], (0, 0)), ([[[1.0]]], (0,))],
+    [
+        ([1.0, 2.0], (0,)),
+        ([1.0, 2.0], (1, 3)),
+        ([1.0, 2.0], (0, 0)),
+        ([1.0, 2.0], (0, 1.5)),  # a start between steps
+        ([], ()),
+        ("fast", (0,)),
+    ],
 )
 def test_bad_schedules_raise(values, starts):
     with pytest.raises(ParamError, match="Schedule"):
@@ -69,10 +77,50 @@ def test_member_view():
     assert member_view(torch.arange(4.0), 3).shape == (4, 1, 1)
 
 
-def test_check_range_names_the_param_and_its_bound():
-    p = DecayParams(rate=Schedule([0.1, -0.2], (0, 5)), noise=1.5)
-    with pytest.raises(ParamError, match="decay parameter 'rate' must be >= 0"):
-        p.check_range("decay")
-    with pytest.raises(ParamError, match=r"'noise' must lie in \[0, 1\] \(a probability\)"):
-        p.check_range("decay", ("noise",), 0, 1, "a probability")
-    DecayParams(rate=0.1, noise=1.0).check_range("decay", high=1)  # bounds are inclusive
+def test_declared_bounds_are_checked_naming_the_param_and_its_bound():
+    p = DecayParams(rate=Schedule([0.1, -0.2], (0, 5))).to("cpu")
+    bound = r"decay parameter 'rate' must lie in \[0, inf\] \(1/step\)"
+    with pytest.raises(ParamError, match=bound):
+        p.validate("decay")
+    DecayParams(rate=0.0, noise=1.0).to("cpu").validate("decay")  # bounds are inclusive
+    decl = DecayParams.declarations()["rate"]
+    assert (decl.low, decl.high, decl.unit, decl.default) == (0, None, "1/step", 0.1)
+
+
+def test_a_value_that_overflows_the_run_dtype_is_refused():
+    DecayParams(rate=1e39).to("cpu", torch.float64)  # fine in float64
+    with pytest.raises(ParamError, match="'rate': NaN/Inf value 1e\\+39 in float32"):
+        DecayParams(rate=1e39).to("cpu", torch.float32)
+    with pytest.raises(ParamError, match="'rate': schedule has NaN/Inf values in float32"):
+        DecayParams(rate=Schedule([0.1, 1e39], (0, 2))).to("cpu", torch.float32)
+
+
+def test_schedule_at_refuses_a_negative_step():
+    with pytest.raises(ParamError, match="step must be >= 0"):
+        Schedule([1.0], (0,)).at(-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class AreaParams(Params):
+    rate: float | torch.Tensor = param(0.5, low=0, high=1, axes=("area",), doc="per area")
+    base: float | torch.Tensor = param(1.0)
+
+
+def test_axis_params_take_scalar_per_axis_or_per_member_values():
+    axes = {"area": 3}
+    p = AreaParams().to("cpu", torch.float64, axes=axes)
+    assert p.rate.shape == (3,) and p.members() == {}
+    q = AreaParams(rate=torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])).to(axes=axes)
+    assert q.members() == {"rate": 2}
+    s = AreaParams(rate=Schedule(torch.tensor([[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]]), (0, 4)))
+    s = s.to(axes=axes)
+    assert s.at(5).rate.tolist() == pytest.approx([0.3, 0.2, 0.1])
+    gathered = per_agent(q.rate, torch.tensor([2, 0, 0, 1]))
+    want = torch.tensor([[0.3, 0.1, 0.1, 0.2], [0.6, 0.4, 0.4, 0.5]])
+    torch.testing.assert_close(gathered, want)
+    with pytest.raises(ParamError, match=r"'rate': trailing shape \(2,\) does not match"):
+        AreaParams(rate=torch.ones(2)).to(axes=axes)
+    with pytest.raises(ParamError, match="axis 'area', which the model's data does not define"):
+        AreaParams().to(axes={"age": 3})
+    with pytest.raises(ParamError, match=r"'rate' must lie in \[0, 1\]"):
+        AreaParams(rate=torch.tensor([0.1, 2.0, 0.3])).to(axes=axes).validate()

@@ -19,9 +19,9 @@ def test_member_runs_the_same_alone_or_in_a_batch_of_64():
     alone = Simulation(model, seeds=[member_seed(3, 41)], device="cpu").run(40)
     b = batch.metrics.filter(pl.col("member") == 41).drop("member")
     assert b.equals(alone.metrics.drop("member"))
-    assert torch.equal(batch.final_state.status[41], alone.final_state.status[0])
+    assert torch.equal(batch.final_state.health[41], alone.final_state.health[0])
     # and members really differ from each other
-    assert not torch.equal(batch.final_state.status[40], batch.final_state.status[41])
+    assert not torch.equal(batch.final_state.health[40], batch.final_state.health[41])
 
 
 def test_same_seed_same_result_other_seed_differs():
@@ -43,7 +43,7 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path):
     resumed = Simulation.resume(path, model, device="cpu")
     assert resumed.step == 25
     rest = resumed.run(35)
-    assert torch.equal(rest.final_state.status, full.final_state.status)
+    assert torch.equal(rest.final_state.health, full.final_state.health)
     tail = full.metrics.filter(pl.col("step") >= 25)
     assert rest.metrics.equals(tail)
 
@@ -122,8 +122,8 @@ def test_init_must_build_the_right_ensemble(decay):
 def test_metric_must_return_one_value_per_member(decay):
     import dataclasses
 
-    wrong = dataclasses.replace(decay, metrics={"x": lambda s, p: s.x})
-    with pytest.raises(ValueError, match="metric 'x'.*expected \\[B\\]"):
+    wrong = dataclasses.replace(decay, metrics={"x": lambda s, p, ctx: s.x})
+    with pytest.raises(ValueError, match="metric 'x'.*expected \\[2\\]"):
         Simulation(wrong, members=2, device="cpu").run(1)
 
 
@@ -158,3 +158,9 @@ def test_bad_recording_arguments_and_a_bad_initial_state(decay):
     )
     with pytest.raises(NonFiniteError, match="the initial state: field DecayState.x"):
         Simulation(nan_init, device="cpu", check_finite=True)
+
+
+def test_absurd_member_counts_are_refused_before_building_seeds(decay):
+    # (the old code looped building a billion seeds before failing)
+    with pytest.raises(ValueError, match="members must be at most 1,048,576 in one run"):
+        Simulation(decay, members=10**9, device="cpu")

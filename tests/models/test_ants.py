@@ -36,7 +36,8 @@ def test_world_has_netlogo_piles_and_nest():
         assert ((units == 1) | (units == 2)).all() and (units == 1).any() and (units == 2).any()
     assert (s.food[:, s.pile[0] == 0] == 0).all()
     assert torch.equal(s.pos, torch.full_like(s.pos, 35.0))  # everyone starts at the origin
-    scent, nest = ants.nest_fields(71, "cpu", torch.float64)
+    scent, nest = sim.data.nest_scent, sim.data.nest  # model data, on the run device and dtype
+    assert scent.dtype == sim.dtype and scent.shape == nest.shape == (71 * 71,)
     assert int(nest.sum()) == disc and scent.max() == 200
 
 
@@ -47,7 +48,7 @@ def test_food_and_chemical_are_conserved():
     sim = Simulation(model, members=2, seed=3, device="cpu", dtype=torch.float64)
     state, params = sim.state, sim.params
     total = state.food.sum(dim=(1, 2))
-    _, nest = ants.nest_fields(41, "cpu", torch.float64)
+    nest = sim.data.nest
     for t in range(250):
         cell, _ = ants._patch_index(state.pos, 41)
         active = torch.arange(60) <= t
@@ -108,7 +109,7 @@ def test_runs_through_the_cli(capsys):
 
 
 def test_bad_params_are_named():
-    with pytest.raises(ParamError, match="'diffusion' must lie in"):
+    with pytest.raises(ParamError, match=r"ants parameter 'diffusion' must lie in \[0, 1\]"):
         Simulation(ants.build(agents=5).with_params(diffusion=2.0), device="cpu")
     with pytest.raises(ParamError, match="follow_min"):
         Simulation(ants.build(agents=5).with_params(follow_min=3.0), device="cpu")

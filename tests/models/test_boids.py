@@ -67,3 +67,8 @@ def test_per_member_separation_is_rejected():
     model = boids.build(agents=10).with_params(separation=torch.tensor([1.0, 2.0]))
     with pytest.raises(ParamError, match="separation"):
         Simulation(model, members=2, device="cpu")
+
+
+def test_negative_params_are_refused():
+    with pytest.raises(ParamError, match=r"boids parameter 'cohere_factor' must lie in \[0, inf\]"):
+        Simulation(boids.build(agents=10, cohere_factor=-0.1), device="cpu")

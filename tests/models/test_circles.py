@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from populace.engine import Simulation
+from populace.engine import ParamError, Simulation
 from populace.kernels import HAS_TRITON, INTERPRET
 from populace.models import circles
 
@@ -42,3 +42,8 @@ def test_triton_and_torch_backends_give_the_same_trajectory():
         model = circles.build(agents=30, density=0.1, backend=backend)
         runs.append(Simulation(model, seed=4, device="cpu", dtype=torch.float64).run(2))
     torch.testing.assert_close(runs[0].final_state.pos, runs[1].final_state.pos)
+
+
+def test_negative_repulse_is_refused():
+    with pytest.raises(ParamError, match=r"circles parameter 'repulse' must lie in \[0, inf\]"):
+        Simulation(circles.build(agents=10, repulse=-0.05), device="cpu")

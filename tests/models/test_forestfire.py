@@ -82,5 +82,5 @@ def test_tree_count_is_conserved_and_burnt_never_falls():
 def test_bad_forestfire_inputs():
     with pytest.raises(ValueError, match="not a square grid"):
         ff.build(agents=1000)
-    with pytest.raises(ParamError, match="density"):
+    with pytest.raises(ParamError, match=r"forestfire parameter 'density' must lie in \[0, 1\]"):
         Simulation(ff.build(agents=100, density=1.5), device="cpu")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from populace import models
-from populace.engine import Simulation
+from populace.engine import ParamError, Simulation
 from populace.models import kuramoto
 
 
@@ -73,3 +73,7 @@ def test_bad_options_raise():
         kuramoto.build(agents=10, initial="random")
     with pytest.raises(ValueError, match="gamma"):
         kuramoto.build(agents=10, gamma=0.0)
+    with pytest.raises(ParamError, match=r"kuramoto parameter 'dt' must lie in \[0, inf\]"):
+        Simulation(kuramoto.build(agents=10, dt=-0.1), device="cpu")
+    with pytest.raises(ParamError, match="kuramoto parameter 'dt' must be > 0"):
+        Simulation(kuramoto.build(agents=10, dt=0.0), device="cpu")

@@ -46,7 +46,7 @@ def test_no_outbreak_when_transmissibility_zero_and_full_when_one():
     full = Simulation(
         model.with_params(transmissibility=1.0), seed=1, device="cpu", progress=False
     ).run(200)
-    seeds = Simulation(model, seed=1, device="cpu", progress=False).state.status[0] == 2
+    seeds = Simulation(model, seed=1, device="cpu", progress=False).state.health[0, 1] == 1
     g = nx.Graph()
     g.add_nodes_from(range(2_000))
     crow, col = layer.crow_indices(), layer.col_indices()
@@ -108,7 +108,7 @@ def test_zoo_and_errors():
     with pytest.raises(ValueError, match=r"\[10, 10\]"):
         network_sir.build(agents=10, graph=from_networkx(nx.path_graph(5)))
     model = network_sir.build(agents=50, degree=3)
-    with pytest.raises(ValueError, match="probability"):
+    with pytest.raises(ValueError, match=r"'transmissibility' must lie in \[0, 1\]"):
         Simulation(model.with_params(transmissibility=1.5), progress=False)
     layer = erdos_renyi(10, 2.0, 0)
     for bad in ("values", "check", "replace", "beta-2"):

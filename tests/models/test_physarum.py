@@ -60,7 +60,7 @@ def test_runs_through_the_cli_on_the_ensemble_axis(capsys):
 
 
 def test_bad_params_are_named():
-    with pytest.raises(ParamError, match="'decay' must lie in"):
+    with pytest.raises(ParamError, match=r"physarum parameter 'decay' must lie in \[0, 1\]"):
         Simulation(physarum.build(agents=10, world=8).with_params(decay=1.5), device="cpu")
     with pytest.raises(ParamError, match="sensor_angle"):
         model = physarum.build(agents=10, world=8).with_params(sensor_angle=torch.ones(2))

@@ -97,5 +97,7 @@ def test_bad_schelling_inputs():
         schelling.build(agents=10, width=4, radius=2)
     with pytest.raises(ValueError, match="radius"):
         schelling.build(agents=10, width=10, radius=0)
-    with pytest.raises(ParamError, match="min_similar"):
+    with pytest.raises(
+        ParamError, match=r"schelling parameter 'min_similar' must lie in \[0, inf\]"
+    ):
         Simulation(schelling.build(agents=10, width=10, min_similar=-1.0), device="cpu")

@@ -78,8 +78,10 @@ def test_triton_and_torch_backends_give_the_same_trajectory():
 
 
 def test_bad_settings_raise():
-    with pytest.raises(ParamError, match="noise"):
+    with pytest.raises(ParamError, match=r"vicsek parameter 'noise' must lie in \[0, 6.28319\]"):
         Simulation(vicsek.build(agents=10, noise=-1.0), device="cpu")
+    with pytest.raises(ParamError, match=r"vicsek parameter 'noise' must lie in \[0, 6.28319\]"):
+        Simulation(vicsek.build(agents=10, noise=7.0), device="cpu")
     with pytest.raises(ValueError, match="density"):
         vicsek.build(agents=10, density=0.0)
 
@@ -129,6 +131,6 @@ def test_sorting_by_cell_keeps_the_physics():
     for a, b in ((before.pos, sorted_state.pos), (before.theta, sorted_state.theta)):
         assert torch.equal(a.sort(dim=1).values, b.sort(dim=1).values)
     torch.testing.assert_close(
-        vicsek.order(sorted_state, sim.params), vicsek.order(before, sim.params)
+        vicsek.order(sorted_state, sim.params, sim.ctx), vicsek.order(before, sim.params, sim.ctx)
     )
     assert sim.run(60).series("order")[:, -1].min() > 0.99

@@ -108,7 +108,8 @@ def test_bad_wolfsheep_inputs():
         ws.build(agents=30, width=10, capacity=0)
     with pytest.raises(ValueError, match="wolves must be an integer"):
         ws.build(agents=30, width=10, wolves="abc")
-    with pytest.raises(ParamError, match="probability"):
+    match = r"wolfsheep parameter 'sheep_reproduce' must lie in \[0, 1\] \(probability/step\)"
+    with pytest.raises(ParamError, match=match):
         Simulation(ws.build(agents=30, width=10, sheep_reproduce=1.5), device="cpu")
     with pytest.raises(ParamError, match="whole number"):
         Simulation(ws.build(agents=30, width=10, regrowth=2.5), device="cpu")

@@ -1,0 +1,1 @@
+"""Epidemic modules a model composes: disease natural history, contact, observation."""
