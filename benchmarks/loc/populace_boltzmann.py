@@ -22,16 +22,17 @@ def gini(state, params, ctx):
     return 1 + 1 / n - 2 * b
 
 
-def boltzmann(n=100, width=10, height=10):
-    def neighbour(cell, ctx):  # a uniformly random Moore neighbour on the grid
-        d = torch.arange(9, device=cell.device)  # the 3 x 3 block around a cell; 4 is the cell
-        x, y = (cell // height)[..., None] + d // 3 - 1, (cell % height)[..., None] + d % 3 - 1
-        ok = (x >= 0) & (x < width) & (y >= 0) & (y < height) & (d != 4)  # [B, N, 9]
-        pick = (ctx.rng.uniform(cell.shape[1], 9) * ok).argmax(-1, keepdim=True)
-        return (x * height + y).gather(-1, pick).squeeze(-1)
+def neighbour(cell, width, height, ctx):  # a uniformly random Moore neighbour on the grid
+    d = torch.arange(9, device=cell.device)  # the 3 x 3 block around a cell; 4 is the cell
+    x, y = (cell // height)[..., None] + d // 3 - 1, (cell % height)[..., None] + d % 3 - 1
+    ok = (x >= 0) & (x < width) & (y >= 0) & (y < height) & (d != 4)  # [B, N, 9]
+    pick = (ctx.rng.uniform(cell.shape[1], 9) * ok).argmax(-1, keepdim=True)
+    return (x * height + y).gather(-1, pick).squeeze(-1)
 
+
+def boltzmann(agents=100, width=10, height=10):
     def step(state, params, ctx):
-        dest = neighbour(state.cell, ctx)
+        dest = neighbour(state.cell, width, height, ctx)
 
         def act(s, p, c, ready):  # the agents that act now touch disjoint cells
             cell = torch.where(ready, dest, s.cell)
@@ -44,10 +45,10 @@ def boltzmann(n=100, width=10, height=10):
         return sequential(state, params, ctx, act, cells, width * height)
 
     def init(params, ctx):
-        wealth = torch.ones(ctx.members, n, dtype=torch.int64, device=ctx.device)
-        return Economy(cell=ctx.rng.integers(0, width * height, n), wealth=wealth)
+        wealth = torch.ones(ctx.members, agents, dtype=torch.int64, device=ctx.device)
+        return Economy(cell=ctx.rng.integers(0, width * height, agents), wealth=wealth)
 
-    return Model("boltzmann", Params(), init, (step,), {"gini": gini}, agents=n)
+    return Model("boltzmann", Params(), init, (step,), {"gini": gini}, agents=agents)
 
 
 if __name__ == "__main__":
