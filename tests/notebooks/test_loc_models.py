@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 LOC = Path(__file__).resolve().parents[2] / "benchmarks" / "loc"
+#: the model files: populace_<model>.py and mesa_<model>.py
+MODEL_FILES = sorted(p.stem for p in LOC.glob("*_*.py") if p.stem != "gini_vs_mesa")
 
 
 def _check():
@@ -41,12 +43,12 @@ def test_lines_of_code_skip_blanks_comments_and_docstrings(tmp_path: Path):
 
 
 def test_every_model_is_written_both_ways():
-    names = {p.stem for p in LOC.glob("*.py")} - {"check"}
-    assert names == {f"{side}_{m}" for side in ("populace", "mesa") for m in check.MODELS}
+    both = {f"{side}_{m}" for side in ("populace", "mesa") for m in check.MODELS}
+    assert set(MODEL_FILES) == both
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(p.stem for p in LOC.glob("*_*.py")))
+@pytest.mark.parametrize("name", MODEL_FILES)
 def test_each_file_runs_as_a_script(name: str, capsys):
     pytest.importorskip("mesa", reason="the bench extra is not installed")
     runpy.run_path(str(LOC / f"{name}.py"), run_name="__main__")
@@ -75,3 +77,19 @@ def test_populace_and_mesa_versions_agree_on_their_outcomes():
         assert abs(out["seir"][side][0] - z) < 0.02
         # 50 agents agree within ~30 steps when activated in turn (~100 steps synchronously)
         assert out["voter"][side][0] < 60
+
+
+@pytest.mark.slow
+def test_gini_against_mesas_example_side_by_side(tmp_path: Path, capsys):
+    pytest.importorskip("mesa", reason="the bench extra is not installed")
+    path = str(LOC / "gini_vs_mesa.py")
+    spec = importlib.util.spec_from_file_location("gini_vs_mesa", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    args = ["--agents", "400", "--steps", "40", "--seeds", "4", "--save", str(tmp_path)]
+    record = module.main(args)
+    assert record["final_gini"]["mesa"] > 0.55  # one agent per cell: far from equality
+    assert abs(record["final_gini"]["populace"] - record["final_gini"]["mesa"]) < 0.03
+    assert record["speed_ratio"] > 0 and len(list(tmp_path.glob("boltzmann-vs-mesa-*.json"))) == 1
+    with pytest.raises(SystemExit, match="must be a square"):
+        module.main(["--agents", "10"])
