@@ -6,7 +6,8 @@ import dataclasses
 import torch
 
 from populace.engine import Model, Params, Simulation, State, tensor_field
-from populace.engine.activation import random_cellmate, sequential
+from populace.engine.activation import random_cellmate, random_neighbour, sequential
+from populace.populations.graphs import grid
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,17 +23,11 @@ def gini(state, params, ctx):
     return 1 + 1 / n - 2 * b
 
 
-def neighbour(cell, width, height, ctx):  # a uniformly random Moore neighbour on the grid
-    d = torch.arange(9, device=cell.device)  # the 3 x 3 block around a cell; 4 is the cell
-    x, y = (cell // height)[..., None] + d // 3 - 1, (cell % height)[..., None] + d % 3 - 1
-    ok = (x >= 0) & (x < width) & (y >= 0) & (y < height) & (d != 4)  # [B, N, 9]
-    pick = (ctx.rng.uniform(cell.shape[1], 9) * ok).argmax(-1, keepdim=True)
-    return (x * height + y).gather(-1, pick).squeeze(-1)
-
-
 def boltzmann(agents=100, width=10, height=10):
+    moore = grid(width, height)  # each cell's on-grid Moore neighbours
+
     def step(state, params, ctx):
-        dest = neighbour(state.cell, width, height, ctx)
+        dest = random_neighbour(moore, ctx, rows=state.cell)  # a uniformly random one
 
         def act(s, p, c, ready):  # the agents that act now touch disjoint cells
             cell = torch.where(ready, dest, s.cell)
