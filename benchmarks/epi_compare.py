@@ -201,7 +201,7 @@ def run_scenario(
                 if graph is not None and "covasim" not in side.target:
                     kwargs["graph"] = str(graph)
                 rec = spawn(side.target, kwargs, mode, python, timeout, side.isolated)
-                runs.append({"framework": side.framework, "mode": mode, "seed": r, **rec})
+                runs.append({**rec, "framework": side.framework, "mode": mode, "seed": r})
                 print(_line(scenario.name, agents, runs[-1]), file=sys.stderr, flush=True)
         if graph is not None:
             graph.unlink()
