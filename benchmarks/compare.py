@@ -183,6 +183,13 @@ def run_populace(
     }
 
 
+def _too_many(size: dict[str, Any], max_agents: int) -> dict[str, Any]:
+    return {
+        "status": "not run",
+        "reason": f"{size['agents']:,} agents is above --mesa-max-agents={max_agents:,}",
+    }
+
+
 def run_mesa(
     suite: SuiteModel, size: dict[str, Any], steps: int, seed: int, limit: float, max_agents: int
 ) -> dict[str, Any]:
@@ -190,10 +197,7 @@ def run_mesa(
     if suite.peer is None:
         return {"status": "not run", "reason": "no Mesa peer of ours: the official example is"}
     if size["agents"] > max_agents:
-        return {
-            "status": "not run",
-            "reason": f"{size['agents']:,} agents is above --mesa-max-agents={max_agents:,}",
-        }
+        return _too_many(size, max_agents)
     try:
         from populace.benchmarks.peers import peer
     except ImportError as err:  # pragma: no cover - depends on the environment
@@ -229,10 +233,7 @@ def run_official(
     if suite.official is None:
         return {"status": "not run", "reason": "Mesa ships no official example of this model"}
     if size["agents"] > max_agents:
-        return {
-            "status": "not run",
-            "reason": f"{size['agents']:,} agents is above --mesa-max-agents={max_agents:,}",
-        }
+        return _too_many(size, max_agents)
     kwargs = {**size, "steps": steps, "seed": seed, "limit": limit}
     return spawn(f"mesa_official:{suite.official}", kwargs, mode="1", timeout=20 * limit + 600)
 
@@ -322,12 +323,7 @@ def _line(case: dict[str, Any]) -> str:
 
 def save(record: dict[str, Any], folder: str | Path = RESULTS) -> Path:
     """Write ``folder/compare-<device>-<date>.json``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = record["date"].replace(":", "").replace("-", "")
-    path = folder / f"compare-{record['device']}-{stamp}.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    return path
+    return harness.save(record, folder)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from populace.benchmarks import harness
 from populace.benchmarks.peers.side import MODES, spawn
 from populace.engine.provenance import now, versions
 
@@ -336,12 +337,7 @@ def _line(name: str, agents: int, run: dict[str, Any]) -> str:
 
 def save(record: dict[str, Any], folder: str | Path = RESULTS) -> Path:
     """Write ``folder/epi_compare-cpu-<date>.json``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = record["date"].replace(":", "").replace("-", "")
-    path = folder / f"epi_compare-{record['device']}-{stamp}.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    return path
+    return harness.save(record, folder)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ closest one and is stated here.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
@@ -34,26 +35,35 @@ from populace.benchmarks.peers.side import timed_loop
 __all__ = ["boltzmann", "flocking", "schelling", "wolfsheep"]
 
 
-def _stepper(step):
+def _run(
+    example: str,
+    build: Callable[[], Any],
+    step: Callable[[Any], Callable[[], Any]],
+    outcomes: Callable[[Any], dict[str, float]],
+    steps: int,
+    warmup: int,
+    limit: float | None,
+) -> dict[str, Any]:
+    """Build (timed as setup), step, and the outcomes of a finished run."""
+    start = time.perf_counter()
+    model = build()
+    setup = time.perf_counter() - start
+    one = step(model)
+
     def advance(n: int) -> None:
         for _ in range(n):
-            step()
+            one()
 
-    return advance
-
-
-def _record(
-    example: str, build_seconds: float, timing: dict[str, Any], steps: int, warmup: int, **out
-) -> dict[str, Any]:
+    timing = timed_loop(advance, steps, warmup, limit)
     return {
         "framework": "mesa",
         "version": metadata.version("mesa"),
         "model": f"mesa.examples.{example}",
         "steps": steps,
         "warmup": warmup,
-        "setup_seconds": build_seconds,
+        "setup_seconds": setup,
         **timing,
-        "outcomes": out if timing["status"] == "ok" else {},
+        "outcomes": outcomes(model) if timing["status"] == "ok" else {},
     }
 
 
@@ -72,20 +82,16 @@ def schelling(
 
     density = agents / width**2
     cells = (2 * radius + 1) ** 2 - 1
-    start = time.perf_counter()
-    model = Schelling(
-        height=width,
-        width=width,
-        density=density,
-        minority_pc=0.5,
-        homophily=min_similar / (density * cells),
-        radius=radius,
-        seed=seed,
+    homophily = min_similar / (density * cells)
+    return _run(
+        "basic.schelling",
+        lambda: Schelling(width, width, density, 0.5, homophily, radius, seed=seed),
+        lambda m: m.step,
+        lambda m: {"happy": m.happy / len(m.agents)},
+        steps,
+        warmup,
+        limit,
     )
-    setup = time.perf_counter() - start
-    timing = timed_loop(_stepper(model.step), steps, warmup, limit)
-    happy = model.happy / len(model.agents)
-    return _record("basic.schelling", setup, timing, steps, warmup, happy=happy)
 
 
 def wolfsheep(
@@ -102,26 +108,31 @@ def wolfsheep(
     from mesa.examples.advanced.wolf_sheep.model import WolfSheep
     from mesa.experimental.devs import ABMSimulator
 
-    start = time.perf_counter()
-    simulator = ABMSimulator()
-    model = WolfSheep(
-        width=width,
-        height=width,
-        initial_sheep=agents - agents // 3,
-        initial_wolves=agents // 3,
-        sheep_reproduce=0.4,
-        wolf_reproduce=0.2,
-        wolf_gain_from_food=13,
-        sheep_gain_from_food=5,
-        grass=True,
-        grass_regrowth_time=regrowth,
-        seed=seed,
-        simulator=simulator,
+    def build() -> WolfSheep:
+        return WolfSheep(
+            width=width,
+            height=width,
+            initial_sheep=agents - agents // 3,
+            initial_wolves=agents // 3,
+            sheep_reproduce=0.4,
+            wolf_reproduce=0.2,
+            wolf_gain_from_food=13,
+            sheep_gain_from_food=5,
+            grass=True,
+            grass_regrowth_time=regrowth,
+            seed=seed,
+            simulator=ABMSimulator(),
+        )
+
+    return _run(
+        "advanced.wolf_sheep",
+        build,
+        lambda m: lambda: m.simulator.run_for(1),
+        lambda m: {"sheep": len(m.agents_by_type[Sheep]), "wolves": len(m.agents_by_type[Wolf])},
+        steps,
+        warmup,
+        limit,
     )
-    setup = time.perf_counter() - start
-    timing = timed_loop(_stepper(lambda: simulator.run_for(1)), steps, warmup, limit)
-    sheep, wolves = len(model.agents_by_type[Sheep]), len(model.agents_by_type[Wolf])
-    return _record("advanced.wolf_sheep", setup, timing, steps, warmup, sheep=sheep, wolves=wolves)
 
 
 def flocking(
@@ -137,13 +148,17 @@ def flocking(
     import numpy as np
     from mesa.examples.basic.boid_flockers.model import BoidFlockers
 
-    start = time.perf_counter()
-    model = BoidFlockers(
-        population_size=agents, width=extent, height=extent, vision=visual_distance, seed=seed
+    def order(model: BoidFlockers) -> dict[str, float]:
+        d = np.array([a.direction for a in model.agents], dtype=float)
+        unit = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+        return {"order": float(np.hypot(*unit.mean(axis=0)))}
+
+    return _run(
+        "basic.boid_flockers",
+        lambda: BoidFlockers(agents, extent, extent, vision=visual_distance, seed=seed),
+        lambda m: m.step,
+        order,
+        steps,
+        warmup,
+        limit,
     )
-    setup = time.perf_counter() - start
-    timing = timed_loop(_stepper(model.step), steps, warmup, limit)
-    d = np.array([a.direction for a in model.agents], dtype=float)
-    unit = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
-    order = float(np.hypot(*unit.mean(axis=0)))
-    return _record("basic.boid_flockers", setup, timing, steps, warmup, order=order)
