@@ -48,6 +48,7 @@ class Side:
         target: ``"module:function"`` in ``benchmarks/peers``.
         params: keyword arguments beyond the common ones (agents, steps, warmup, seed) and the
             scenario's; a callable gets the agent count and returns them.
+        graph: the side takes the scenario's graph file (keyword ``graph``).
     """
 
     framework: str
@@ -55,6 +56,7 @@ class Side:
     params: dict[str, Any] | Callable[[int], dict[str, Any]] = dataclasses.field(
         default_factory=dict
     )
+    graph: bool = False
 
     @property
     def isolated(self) -> bool:
@@ -73,7 +75,7 @@ class Scenario:
         sides: the models; the first is populace, the reference of ratios and agreement.
         params: parameters every side gets (for example ``initial``).
         graph_degree: mean degree of the Erdős–Rényi graph written for the sides that take a
-            ``graph`` file (None: no graph).
+            graph file (``Side.graph``; None: no graph).
         matched: whether the attack rates should agree (see the module docstring).
         matching: what was matched, in words (goes into the record).
     """
@@ -127,8 +129,8 @@ SCENARIOS: dict[str, Scenario] = {
         steps=200,
         warmup=5,
         sides=(
-            Side("populace", "epi_populace:network_sir"),
-            Side("starsim", "epi_starsim:network_sir"),
+            Side("populace", "epi_populace:network_sir", graph=True),
+            Side("starsim", "epi_starsim:network_sir", graph=True),
         ),
         params=lambda n: {**NETWORK, "initial": initial(n)},
         graph_degree=10.0,
@@ -143,7 +145,7 @@ SCENARIOS: dict[str, Scenario] = {
         steps=180,
         warmup=5,
         sides=(
-            Side("populace", "epi_populace:network_sir", {**COVASIM, "seir": True}),
+            Side("populace", "epi_populace:network_sir", {**COVASIM, "seir": True}, graph=True),
             Side("covasim", "epi_starsim:covasim"),
         ),
         params=lambda n: {"initial": initial(n)},
@@ -199,7 +201,7 @@ def run_scenario(
         for mode in modes:
             for side in order:
                 kwargs = scenario.kwargs(side, agents, seed=r)
-                if graph is not None and "covasim" not in side.target:
+                if side.graph:
                     kwargs["graph"] = str(graph)
                 rec = spawn(side.target, kwargs, mode, python, timeout, side.isolated)
                 runs.append({**rec, "framework": side.framework, "mode": mode, "seed": r})

@@ -5,9 +5,8 @@
 Imports ``populace.benchmarks.peers.<module>``, calls ``function(**kwargs)`` and prints one JSON
 line: the function's record (``s_per_step``, ``steps``, ``warmup``, ``outcomes``, ...) plus
 ``peak_rss_bytes`` (this process's peak resident memory: everything the side imported and
-built) and
-the thread counts that torch and numba actually use. Running each side in a fresh process keeps
-one framework's imports, JIT caches and memory out of the other's figures.
+built) and the thread counts that torch and numba actually use. Running each side in a fresh
+process keeps one framework's imports, JIT caches and memory out of the other's figures.
 
 This file runs as a script and imports only the standard library. An ``isolated`` side (a peer:
 starsim, LASER, Mesa) gets the ``populace.benchmarks.peers`` package registered without running

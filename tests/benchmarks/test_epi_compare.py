@@ -140,6 +140,7 @@ def test_every_scenario_has_populace_first_and_says_what_it_matched():
     for scenario in epi_compare.SCENARIOS.values():
         assert scenario.sides[0].framework == "populace" and len(scenario.sides) >= 2
         assert scenario.matching and scenario.warmup < scenario.steps
+        assert (scenario.graph_degree is not None) == any(s.graph for s in scenario.sides)
         for s in scenario.sides[1:]:
             assert s.isolated  # peers never see populace's imports
 
