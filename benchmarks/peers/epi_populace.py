@@ -38,10 +38,10 @@ def _run(model, steps: int, warmup: int, seed: int, build_seconds: float) -> dic
     sim = Simulation(model, seed=seed, device="cpu", progress=False, record_every=steps)
     setup = build_seconds + time.perf_counter() - start
     timing = timed_loop(sim.run, steps, warmup)  # metrics only at each run's ends
-    status = sim.state.status[0]
-    n = status.numel()
-    susceptible = int((status == 0).sum())
-    recovered = int((status == models.module(model.name).RECOVERED).sum())
+    health = sim.state.health[0]  # [C, N] one-hot compartments, S first and R last
+    n = health.shape[1]
+    susceptible = int(health[0].sum())
+    recovered = int(health[-1].sum())
     return {
         "framework": "populace",
         "version": metadata.version("populace"),
