@@ -306,6 +306,62 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(dumps({k: record[k] for k in ("agents", "attack_rate", "seconds")}))
 
 
+def cmd_view(args: argparse.Namespace) -> None:
+    try:
+        from populace.view import LiveRun
+        from populace.view.server import serve
+    except ImportError as err:
+        raise CLIError(
+            f"populace view needs the 'view' extra: pip install 'populace[view]' ({err})"
+        ) from None
+    model = build_model(args.model, args.agents, args.settings)
+    options = {
+        "members": args.members,
+        "seed": args.seed,
+        "device": args.device,
+        "steps_per_frame": args.steps_per_frame,
+        "until": args.steps or None,
+    }
+    LiveRun(model, **options).stop()  # a model that cannot start fails here, not in the page
+    try:
+        serve(
+            model,
+            host=args.host,
+            port=args.port,
+            announce=lambda url: print(f"populace view: {url}", flush=True),
+            fps=args.fps,
+            **options,
+        )
+    except KeyboardInterrupt:
+        pass
+
+
+def _positive_fps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"--fps must be a positive number, got {text!r}")
+    return value
+
+
+def add_view_parser(sub) -> None:
+    view = sub.add_parser(
+        "view",
+        help="watch and steer a model live in the browser (play/pause/step/reset, sliders, "
+        "live charts); prints the URL",
+    )
+    add_run_options(view, steps_default=0)
+    view.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    view.add_argument(
+        "--port", type=positive_int("--port"), default=None, help="default: a free port"
+    )
+    view.add_argument("--steps-per-frame", type=positive_int("--steps-per-frame"), default=1)
+    view.add_argument("--fps", type=_positive_fps, default=4.0, help="most frames drawn per second")
+    view.set_defaults(fn=cmd_view)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="populace", description="agent-based models of populations")
     sub = p.add_subparsers(dest="command", required=True)
@@ -382,6 +438,7 @@ def parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("path", help="a folder written by populace, or a checkpoint file")
     verify.set_defaults(fn=cmd_verify)
+    add_view_parser(sub)
     return p
 
 
