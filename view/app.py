@@ -129,8 +129,34 @@ def _heading(text: str) -> solara.Element:
     return solara.HTML(tag="div", unsafe_innerHTML=f"<b>{html.escape(text)}</b>")
 
 
+def _alert(text: str, css: str) -> solara.Element:
+    # plain HTML: solara 1.58's Error/Warning cannot build their vuetify 3 alert
+    return solara.HTML(
+        tag="div",
+        unsafe_innerHTML=html.escape(text),
+        classes=[css],
+        style="color: #b00020; border: 1px solid #b00020; border-radius: 4px; padding: 6px; "
+        "font-size: 13px; white-space: pre-wrap",
+    )
+
+
 def _number(x: float) -> str:
     return f"{x:.6g}"
+
+
+def _number_box(label: str, value: float, on_text: Callable[[str], None], style: str = ""):
+    # text sent on Enter or when the box loses focus (the DOM's change event), never while
+    # typing: solara 1.58's numeric inputs, and its "keyup.enter" under vuetify 3, send every
+    # keystroke ("1" on the way to "1.5")
+    return solara.InputText(
+        label,
+        value=f"{value:.10g}",
+        on_value=on_text,
+        continuous_update=False,
+        update_events=["change"],
+        dense=True,
+        style=style or None,
+    )
 
 
 @solara.component
@@ -144,6 +170,14 @@ def ParamControl(control: controls.Control, value: Any, send: Callable[[str, Any
     def submit(new: Any) -> None:
         set_problem(send(control.name, new))
 
+    def typed(text: str, at: int | None = None) -> None:
+        try:
+            number = float(text)
+        except ValueError:
+            set_problem(f"parameter {control.name!r}: {text!r} is not a number")
+            return
+        submit(number if at is None else [*value[:at], number, *value[at + 1 :]])
+
     with solara.Div(classes=[f"pv-param-{control.name}", "pv-param"]):
         if control.kind == "scalar":
             solara.SliderFloat(
@@ -154,24 +188,18 @@ def ParamControl(control: controls.Control, value: Any, send: Callable[[str, Any
                 step=control.step,
                 on_value=submit,
             )
-            solara.InputFloat(f"{control.name} =", value=value, on_value=submit, dense=True)
+            _number_box(f"{control.name} =", value, typed)
         elif control.kind == "axis":
             solara.Text(f"{label} per {decl.axes[0]}", style="font-size: 13px")
             with solara.Row(style="flex-wrap: wrap; gap: 4px"):
                 for i, lab in enumerate(control.labels):
-
-                    def entry(new, i=i):
-                        submit([*value[:i], new, *value[i + 1 :]])
-
-                    solara.InputFloat(
-                        lab, value=value[i], on_value=entry, dense=True, style="width: 70px"
-                    )
+                    _number_box(lab, value[i], lambda text, i=i: typed(text, i), "width: 70px")
         else:
             solara.Text(f"{label} = {control.value}  ({control.reason}: fixed while live)")
         if decl.doc:
             solara.Text(f"{decl.bounds_text()} — {decl.doc}", style="font-size: 11px; color: #666")
         if problem:
-            solara.Error(problem, dense=True, classes=["pv-refused"])
+            _alert(problem, "pv-refused")
 
 
 @solara.component
@@ -363,11 +391,11 @@ def LiveView(
                 classes=["pv-status"],
             )
         if frame.status == "error":
-            solara.Error(frame.error, classes=["pv-error"])
+            _alert(frame.error, "pv-error")
         if problem:
-            solara.Warning(problem)
+            _alert(problem, "pv-problem")
         if picture is not None and picture.problem:
-            solara.Error(picture.problem)
+            _alert(picture.problem, "pv-problem")
         with solara.Row(style="align-items: flex-start; gap: 16px; flex-wrap: wrap"):
             with solara.Column(style="width: 320px; gap: 2px", classes=["pv-controls"]):
                 _heading("Parameters")

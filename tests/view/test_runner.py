@@ -17,36 +17,11 @@ from populace.view import LiveRun
 from populace.view.charts import difference_table
 
 
-def wait_for(run: LiveRun, done, timeout: float = 60.0):
-    """The first frame for which ``done(frame)`` holds (fails after ``timeout`` s)."""
-    end = time.monotonic() + timeout
-    frame = run.frame()
-    while not done(frame):
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out; last frame: step {frame.step}, {frame.status}")
-        frame = run.wait(frame.version, timeout=0.5)
-    return frame
-
-
-@pytest.fixture
-def live():
-    runs = []
-
-    def make(model, **options) -> LiveRun:
-        run = LiveRun(model, **options)
-        runs.append(run)
-        return run
-
-    yield make
-    for run in runs:
-        run.stop()
-
-
 def small_sir(**params):
     return sir.build(agents=2000, initial_infected=20, **params)
 
 
-def test_chunks_stepped_and_played_equal_one_batch_run(live):
+def test_chunks_stepped_and_played_equal_one_batch_run(live, wait_for):
     model = small_sir()
     run = live(model, members=3, seed=5, steps_per_frame=4, until=30)
     run.step(7)
@@ -75,7 +50,7 @@ def test_an_out_of_bounds_param_is_refused_and_nothing_changes(live):
     assert after.params.gamma == 0.25
 
 
-def test_a_param_change_reaches_the_simulation_at_the_next_chunk(live):
+def test_a_param_change_reaches_the_simulation_at_the_next_chunk(live, wait_for):
     run = live(small_sir(beta=1.0), members=2, until=40)
     run.step(10)
     wait_for(run, lambda f: f.step == 10)
@@ -103,7 +78,7 @@ def failing_at(step: int):
     return dataclasses.replace(model, steps=(unlucky_step,))
 
 
-def test_a_model_raising_stops_the_run_and_names_the_step(live):
+def test_a_model_raising_stops_the_run_and_names_the_step(live, wait_for):
     run = live(failing_at(5), steps_per_frame=3)
     run.play()
     frame = wait_for(run, lambda f: f.status == "error")
@@ -119,7 +94,7 @@ def test_a_model_raising_stops_the_run_and_names_the_step(live):
     assert len(frame.history) == 1 and run.alive
 
 
-def test_an_engine_model_error_keeps_its_own_step_message(live):
+def test_an_engine_model_error_keeps_its_own_step_message(live, wait_for):
     model = small_sir()
 
     def forgets_return(state, params, ctx):
@@ -132,7 +107,7 @@ def test_an_engine_model_error_keeps_its_own_step_message(live):
     assert "stopped at step" not in frame.error
 
 
-def test_reset_with_the_same_seed_repeats_and_a_new_seed_differs(live):
+def test_reset_with_the_same_seed_repeats_and_a_new_seed_differs(live, wait_for):
     run = live(small_sir(), members=2, until=25)
     run.play()
     first = wait_for(run, lambda f: f.status == "finished").history.read()[1]["I"].copy()
@@ -148,7 +123,7 @@ def test_reset_with_the_same_seed_repeats_and_a_new_seed_differs(live):
     assert not np.array_equal(first, other)
 
 
-def test_stop_ends_the_thread(live):
+def test_stop_ends_the_thread(live, wait_for):
     run = live(small_sir())
     run.play()
     wait_for(run, lambda f: f.step > 2)
@@ -176,7 +151,7 @@ SCENARIOS = (
 )
 
 
-def test_a_live_study_equals_the_engine_study_and_its_paired_difference(live):
+def test_a_live_study_equals_the_engine_study_and_its_paired_difference(live, wait_for):
     model = small_sir()
     run = live(model, scenarios=SCENARIOS, seeds=3, seed=2, steps_per_frame=5, until=20)
     assert run.layout.names == ["baseline", "half", "quarter"]
@@ -193,7 +168,7 @@ def test_a_live_study_equals_the_engine_study_and_its_paired_difference(live):
     np.testing.assert_allclose(live_diff["lo"].to_numpy(), want["lo"].to_numpy())
 
 
-def test_a_param_change_in_a_study_keeps_each_scenarios_interventions(live):
+def test_a_param_change_in_a_study_keeps_each_scenarios_interventions(live, wait_for):
     run = live(small_sir(), scenarios=SCENARIOS, seeds=2)
     run.set_params(beta=0.8)
     frame = wait_for(run, lambda f: f.params.beta == 0.8 and f.version > 1)
