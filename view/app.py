@@ -29,6 +29,10 @@ from populace.view.runner import Frame, LiveRun
 DEFAULT_METRICS = 3
 #: a map (matplotlib choropleth) is redrawn at most this often, in seconds.
 MAP_EVERY = 1.0
+#: most of the wall time the drawing loop may spend drawing: after a slow picture (a map, a
+#: loaded machine) it waits longer, so watching never takes more than this share of a core (nor
+#: of the interpreter lock the simulation's thread needs between its tensor operations).
+DRAW_SHARE = 0.05
 #: what a study's paired difference may reduce each seed's series to.
 REDUCES = ("final", "peak", "sum")
 
@@ -50,7 +54,7 @@ class Picture:
 
     frame: Frame
     choice: Choice
-    chart: bytes | None = None
+    chart: str = ""
     spatial: bytes | None = None
     latest: tuple[tuple[str, str, float], ...] = ()
     difference: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -104,6 +108,47 @@ def draw(
         picture["answers"] = llm.answers(panel, frame.state)
         picture["counters"] = llm.counters(columns)
     return Picture(frame, choice, **picture)
+
+
+def watch(
+    run: LiveRun,
+    choice: Callable[[], Choice],
+    show: Callable[[Picture], None],
+    cancel: threading.Event,
+    layers: Sequence[spatial.Layer] = (),
+    panel: llm.LLMPanel | None = None,
+    fps: float = 4.0,
+) -> None:
+    """The view's drawing loop: pull the run's latest frame at most ``fps`` times a second,
+    draw it (or the same frame again when the ``choice`` changed) and ``show`` the picture,
+    until ``cancel`` is set or the run stops. Frames published in between are skipped, so a
+    fast simulation is never held up by drawing; after each picture the loop rests at least
+    ``(1 / DRAW_SHARE - 1)`` times as long as the picture took."""
+    drawn: tuple[int, Choice] | None = None
+    shown: Picture | None = None
+    next_at = map_at = 0.0
+    while not cancel.is_set():
+        frame = run.wait(drawn[0] if drawn else -1, timeout=0.2)
+        if drawn == (frame.version, choice()):
+            if frame.status == "stopped":
+                return
+            continue
+        pause = next_at - time.monotonic()
+        if pause > 0 and cancel.wait(pause):  # the bounded rate
+            return
+        frame, current = run.frame(), choice()
+        start = time.monotonic()
+        map_due = start - map_at >= MAP_EVERY
+        try:
+            shown = draw(run, frame, current, layers, panel, shown, map_due)
+        except Exception as err:  # a drawing bug must not end the view
+            shown = Picture(frame, current, problem=f"drawing failed: {err!r}")
+        if map_due:
+            map_at = start
+        drawn = (frame.version, current)
+        show(shown)
+        took = time.monotonic() - start
+        next_at = start + max(1.0 / fps, took / DRAW_SHARE)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], css: str) -> solara.Element:
@@ -288,29 +333,7 @@ def LiveView(
     problem, set_problem = solara.use_state("", key="problem")
 
     def poll(cancel: threading.Event) -> None:
-        drawn: tuple[int, Choice] | None = None
-        shown: Picture | None = None
-        last = map_at = 0.0
-        while not cancel.is_set():
-            frame = live.wait(drawn[0] if drawn else -1, timeout=0.2)
-            if drawn == (frame.version, choice_ref.current):
-                if frame.status == "stopped":
-                    return
-                continue
-            pause = 1.0 / fps - (time.monotonic() - last)
-            if pause > 0 and cancel.wait(pause):  # the bounded rate: at most fps draws a second
-                return
-            frame, current = live.frame(), choice_ref.current
-            last = time.monotonic()
-            map_due = last - map_at >= MAP_EVERY
-            try:
-                shown = draw(live, frame, current, layers, panel, shown, map_due)
-            except Exception as err:  # a drawing bug must not end the view
-                shown = Picture(frame, current, problem=f"drawing failed: {err!r}")
-            if map_due:
-                map_at = last
-            drawn = (frame.version, current)
-            set_picture(shown)
+        watch(live, lambda: choice_ref.current, set_picture, cancel, layers, panel, fps)
 
     solara.use_thread(poll, dependencies=[live], intrusive_cancel=False)
 
@@ -415,7 +438,7 @@ def LiveView(
                     dense=True,
                 )
                 if picture is not None and picture.chart:
-                    solara.Image(picture.chart, classes=["pv-chart"])
+                    solara.HTML(tag="div", unsafe_innerHTML=picture.chart, classes=["pv-chart"])
                 if picture is not None:
                     rows = [(m, g, _number(v)) for m, g, v in picture.latest]
                     header = ["metric", "scenario", "mean"] if live.layout.names else None

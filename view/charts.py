@@ -1,20 +1,19 @@
 """Live charts: metric bands over members (per scenario in a study) and the paired difference so
-far, drawn as PNG bytes on a matplotlib Figure (no pyplot, so no backend is switched)."""
+far, written as SVG for the browser to draw."""
 
 from __future__ import annotations
 
-import io
+import html
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from populace.engine.study import StudyResult
 
 #: most points drawn per line: longer histories are thinned evenly (the last step always kept).
-MAX_POINTS = 800
+MAX_POINTS = 400
 
 
 def band(values: np.ndarray, level: float = 0.9) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -42,6 +41,23 @@ def paired_difference(values: np.ndarray, seeds: int, scenario: int) -> np.ndarr
     return values[:, scenario * seeds : (scenario + 1) * seeds] - values[:, :seeds]
 
 
+#: line colours (matplotlib's tab10), one per scenario.
+COLOURS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+#: chart geometry in px: width, panel height, margins (left, right, top, bottom).
+WIDTH, PANEL, MARGIN = 640, 150, (64, 12, 20, 24)
+
+
 def chart(
     steps: np.ndarray,
     columns: dict[str, np.ndarray],
@@ -51,56 +67,117 @@ def chart(
     seeds: int = 1,
     difference: str | None = None,
     level: float = 0.9,
-    width: float = 6.4,
-) -> bytes:
-    """PNG of one panel per metric (mean line and ``level`` band over members, one line per
+) -> str:
+    """SVG of one panel per metric (mean line and ``level`` band over members, one line per
     scenario of a study), plus one panel of the paired difference of ``difference`` vs the
-    baseline (study only).
+    baseline (study only). The browser draws it: writing it costs the simulation's process a
+    few milliseconds, where a matplotlib figure costs hundreds.
 
     Args:
         steps: ``[T]`` recorded steps.
         columns: metric → ``[T, B]`` (members ``s * seeds + k`` in a study).
     """
-    panels = list(metrics) + ([f"{difference}: scenario − baseline"] if difference else [])
-    fig = Figure(figsize=(width, 1.9 * max(len(panels), 1) + 0.3), dpi=80)
-    FigureCanvasAgg(fig)
     idx = thinned(len(steps))
-    x = steps[idx]
-    groups = list(scenarios) or [None]
-    for i, name in enumerate(metrics):
-        ax = fig.add_subplot(len(panels), 1, i + 1)
+    x = steps[idx].astype(np.float64)
+    groups = list(scenarios) or [""]
+    panels: list[tuple[str, list[tuple[str, str, np.ndarray]]]] = []
+    for name in metrics:
         values = columns[name][idx]
+        lines = []
         for s, group in enumerate(groups):
-            part = values[:, s * seeds : (s + 1) * seeds] if group is not None else values
-            _draw_band(ax, x, part, level, label=group)
-        ax.set_ylabel(name)
-        if scenarios and i == 0:
-            ax.legend(fontsize=7, loc="upper left")
+            part = values[:, s * seeds : (s + 1) * seeds] if scenarios else values
+            lines.append((group, COLOURS[s % len(COLOURS)], part))
+        panels.append((name, lines))
     if difference:
-        ax = fig.add_subplot(len(panels), 1, len(panels))
         values = columns[difference][idx]
-        for s in range(1, len(groups)):
-            ax.plot([], [])  # scenario s keeps the colour it has in the panels above
-            _draw_band(ax, x, paired_difference(values, seeds, s), level, label=groups[s])
-        ax.axhline(0.0, color="0.5", lw=0.8)
-        ax.set_ylabel(f"Δ {difference}")
-        ax.set_title("paired difference vs baseline (same seeds)", fontsize=8)
-    for ax in fig.axes:
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    if fig.axes:
-        fig.axes[-1].set_xlabel("step")
-    fig.tight_layout()
-    out = io.BytesIO()
-    fig.savefig(out, format="png")
-    return out.getvalue()
+        lines = [
+            (groups[s], COLOURS[s % len(COLOURS)], paired_difference(values, seeds, s))
+            for s in range(1, len(groups))
+        ]
+        panels.append((f"Δ {difference} vs {groups[0]} (paired)", lines))
+    height = PANEL * len(panels)
+    parts = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{WIDTH}' height='{height}' "
+        f"viewBox='0 0 {WIDTH} {height}' font-family='sans-serif' font-size='10'>"
+    ]
+    for i, (title, lines) in enumerate(panels):
+        parts.append(_panel(i * PANEL, title, x, lines, level, zero=title.startswith("Δ")))
+    if scenarios:
+        for s, group in enumerate(groups):
+            parts.append(
+                f"<text x='{MARGIN[0] + 8 + 90 * s}' y='14' fill='{COLOURS[s % len(COLOURS)]}'>"
+                f"{html.escape(group)}</text>"
+            )
+    parts.append("</svg>")
+    return "".join(parts)
 
 
-def _draw_band(ax, x: np.ndarray, values: np.ndarray, level: float, label: str | None) -> None:
-    mean, lo, hi = band(values, level)
-    (line,) = ax.plot(x, mean, lw=1.4, label=label)
-    if values.shape[1] > 1:
-        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
+def _panel(top: float, title: str, x: np.ndarray, lines, level: float, zero: bool) -> str:
+    left, right, pad_top, pad_bottom = MARGIN
+    x0, x1, y0, y1 = left, WIDTH - right, top + pad_top, top + PANEL - pad_bottom
+    bands = [(label, colour, *band(values, level)) for label, colour, values in lines]
+    lo = min((float(b[3].min()) for b in bands if len(x)), default=0.0)
+    hi = max((float(b[4].max()) for b in bands if len(x)), default=1.0)
+    if zero:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if hi - lo < 1e-12:
+        lo, hi = lo - 1.0, hi + 1.0
+    lo, hi = lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)
+    xa, xb = (float(x[0]), float(x[-1])) if len(x) else (0.0, 1.0)
+    if xb <= xa:
+        xb = xa + 1.0
+
+    def px(v):
+        return x0 + (np.asarray(v, dtype=np.float64) - xa) / (xb - xa) * (x1 - x0)
+
+    def py(v):
+        return y1 - (np.asarray(v, dtype=np.float64) - lo) / (hi - lo) * (y1 - y0)
+
+    out = [
+        f"<rect x='{x0}' y='{y0}' width='{x1 - x0}' height='{y1 - y0}' fill='none' stroke='#999'/>"
+    ]
+    for t in ticks(lo, hi):
+        y = float(py(t))
+        out.append(f"<line x1='{x0}' x2='{x1}' y1='{y:.1f}' y2='{y:.1f}' stroke='#eee'/>")
+        out.append(f"<text x='{x0 - 4}' y='{y + 3:.1f}' text-anchor='end'>{t:.4g}</text>")
+    for t in ticks(xa, xb):
+        xv = float(px(t))
+        out.append(f"<text x='{xv:.1f}' y='{y1 + 12}' text-anchor='middle'>{t:.4g}</text>")
+    if zero:
+        y = float(py(0.0))
+        out.append(f"<line x1='{x0}' x2='{x1}' y1='{y:.1f}' y2='{y:.1f}' stroke='#888'/>")
+    for _, colour, mean, b_lo, b_hi in bands:
+        if not len(x):
+            continue
+        xs = px(x)
+        if not np.array_equal(b_lo, b_hi):
+            ring = np.concatenate([xs, xs[::-1]]), py(np.concatenate([b_hi, b_lo[::-1]]))
+            out.append(
+                f"<polygon points='{_points(*ring)}' fill='{colour}' fill-opacity='0.2' "
+                "stroke='none'/>"
+            )
+        out.append(
+            f"<polyline points='{_points(xs, py(mean))}' fill='none' stroke='{colour}' "
+            "stroke-width='1.5'/>"
+        )
+    out.append(f"<text x='{x0 + 4}' y='{y0 + 12}' font-weight='bold'>{html.escape(title)}</text>")
+    return "".join(out)
+
+
+def _points(xs: np.ndarray, ys: np.ndarray) -> str:
+    return " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(xs.tolist(), ys.tolist(), strict=True))
+
+
+def ticks(lo: float, hi: float, most: int = 5) -> list[float]:
+    """Round values (1, 2 or 5 × 10^k apart) inside ``[lo, hi]``, at most ``most`` + 1."""
+    span = hi - lo
+    if not span > 0:
+        return [lo]
+    raw = span / most
+    power = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.ceil(lo / step) * step
+    return [first + k * step for k in range(int((hi - first) / step) + 1)]
 
 
 def latest(

@@ -152,8 +152,9 @@ def latest(driver, metric: str) -> float:
 
 
 def chart_src(driver) -> str:
+    """The chart's SVG as the page has it."""
     return driver.execute_script(
-        "const e = document.querySelector('img.pv-chart'); return e ? e.src : '';"
+        "const e = document.querySelector('.pv-chart svg'); return e ? e.outerHTML : '';"
     )
 
 

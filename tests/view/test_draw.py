@@ -34,7 +34,8 @@ def test_a_study_frame_draws_bands_latest_means_and_the_paired_difference(steppe
     scenarios = [Scenario("half", (ScaleParam("beta", 0.5, start=3),))]
     run, frame = stepped(sir.build(agents=1000), 12, scenarios=scenarios, seeds=3)
     picture = draw(run, frame, Choice(("I", "R"), difference="R"), [], None)
-    assert picture.chart.startswith(PNG) and picture.spatial is None
+    assert picture.chart.startswith("<svg") and picture.spatial is None
+    assert "Δ R vs baseline (paired)" in picture.chart
     steps, columns = frame.history.read()
     names = ["baseline", "half"]
     want = charts.latest({"I": columns["I"], "R": columns["R"]}, names, 3)
@@ -64,3 +65,30 @@ def test_a_map_is_redrawn_only_when_due(stepped, wait_for):
     assert kept.spatial is first.spatial and kept.frame is later
     redrawn = draw(run, later, choice, layers, None, previous=first, map_due=True)
     assert redrawn.spatial.startswith(PNG) and redrawn.spatial != first.spatial
+
+
+def test_the_drawing_loop_is_rate_bounded_and_skips_frames(live):
+    import threading
+    import time
+
+    from populace.view.app import watch
+
+    run = live(sir.build(agents=500), until=100_000)
+    shown = []
+    cancel = threading.Event()
+    fps = 5.0
+    loop = threading.Thread(
+        target=watch, args=(run, lambda: Choice(("I",)), shown.append, cancel, (), None, fps)
+    )
+    start = time.monotonic()
+    loop.start()
+    run.play()
+    time.sleep(1.5)
+    cancel.set()
+    loop.join(timeout=10)
+    elapsed = time.monotonic() - start
+    assert not loop.is_alive()
+    assert 1 <= len(shown) <= 1 + elapsed * fps  # at most fps pictures a second
+    versions = [p.frame.version for p in shown]
+    assert versions == sorted(versions)
+    assert run.frame().version > len(shown)  # the run published more frames than were drawn

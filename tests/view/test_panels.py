@@ -142,10 +142,28 @@ def test_the_paired_difference_so_far_matches_the_study():
         table = charts.difference_table(steps, values, "I", ["baseline", "half"], 4, reduce)
         ref = res.difference("I", reduce)
         np.testing.assert_allclose(table["mean"].to_numpy(), ref["mean"].to_numpy())
-    png = charts.chart(
+    svg = charts.chart(
         steps, {"I": values}, ["I"], scenarios=["baseline", "half"], seeds=4, difference="I"
     )
-    assert png.startswith(PNG)
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    assert svg.count("<polyline") == 3  # baseline, half, and half − baseline
+    assert svg.count("<polygon") == 3 and "Δ I vs baseline (paired)" in svg
+
+
+def test_chart_lines_follow_the_member_mean():
+    steps = np.arange(3)
+    values = np.array([[0.0, 2.0], [1.0, 3.0], [2.0, 4.0]])  # mean 1, 2, 3
+    svg = charts.chart(steps, {"x": values}, ["x"])
+    line = svg.split("<polyline points='")[1].split("'")[0]
+    ys = [float(p.split(",")[1]) for p in line.split()]
+    assert ys[0] > ys[1] > ys[2] and ys[1] - ys[2] == pytest.approx(ys[0] - ys[1], abs=0.11)
+    assert svg.count("<polygon") == 1  # the band over two members
+
+
+def test_ticks_are_round_and_inside():
+    assert charts.ticks(0, 1) == pytest.approx([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    assert charts.ticks(3, 97) == [20, 40, 60, 80]
+    assert charts.ticks(5, 5) == [5]
 
 
 def test_latest_values_are_means_per_scenario():
