@@ -9,7 +9,9 @@
   run it.
 
 The figure asked for is ``watched / live`` seconds (the overhead of watching a run); ``live /
-batch`` is what running in live chunks costs by itself.
+batch`` is what running in live chunks costs by itself. On a shared machine wall times swing
+with the load, so the drawing thread's own CPU time per second of the run is recorded too
+(``drawing_cpu_share``): what watching takes from the simulation's cores, whatever the load.
 
     python -m populace.benchmarks.view_overhead --model sir --agents 1000000 --steps 20
     python -m populace.benchmarks.view_overhead --model physarum --agents 1000000 --steps 6 \
@@ -42,7 +44,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_once(model, mode: str, steps: int, device: str, fps: float, per_frame: int) -> dict:
+def run_once(
+    model, mode: str, steps: int, device: str, fps: float, per_frame: int, threads: int
+) -> dict:
     """Seconds to advance ``steps`` steps in ``mode`` (and, watched, the frames drawn)."""
     from populace.view import LiveRun
     from populace.view.app import Choice, watch
@@ -50,14 +54,14 @@ def run_once(model, mode: str, steps: int, device: str, fps: float, per_frame: i
 
     dev = resolve_device(device)
     if mode == "batch":
-        sim = Simulation(model, device=dev, progress=False)
+        sim = Simulation(model, device=dev, progress=False, threads=threads)
         _sync(dev)
         start = time.perf_counter()
         sim.run(steps)
         _sync(dev)
         return {"seconds": time.perf_counter() - start}
-    run = LiveRun(model, device=dev, until=steps, steps_per_frame=per_frame)
-    drawn: list[float] = []
+    run = LiveRun(model, device=dev, until=steps, steps_per_frame=per_frame, threads=threads)
+    drawn: list[tuple[float, float]] = []  # (wall clock, the drawing thread's CPU time)
     cancel = threading.Event()
     watcher = None
     if mode == "watched":
@@ -66,8 +70,8 @@ def run_once(model, mode: str, steps: int, device: str, fps: float, per_frame: i
         names = [n for n in frame.history.names if not n.startswith("llm_")][:3]
         choice = Choice(tuple(names), layers[0].name if layers else "")
 
-        def show(picture) -> None:
-            drawn.append(time.perf_counter())
+        def show(picture) -> None:  # called on the drawing thread
+            drawn.append((time.perf_counter(), time.thread_time()))
 
         watcher = threading.Thread(
             target=watch, args=(run, lambda: choice, show, cancel, layers, None, fps)
@@ -91,7 +95,11 @@ def run_once(model, mode: str, steps: int, device: str, fps: float, per_frame: i
         raise RuntimeError(frame.error)
     out: dict[str, Any] = {"seconds": seconds}
     if mode == "watched":
-        out["frames_drawn"] = sum(1 for t in drawn if start <= t <= start + seconds)
+        during = [(t, cpu) for t, cpu in drawn if start <= t <= start + seconds]
+        out["frames_drawn"] = len(during)
+        if during:  # CPU the drawing thread spent between its first picture before the run
+            # and its last one during it, per second of the run: robust to a busy machine
+            out["drawing_cpu_share"] = (during[-1][1] - drawn[0][1]) / seconds
     return out
 
 
@@ -124,15 +132,16 @@ def main(argv: list[str] | None = None) -> int:
         "date": now(),
         "by_threads": {},
     }
-    run_once(model, "live", 1, args.device, args.fps, args.steps_per_frame)  # warm-up
+    run_once(model, "live", 1, args.device, args.fps, args.steps_per_frame, threads[0])  # warm
     for n in threads:
-        torch.set_num_threads(n)
         runs: dict[str, list[dict]] = {m: [] for m in MODES}
         for r in range(args.repeats):
             order = MODES if r % 2 == 0 else MODES[::-1]  # interleaved, alternating order
             for mode in order:
                 runs[mode].append(
-                    run_once(model, mode, args.steps, args.device, args.fps, args.steps_per_frame)
+                    run_once(
+                        model, mode, args.steps, args.device, args.fps, args.steps_per_frame, n
+                    )
                 )
                 print(f"threads={n} repeat {r} {mode}: {runs[mode][-1]}", file=sys.stderr)
         med = {m: statistics.median(x["seconds"] for x in runs[m]) for m in MODES}
@@ -146,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
             "live_over_batch": med["live"] / med["batch"],
             "frames_drawn_per_s": statistics.median(
                 x["frames_drawn"] / x["seconds"] for x in runs["watched"]
+            ),
+            "drawing_cpu_share": statistics.median(
+                x.get("drawing_cpu_share", 0.0) for x in runs["watched"]
             ),
         }
     if args.save:

@@ -209,8 +209,7 @@ def ParamControl(control: controls.Control, value: Any, send: Callable[[str, Any
     """A slider and a number box (scalar), a table of boxes (axis), or a read-only line."""
     problem, set_problem = solara.use_state("")
     decl = control.decl
-    unit = f" ({decl.unit})" if decl.unit else ""
-    label = f"{control.name}{unit}"
+    label = control.name
 
     def submit(new: Any) -> None:
         set_problem(send(control.name, new))
@@ -241,8 +240,10 @@ def ParamControl(control: controls.Control, value: Any, send: Callable[[str, Any
                     _number_box(lab, value[i], lambda text, i=i: typed(text, i), "width: 70px")
         else:
             solara.Text(f"{label} = {control.value}  ({control.reason}: fixed while live)")
+        about = " ".join(x for x in (decl.bounds_text(), decl.unit) if x)
         if decl.doc:
-            solara.Text(f"{decl.bounds_text()} — {decl.doc}", style="font-size: 11px; color: #666")
+            about += f" — {decl.doc}"
+        solara.Text(about, style="font-size: 11px; color: #666")
         if problem:
             _alert(problem, "pv-refused")
 
@@ -261,6 +262,7 @@ def LiveView(
     until: int | None = None,
     fps: float = 4.0,
     metrics: Sequence[str] | None = None,
+    layer: str | None = None,
     areas: Any = None,
     on_close: Callable[[LiveRun], None] | None = None,
 ):
@@ -273,6 +275,7 @@ def LiveView(
             :class:`LiveRun` built for ``model``; ``scenarios`` make it a live study.
         fps: most frames drawn per second.
         metrics: columns charted first (default: the first few).
+        layer: the spatial layer shown first (default: the first the state offers).
         areas: polygons of the model data's ``area`` axis for maps (default: NYC's).
         on_close: called with the run when the view is unmounted (the tab closed).
     """
@@ -319,8 +322,11 @@ def LiveView(
         unknown = sorted(set(shown) - set(names))
         if unknown:
             raise ValueError(f"unknown metric(s) {unknown}; recorded: {names}")
-        layer = layers[0].name if layers else ""
-        return Choice(shown, layer, 0, shown[0] if live.layout.names and shown else "")
+        offered = [x.name for x in layers]
+        if layer is not None and layer not in offered:
+            raise ValueError(f"unknown layer {layer!r}; this model offers {offered}")
+        first_layer = layer if layer is not None else (offered[0] if offered else "")
+        return Choice(shown, first_layer, 0, shown[0] if live.layout.names and shown else "")
 
     start = solara.use_memo(initial_choice, [])
     choice, set_choice = solara.use_state(start, key="choice")

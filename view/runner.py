@@ -113,7 +113,7 @@ class LiveRun:
         seed: run seed; member b draws from ``member_seed(seed, b)`` (seed k of a study).
         scenarios: counterfactuals for a live study (empty: a plain ensemble).
         seeds: seeds per scenario of a study.
-        device, dtype, check_finite: as for :class:`~populace.engine.Simulation`.
+        device, dtype, check_finite, threads: as for :class:`~populace.engine.Simulation`.
         steps_per_frame: steps per chunk (a frame is published after each).
         until: pause (status ``"finished"``) when the run reaches this step (None: never).
     """
@@ -129,6 +129,7 @@ class LiveRun:
         device: str | torch.device = "auto",
         dtype: torch.dtype = torch.float32,
         check_finite: bool = False,
+        threads: int | str | None = "auto",
         steps_per_frame: int = 1,
         until: int | None = None,
     ) -> None:
@@ -140,7 +141,12 @@ class LiveRun:
             self.layout = Layout((), members)
         self.steps_per_frame = _check_count("steps_per_frame", steps_per_frame, 1)
         self.until = None if until is None else _check_count("until", until, 0)
-        self._options = {"device": device, "dtype": dtype, "check_finite": check_finite}
+        self._options = {
+            "device": device,
+            "dtype": dtype,
+            "check_finite": check_finite,
+            "threads": threads,
+        }
         self._cond = threading.Condition()
         self._version = 0
         self._playing = False
