@@ -26,12 +26,12 @@ import statistics
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from populace import models
+from populace.benchmarks import harness
 from populace.engine import Simulation
 from populace.engine.context import resolve_device
 from populace.engine.provenance import device_name, now, versions
@@ -161,12 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
         }
     if args.save:
-        folder = Path(args.save)
-        folder.mkdir(parents=True, exist_ok=True)
-        stamp = record["date"].replace(":", "").replace("-", "")
-        path = folder / f"{record['name']}-{record['device']}-{stamp}.json"
-        path.write_text(json.dumps(record, indent=2) + "\n")
-        print(f"saved {path}", file=sys.stderr)
+        print(f"saved {harness.save(record, args.save)}", file=sys.stderr)
     print(json.dumps({k: v for k, v in record.items() if k != "by_threads"}))
     for n, r in record["by_threads"].items():
         summary = {k: v for k, v in r.items() if k != "runs"}

@@ -3,8 +3,9 @@
 ``LiveView(model)`` builds a :class:`~populace.view.runner.LiveRun` (the simulation on a thread
 of its own), then a drawing thread of the view pulls the run's latest frame at most ``fps``
 times a second and draws it (charts, the spatial layer, the LLM panel) off the simulation's
-thread; the page only receives PNG images and small tables. Unmounting the view (closing the
-tab, or the notebook cell's output) stops the run it built.
+thread (what it reads from the run's tensors is computed by the simulation's thread between
+two chunks); the page only receives SVG charts, small PNG images and tables. Unmounting the
+view (closing the tab, or the notebook cell's output) stops the run it built.
 """
 
 from __future__ import annotations
@@ -103,9 +104,10 @@ def draw(
         if keep and previous.choice.layer == choice.layer:
             picture["spatial"] = previous.spatial
         else:
-            picture["spatial"] = spatial.render(layer, layer.read(frame.state, member))
+            array = run.compute(lambda: layer.read(frame.state, member))
+            picture["spatial"] = spatial.render(layer, array)
     if panel is not None:
-        picture["answers"] = llm.answers(panel, frame.state)
+        picture["answers"] = run.compute(lambda: llm.answers(panel, frame.state))
         picture["counters"] = llm.counters(columns)
     return Picture(frame, choice, **picture)
 

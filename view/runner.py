@@ -4,8 +4,9 @@ The UI never steps the model. It sends commands (play, pause, step, reset, a par
 number of steps per frame) and pulls the latest :class:`Frame` at its own bounded rate; the
 simulation thread runs chunks of ``steps_per_frame`` steps with
 :meth:`~populace.engine.Simulation.run`, appends their metrics to a :class:`History` and
-publishes a new frame after each chunk. A state is immutable, so the UI may read the frame's
-state (for a spatial view or the LLM panel) while the next chunk runs.
+publishes a new frame after each chunk. What the UI reads from the run's tensors (a density
+image, shares by area) it asks the simulation thread to compute between two chunks
+(:meth:`LiveRun.compute`), so nothing runs beside a chunk on the device or the CPU's threads.
 
 A live study (``scenarios=``) lays members out as :func:`~populace.engine.study.study` does
 (member ``b = s * seeds + k`` runs scenario ``s`` with the stream of seed ``k``), so every
@@ -24,7 +25,7 @@ import dataclasses
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,7 @@ class LiveRun:
         self._pending_steps = 0
         self._pending_reset: int | None = None
         self._pending_params: Params | None = None
+        self._jobs: list[_Job] = []
         self._stopping = False
         # built here, so a model that cannot start raises to the caller
         self._base = model.params
@@ -221,6 +223,30 @@ class LiveRun:
             self._cond.notify_all()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
+
+    def compute(self, fn: Callable[[], Any], timeout: float = 300.0) -> Any:
+        """``fn()`` run on the simulation thread between two chunks; returns its result.
+
+        What a view reads from the run's tensors (a density image of a million positions, shares
+        by area) goes through here, so it never runs beside a chunk: on a GPU it queues behind
+        the chunk's kernels anyway, and on a CPU it would compete for the cores' threads.
+
+        Raises:
+            TimeoutError: the simulation thread did not get to it within ``timeout`` seconds.
+        """
+        if threading.current_thread() is self._thread:
+            return fn()
+        job = _Job(fn)
+        with self._cond:
+            if self._stopping or not self._thread.is_alive():
+                return fn()  # nothing runs beside it any more
+            self._jobs.append(job)
+            self._cond.notify_all()
+        if not job.done.wait(timeout):
+            raise TimeoutError(f"the simulation thread did not run {fn!r} within {timeout} s")
+        if job.error is not None:
+            raise job.error
+        return job.result
 
     # -- reading -----------------------------------------------------------------------------
     def frame(self) -> Frame:
@@ -309,6 +335,8 @@ class LiveRun:
         """Wait for work; return (what, argument) under the lock."""
         with self._cond:
             while True:
+                if self._jobs:
+                    return "job", self._jobs.pop(0)
                 if self._stopping:
                     return "stop", None
                 if self._pending_reset is not None:
@@ -329,10 +357,16 @@ class LiveRun:
         while True:
             what, arg = self._next()
             frame = self._frame
+            if what == "job":
+                arg.run()
+                continue
             if what == "stop":
                 with self._cond:
                     self._publish("stopped", seed=frame.seed, error=frame.error)
+                    jobs, self._jobs = self._jobs, []
                     self._cond.notify_all()
+                for job in jobs:  # asked for while stopping: answered, not left waiting
+                    job.run()
                 return
             if what == "reset":
                 self._reset(arg)
@@ -405,6 +439,24 @@ class LiveRun:
         with self._cond:
             self._publish("paused", seed=seed, speed=frame.steps_per_second)
             self._cond.notify_all()
+
+
+class _Job:
+    """A function a view asked the simulation thread to run (:meth:`LiveRun.compute`)."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self.fn()
+        except Exception as err:  # handed to the caller, who raises it
+            self.error = err
+        finally:
+            self.done.set()
 
 
 def describe_error(err: BaseException, step: int) -> str:

@@ -177,3 +177,18 @@ def test_a_param_change_in_a_study_keeps_each_scenarios_interventions(live, wait
     torch.testing.assert_close(beta.values[0], torch.full((6,), 0.8))
     want = torch.tensor([0.8, 0.8, 0.4, 0.4, 0.2, 0.2])
     torch.testing.assert_close(beta.values[1], want)
+
+
+def test_compute_runs_on_the_simulation_thread_between_chunks(live, wait_for):
+    import threading
+
+    run = live(small_sir(), members=2)
+    run.play()
+    wait_for(run, lambda f: f.step > 2)
+    where, value = run.compute(lambda: (threading.current_thread().name, 6 * 7))
+    assert (where, value) == ("populace-live", 42)
+    with pytest.raises(ZeroDivisionError):
+        run.compute(lambda: 1 / 0)
+    assert run.alive  # a failed computation does not end the run
+    run.stop()
+    assert run.compute(lambda: threading.current_thread().name) == threading.current_thread().name
