@@ -187,6 +187,10 @@ def _alert(text: str, css: str) -> solara.Element:
     )
 
 
+def _line(text: str, css: str) -> solara.Element:
+    return solara.HTML(tag="div", unsafe_innerHTML=html.escape(text), classes=[css])
+
+
 def _number(x: float) -> str:
     return f"{x:.6g}"
 
@@ -509,17 +513,15 @@ def SpatialPanel(layers, choice: Choice, set_choice, members: int, picture: Pict
 def LLMPanelView(panel: llm.LLMPanel, picture: Picture | None):
     """Archetypes, their latest answers (probabilities over members) and the LLM's work."""
     with solara.Card("LLM archetypes", classes=["pv-llm"]):
-        solara.Text(f"backend: {panel.backend}")
+        _line(f"backend: {panel.backend}", "pv-llm-backend")
         if picture is not None and picture.counters:
             c = picture.counters
-            solara.Text(
-                " · ".join(
-                    f"{k.replace('_', ' ')} {v:,.0f}"
-                    for k, v in c.items()
-                    if k not in ("prompt_tokens", "completion_tokens", "seconds")
-                ),
-                classes=["pv-llm-counters"],
+            counts = " · ".join(
+                f"{k.replace('_', ' ')} {v:,.0f}"
+                for k, v in c.items()
+                if k not in ("prompt_tokens", "completion_tokens", "seconds")
             )
+            _line(f"so far: {counts}", "pv-llm-counters")
         rows = []
         answers = picture.answers if picture is not None else None
         for k, label in enumerate(panel.labels):
@@ -532,5 +534,10 @@ def LLMPanelView(panel: llm.LLMPanel, picture: Picture | None):
                 latest = "—"
             rows.append((label, f"{panel.sizes[k]:,}", latest))
         _table(["archetype", "agents", "p(yes), latest"], rows, "pv-llm-answers")
-        with solara.Details("prompt"):
-            solara.Preformatted(f"system: {panel.prompt[0]}\nuser: {panel.prompt[1]}")
+        prompt = html.escape(f"system: {panel.prompt[0]}\nuser: {panel.prompt[1]}")
+        solara.HTML(  # plain HTML: solara 1.58's Details needs a vuetify 2 widget
+            tag="details",
+            unsafe_innerHTML=f"<summary>prompt</summary><pre style='white-space: pre-wrap'>"
+            f"{prompt}</pre>",
+            style="font-size: 12px",
+        )

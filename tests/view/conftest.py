@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from populace.behaviors.llm import Completion
 from populace.view import LiveRun
 
 
@@ -39,3 +40,23 @@ def live():
     yield make
     for run in runs:
         run.stop()
+
+
+class ElderlyStayHome:
+    """A backend whose residents aged 65+ answer yes, everyone else no."""
+
+    name = "rule"
+    model = "elderly-stay-home"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def generate(self, prompts, sampling, schema=None, seeds=None):
+        self.calls += len(prompts)
+        return [Completion("yes" if "65+" in p[0]["content"] else "no", 10, 1) for p in prompts]
+
+
+@pytest.fixture
+def elderly():
+    """A backend class whose residents aged 65+ answer yes, everyone else no."""
+    return ElderlyStayHome

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 pytest.importorskip("solara", reason="the live view needs the view extra (solara)")
@@ -9,7 +10,7 @@ pytest.importorskip("solara", reason="the live view needs the view extra (solara
 from populace.engine.intervention import ScaleParam  # noqa: E402
 from populace.engine.study import Scenario  # noqa: E402
 from populace.models import covid_behavior, sir, vicsek  # noqa: E402
-from populace.view import LiveRun, charts, spatial  # noqa: E402
+from populace.view import LiveRun, charts, llm, spatial  # noqa: E402
 from populace.view.app import Choice, draw  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -65,6 +66,18 @@ def test_a_map_is_redrawn_only_when_due(stepped, wait_for):
     assert kept.spatial is first.spatial and kept.frame is later
     redrawn = draw(run, later, choice, layers, None, previous=first, map_due=True)
     assert redrawn.spatial.startswith(PNG) and redrawn.spatial != first.spatial
+
+
+def test_an_llm_frame_draws_the_archetypes_answers_and_counters(stepped, elderly):
+    backend = elderly()
+    model = covid_behavior.build(
+        agents=1000, behavior="llm", backend=backend, cache=False, samples=1
+    )
+    run, frame = stepped(model, 9, members=2)
+    panel = llm.llm_panel(model, frame.state)
+    picture = draw(run, frame, Choice(("I",)), [], panel)
+    np.testing.assert_array_equal(picture.answers, frame.state.p_isolate.double().numpy())
+    assert picture.counters["calls"] == backend.calls > 0
 
 
 def test_the_drawing_loop_is_rate_bounded_and_skips_frames(live):

@@ -7,7 +7,6 @@ import polars as pl
 import pytest
 import torch
 
-from populace.behaviors.llm import Completion
 from populace.engine import ParamError, Schedule, Simulation
 from populace.engine.intervention import ScaleParam
 from populace.engine.study import Scenario, study
@@ -203,22 +202,8 @@ def test_axis_params_are_tables_and_schedules_are_fixed():
 
 
 # -- the LLM panel ----------------------------------------------------------------------------
-class ElderlyStayHome:
-    """A backend whose residents aged 65+ answer yes, everyone else no."""
-
-    name = "rule"
-    model = "elderly-stay-home"
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def generate(self, prompts, sampling, schema=None, seeds=None):
-        self.calls += len(prompts)
-        return [Completion("yes" if "65+" in p[0]["content"] else "no", 10, 1) for p in prompts]
-
-
-def test_llm_panel_shows_each_archetypes_latest_answer_and_the_work_so_far():
-    backend = ElderlyStayHome()
+def test_llm_panel_shows_each_archetypes_latest_answer_and_the_work_so_far(elderly):
+    backend = elderly()
     model = covid_behavior.build(
         agents=2000, behavior="llm", backend=backend, cache=False, samples=2
     )
