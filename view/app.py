@@ -30,9 +30,9 @@ from populace.view.runner import Frame, LiveRun
 DEFAULT_METRICS = 3
 #: a map (matplotlib choropleth) is redrawn at most this often, in seconds.
 MAP_EVERY = 1.0
-#: most of the wall time the drawing loop may spend drawing: after a slow picture (a map, a
-#: loaded machine) it waits longer, so watching never takes more than this share of a core (nor
-#: of the interpreter lock the simulation's thread needs between its tensor operations).
+#: most of the time the view's pictures may cost: after a costly picture (a map, a million
+#: positions) the drawing loop waits longer, so watching takes at most this share of a core and
+#: of the simulation thread's time (and of the interpreter lock it needs between operations).
 DRAW_SHARE = 0.05
 #: what a study's paired difference may reduce each seed's series to.
 REDUCES = ("final", "peak", "sum")
@@ -124,8 +124,9 @@ def watch(
     """The view's drawing loop: pull the run's latest frame at most ``fps`` times a second,
     draw it (or the same frame again when the ``choice`` changed) and ``show`` the picture,
     until ``cancel`` is set or the run stops. Frames published in between are skipped, so a
-    fast simulation is never held up by drawing; after each picture the loop rests at least
-    ``(1 / DRAW_SHARE - 1)`` times as long as the picture took."""
+    fast simulation is never held up by drawing; after each picture the loop rests until
+    ``1 / DRAW_SHARE`` times what the picture cost (this thread's CPU time, and the simulation
+    thread's time on :meth:`LiveRun.compute`) has passed."""
     drawn: tuple[int, Choice] | None = None
     shown: Picture | None = None
     next_at = map_at = 0.0
@@ -139,7 +140,7 @@ def watch(
         if pause > 0 and cancel.wait(pause):  # the bounded rate
             return
         frame, current = run.frame(), choice()
-        start = time.monotonic()
+        start, cpu, computed = time.monotonic(), time.thread_time(), run.compute_seconds
         map_due = start - map_at >= MAP_EVERY
         try:
             shown = draw(run, frame, current, layers, panel, shown, map_due)
@@ -149,8 +150,10 @@ def watch(
             map_at = start
         drawn = (frame.version, current)
         show(shown)
-        took = time.monotonic() - start
-        next_at = start + max(1.0 / fps, took / DRAW_SHARE)
+        # what the picture cost the simulation: this thread's CPU time and the simulation
+        # thread's time on its computations (not the wait for a chunk to end)
+        cost = time.thread_time() - cpu + run.compute_seconds - computed
+        next_at = start + max(1.0 / fps, cost / DRAW_SHARE)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], css: str) -> solara.Element:

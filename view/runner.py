@@ -155,6 +155,8 @@ class LiveRun:
         self._pending_reset: int | None = None
         self._pending_params: Params | None = None
         self._jobs: list[_Job] = []
+        #: seconds the simulation thread has spent on :meth:`compute` jobs
+        self.compute_seconds = 0.0
         self._stopping = False
         # built here, so a model that cannot start raises to the caller
         self._base = model.params
@@ -358,7 +360,9 @@ class LiveRun:
             what, arg = self._next()
             frame = self._frame
             if what == "job":
+                start = time.perf_counter()
                 arg.run()
+                self.compute_seconds += time.perf_counter() - start
                 continue
             if what == "stop":
                 with self._cond:
