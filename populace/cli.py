@@ -353,6 +353,7 @@ def add_view_parser(sub) -> None:
         "live charts); prints the URL",
     )
     add_run_options(view, steps_default=0)
+    view._option_string_actions["--steps"].help = "pause when the run reaches this step (0: never)"
     view.add_argument("--host", default="127.0.0.1", help="address to listen on")
     view.add_argument(
         "--port", type=positive_int("--port"), default=None, help="default: a free port"
