@@ -474,7 +474,7 @@ def _main(argv: list[str]) -> int:
         if argv[1] in KERNEL_BENCHES:  # a kernel family's own benchmark command line
             module = importlib.import_module(f"populace.benchmarks.{argv[1]}")
             return module.main(argv[2:])
-    if len(argv) >= 3 and argv[0] in ("run", "bench") and {"-h", "--help"} & set(argv):
+    if len(argv) >= 3 and argv[0] in ("run", "bench", "view") and {"-h", "--help"} & set(argv):
         positional = [a for a in argv[1:] if not a.startswith("-")]
         if positional and positional[0] not in ("llm",):  # help on one model: its settings
             try:

@@ -264,3 +264,8 @@ def test_model_help_lists_params_with_bounds_and_units(capsys):
     assert code == 0
     assert "beta_borough = 1  [0, inf], relative, per borough" in out
     assert "population = 'nyc'" in out
+
+
+def test_view_help_lists_the_models_params(capsys):
+    code, out, _ = run_cli(capsys, "view", "sir", "--help")
+    assert code == 0 and "beta = 0.5  [0, inf], 1/step" in out
