@@ -441,6 +441,11 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+#: commands that run sharded under torchrun (calibrate joins them once calibration/fit.py
+#: reduces its ensembles' losses and gradients over the ranks)
+SHARDED_COMMANDS = ("run",)
+
+
 def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
@@ -448,12 +453,20 @@ def _rank() -> int:
 def _main(argv: list[str]) -> int:
     from populace.engine import distributed
 
-    if distributed.launched() and len(argv) >= 1 and argv[0] in ("run", "calibrate"):
+    if distributed.launched() and argv and argv[0] in SHARDED_COMMANDS:
         try:  # torchrun: join the process group before any work
             distributed.init()
         except distributed.DistributedError as err:
             print(f"populace: error: {err}", file=sys.stderr)
             return 2
+    elif distributed.launched() and argv and argv[0] not in ("models", "verify"):
+        if _rank() == 0:
+            print(
+                f"populace: error: `populace {argv[0]}` does not run under torchrun; sharded "
+                f"commands: {', '.join(SHARDED_COMMANDS)}",
+                file=sys.stderr,
+            )
+        return 2
     if len(argv) >= 2 and argv[0] == "bench":
         from populace.benchmarks import KERNEL_BENCHES
 

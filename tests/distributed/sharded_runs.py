@@ -71,8 +71,20 @@ def ensemble(distributed):
     return sim.run(15).metrics
 
 
+def infectious_count(state, params, ctx):
+    return state.health[:, 1].sum(dim=1)  # a total over agents: summed over the ranks
+
+
 def network(distributed):
-    sim = Simulation(network_model(), members=2, seed=1, device="cpu", distributed=distributed)
+    distancing = Trigger("transmissibility", 0.05, infectious_count, 12, 6, label="distancing")
+    sim = Simulation(
+        network_model(),
+        members=2,
+        seed=1,
+        device="cpu",
+        distributed=distributed,
+        triggers=[distancing],
+    )
     return sim.run(12).metrics
 
 
@@ -113,6 +125,26 @@ def scenarios(sharded: bool) -> dict[str, pl.DataFrame]:
         "swarm": swarm(Slabs(capacity=3.0) if sharded else off),
         "study": triggered_study(None if sharded else off),
     }
+
+
+def calibration_step(distributed) -> tuple[float, float]:
+    """One gradient evaluation of a calibration ensemble: (loss, d loss / d beta)."""
+    model = sir.build(agents=200, initial_infected=4, estimator="straight_through")
+    beta = torch.tensor(0.6, dtype=torch.float64, requires_grad=True)
+    sim = Simulation(
+        model,
+        members=4,
+        seed=9,
+        params=model.params.replace(beta=beta),
+        device="cpu",
+        dtype=torch.float64,
+        distributed=distributed,
+    )
+    costs = ((sim.run(10).series("I") - 20.0) ** 2).mean(dim=1)  # [members of this rank]
+    loss = D.mean_over_members(costs)
+    loss.backward()
+    D.all_reduce_grads([beta])
+    return float(loss.detach()), float(beta.grad)
 
 
 # -- checkpoints ----------------------------------------------------------------------------
@@ -183,6 +215,7 @@ def worker(rank: int, world: int, port: int, folder: str, mode: str) -> None:
 def run_ranks(folder: Path, mode: str, rank: int, world: int) -> None:
     """What each rank does, in an initialised process group."""
     got: dict[str, object] = {k: _frame(v) for k, v in scenarios(sharded=True).items()}
+    got["calibration"] = calibration_step(None)
     if mode == "save":
         got["after"] = {k: _frame(v) for k, v in save_checkpoints(folder, True).items()}
         got["errors"] = bad_inputs(rank)

@@ -1,8 +1,8 @@
 """World sizes 1, 2 and 3 (gloo on CPU) give the single-process metrics bit for bit: a sharded
 SIR ensemble, a population-sharded network SIR, a slab-sharded Vicsek swarm and a study with a
-trigger; a checkpoint saved on 2 ranks resumes on 1 and on 3 to the same trajectory; bad
-input (seeds or code that differ across ranks, more ranks than members or agents) is one clear
-error on every rank."""
+trigger; a calibration ensemble's loss and gradient reduced over the ranks; a checkpoint saved
+on 2 ranks resumes on 1 and on 3 to the same trajectory; bad input (seeds or code that differ
+across ranks, more ranks than members or agents) is one clear error on every rank."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 import torch
 from sharded_runs import (
     CHECKPOINTS,
+    calibration_step,
     in_process,
     launch,
     read_frame,
@@ -34,6 +35,7 @@ def runs(tmp_path_factory):
     after = save_checkpoints(single, distributed=False)
     return {
         "reference": reference,
+        "calibration": calibration_step(False),
         "after": after,
         "single": single,
         "folder": folder,
@@ -61,6 +63,7 @@ def test_every_world_size_gives_the_single_process_metrics(runs, world, name):
 def test_the_scenarios_are_not_trivial(runs):
     ref = runs["reference"]
     assert ref["network"]["R"].max() > 10  # the epidemic spread over the cut edges
+    assert ref["network"]["distancing"].any()  # the trigger read the whole population
     lockdown = ref["study"].filter(ref["study"]["scenario"] == "lockdown")
     assert lockdown["lockdown"].any() and not lockdown["lockdown"].all()
     assert ref["ensemble"]["member"].n_unique() == 5
@@ -104,3 +107,13 @@ def test_bad_input_is_one_clear_error_on_every_rank(runs, case, words):
         assert message.startswith("DistributedError"), message
         for w in words:
             assert w in message, message
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_calibration_losses_and_gradients_are_reduced_over_the_ranks(runs, world):
+    loss, grad = runs["calibration"]
+    assert grad != 0.0
+    for rank_result in runs[world]:
+        got_loss, got_grad = rank_result["calibration"]
+        assert got_loss == loss  # the whole ensemble's mean, summed in member order
+        assert got_grad == pytest.approx(grad, rel=1e-12)  # the ranks' parts, summed
