@@ -38,6 +38,19 @@ from populace.engine.provenance import device_name, now, versions
 NAME = "distributed"
 
 
+def _record(what: str, **fields: Any) -> dict[str, Any]:
+    """A benchmark record: name, CPU device, the fields, command, versions and date."""
+    return {
+        "name": f"{NAME}-{what}",
+        "device": "cpu",
+        "device_name": device_name(torch.device("cpu")),
+        **fields,
+        "command": "python -m populace.benchmarks.distributed " + " ".join(sys.argv[1:]),
+        "versions": versions(),
+        "date": now(),
+    }
+
+
 def nyc_layers(scale: float, seed: int = 0) -> tuple[dict[str, torch.Tensor], torch.Tensor, list]:
     """The NYC population's contact layers, its agents' area codes and the area labels."""
     import warnings
@@ -89,24 +102,19 @@ def halo_volumes(scale: float, ranks: list[int], members: int = 1, seed: int = 0
             }
         rows.append(row)
     edges = sum(int(v.col_indices().numel()) for v in layers.values())
-    return {
-        "name": f"{NAME}-halo",
-        "device": "cpu",
-        "device_name": device_name(torch.device("cpu")),
-        "scale": scale,
-        "agents": n,
-        "areas": len(labels),
-        "edges": edges,
-        "mean_degree": edges / n,
-        "layers": {k: int(v.col_indices().numel()) for k, v in layers.items()},
-        "members": members,
-        "seed": seed,
-        "population_seconds": build_s,
-        "rows": rows,
-        "command": "python -m populace.benchmarks.distributed " + " ".join(sys.argv[1:]),
-        "versions": versions(),
-        "date": now(),
-    }
+    return _record(
+        "halo",
+        scale=scale,
+        agents=n,
+        areas=len(labels),
+        edges=edges,
+        mean_degree=edges / n,
+        layers={k: int(v.col_indices().numel()) for k, v in layers.items()},
+        members=members,
+        seed=seed,
+        population_seconds=build_s,
+        rows=rows,
+    )
 
 
 # -- communication share on 2 ranks ---------------------------------------------------------
@@ -237,22 +245,17 @@ def step_share(scale: float, steps: int, repeats: int) -> dict:
         "in_collectives_share_rank1": median(got["comm_share_rank1"]),
         "transfer_share": (got["halo_exchange_s"] + got["metric_all_reduce_s"]) / sharded,
     }
-    return {
-        "name": f"{NAME}-step",
-        "device": "cpu",
-        "device_name": device_name(torch.device("cpu")),
-        "scale": scale,
-        "steps": steps,
-        "repeats": repeats,
-        "world_size": 2,
-        "backend": "gloo",
-        "threads_per_rank": 1,
+    return _record(
+        "step",
+        scale=scale,
+        steps=steps,
+        repeats=repeats,
+        world_size=2,
+        backend="gloo",
+        threads_per_rank=1,
         **got,
-        "speedup_2_ranks_over_1": ratio,
-        "command": "python -m populace.benchmarks.distributed " + " ".join(sys.argv[1:]),
-        "versions": versions(),
-        "date": now(),
-    }
+        speedup_2_ranks_over_1=ratio,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ def main(agents: int = 2_000, steps: int = 30, out: Path | None = None) -> dict:
     rank0 = comm is None or comm.rank == 0
 
     # 1. a study: 2 scenarios x 4 seeds = 8 members, split over the ranks
-    distancing = Scenario("distancing", (ScaleParam("beta", 0.5, start=10),))
+    distancing = Scenario("distancing", (ScaleParam("beta", 0.5, start=steps // 3),))
     result = study(
         sir.build(agents=agents, initial_infected=10), [distancing], steps=steps, seeds=4
     )
