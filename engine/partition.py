@@ -268,7 +268,13 @@ class BlockShard(Shard):
         super().__init__(comm, model, seeds)
         data: Data = model.data
         self.layers = [n for n, t in data.items() if t.layout == torch.sparse_csr]
-        n = model.agents or (data[self.layers[0]].shape[0] if self.layers else 0)
+        if not self.layers:
+            raise DistributedError(
+                f"model {model.name!r} has no contact layers (CSR model data): its agents meet "
+                f"through sums over the whole population, which agent blocks do not compute; "
+                f"shard its members instead"
+            )
+        n = model.agents or data[self.layers[0]].shape[0]
         if n < 1:
             raise DistributedError(
                 f"model {model.name!r} declares no agents (Model(agents=...)); population "

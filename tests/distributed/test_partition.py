@@ -9,9 +9,16 @@ import dataclasses
 import pytest
 import torch
 
-from populace.engine import Params, Schedule, Streams, param
+from populace.engine import Context, Data, Params, Schedule, Streams, param
 from populace.engine import distributed as D
-from populace.engine.partition import block_bounds, cut_statistics, local_layer, plan
+from populace.engine.partition import (
+    Blocks,
+    BlockShard,
+    block_bounds,
+    cut_statistics,
+    local_layer,
+    plan,
+)
 from populace.engine.rng import ShardedDrawError
 from populace.kernels import random as counter
 from populace.kernels.graph import contact_pressure
@@ -187,3 +194,39 @@ def test_the_version_hash_follows_the_sources(tmp_path, monkeypatch):
     assert first == D.version_hash() and len(first) == 16
     (pkg / "__init__.py").write_text("x = 2\n")
     assert D.version_hash() != first
+
+
+class FakeComm:
+    """Rank 1 of 3, for what a shard computes without collectives."""
+
+    rank, world = 1, 3
+
+
+def test_a_block_shard_keeps_its_rows_of_the_data_and_state():
+    from populace.models import network_sir
+
+    model = network_sir.build(agents=90, degree=4.0, initial_infected=5)
+    codes = torch.arange(90) // 10
+    model = dataclasses.replace(
+        model,
+        data=Data({**model.data, "area": codes}, axes={"area": [str(a) for a in range(9)]}),
+    )
+    shard = BlockShard(FakeComm(), model, [7, 8], Blocks(axis="area"))
+    assert shard.bounds == [0, 30, 60, 90]
+    local = shard.local_data(model.data)
+    assert torch.equal(local.area, codes[30:60])
+    assert local.contacts.shape[0] == shard.halo.extended
+    assert local.digests() == model.data.digests()  # checkpoints name the whole data
+    assert shard.streams(Streams([7, 8])).agents == (30, 60)
+    ctx = Context(0, Streams([7, 8]), torch.device("cpu"), torch.float32, model.data)
+    state = model.init(model.params.to("cpu", torch.float32), ctx)
+    part = shard.local_state(state)
+    assert torch.equal(part.health, state.health[:, :, 30:60])
+    assert torch.equal(part.log_prob, state.log_prob)  # no agent axis: kept whole
+
+
+def test_a_model_without_contact_layers_is_not_split_by_agents():
+    from populace.models import sir
+
+    with pytest.raises(D.DistributedError, match="no contact layers"):
+        BlockShard(FakeComm(), sir.build(agents=30), [1], Blocks())
