@@ -104,7 +104,9 @@ def use_threads(threads: int | str | None = "auto") -> int:
 
     Args:
         threads: ``"auto"`` (:func:`default_threads`, but an ``OMP_NUM_THREADS`` the user set is
-            left as torch read it), a positive integer, or None (leave torch as it is).
+            left as torch read it, and a smaller count the user gave torch itself —
+            ``torch.set_num_threads(1)`` — is kept), a positive integer, or None (leave torch
+            as it is).
     """
     import torch
 
@@ -114,6 +116,8 @@ def use_threads(threads: int | str | None = "auto") -> int:
         if ENV not in os.environ and "OMP_NUM_THREADS" in os.environ:
             return torch.get_num_threads()
         threads = default_threads()
+        if ENV not in os.environ:  # never more than the user already allowed torch
+            threads = min(threads, torch.get_num_threads())
     threads = _check_count(threads, "threads")
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)

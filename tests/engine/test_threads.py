@@ -96,3 +96,18 @@ def test_simulation_and_cli_take_a_thread_count(restore_threads, tmp_path):
     restore_threads.setenv(threads.ENV, "1")  # undone after the test; the CLI overwrites it
     assert main(["run", "sir", "--agents", "100", "--steps", "2", "--threads", "2"]) == 0
     assert os.environ[threads.ENV] == "2" and torch.get_num_threads() == 2
+
+
+def test_auto_keeps_a_smaller_count_the_user_gave_torch(monkeypatch):
+    import torch
+
+    from populace.engine.threads import ENV, use_threads
+
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert use_threads("auto") == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
