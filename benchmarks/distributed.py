@@ -25,7 +25,6 @@ Each command prints one JSON record (``--save DIR`` writes it there too).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
@@ -141,11 +140,13 @@ def _model(scale: float):
     from populace.models import network_sir
 
     layers, area, labels = nyc_layers(scale)
-    model = network_sir.build(
-        agents=area.numel(), graph=layers, initial_infected=50, transmissibility=0.05
+    return network_sir.build(
+        agents=area.numel(),
+        graph=layers,
+        data=Data({"area": area}, axes={"area": labels}),
+        initial_infected=50,
+        transmissibility=0.05,
     )
-    data = Data({**layers, "area": area}, axes={"area": labels})
-    return dataclasses.replace(model, data=data)
 
 
 def _step_worker(rank: int, port: int, scale: float, steps: int, repeats: int, out: str) -> None:

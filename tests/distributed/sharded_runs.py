@@ -20,9 +20,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from populace.engine import Simulation
+from populace.engine import Data, Simulation
 from populace.engine import distributed as D
 from populace.engine.intervention import ScaleParam, Trigger
+from populace.engine.partition import Blocks
 from populace.engine.slabs import Slabs
 from populace.engine.study import Scenario, study
 from populace.models import network_sir, sir, vicsek, vicsek_slabs
@@ -48,8 +49,18 @@ def sir_model():
 
 
 def network_model():
+    """Two layers, five areas of 60 agents; the work layer's scale runs along the areas."""
     layers = {"home": erdos_renyi(300, 3.0, 1), "work": erdos_renyi(300, 4.0, 2)}
-    return network_sir.build(agents=300, graph=layers, initial_infected=3, transmissibility=0.2)
+    areas = Data({"area": torch.arange(300) // 60}, axes={"area": list("abcde")})
+    return network_sir.build(
+        agents=300,
+        graph=layers,
+        data=areas,
+        layer_axis="area",
+        initial_infected=3,
+        transmissibility=0.2,
+        work=torch.tensor([1.0, 0.5, 1.0, 0.2, 1.0]),
+    )
 
 
 def swarm_model(slabs: bool):
@@ -121,7 +132,7 @@ def scenarios(sharded: bool) -> dict[str, pl.DataFrame]:
     off = False
     return {
         "ensemble": ensemble(None if sharded else off),
-        "network": network("agents" if sharded else off),
+        "network": network(Blocks(axis="area") if sharded else off),
         "swarm": swarm(Slabs(capacity=3.0) if sharded else off),
         "study": triggered_study(None if sharded else off),
     }
