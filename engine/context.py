@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 
@@ -36,6 +37,8 @@ class Context:
         device: where the state lives.
         dtype: floating dtype of the run.
         data: the model's read-only data on ``device`` (``ctx.data.age``, ``ctx.data["home"]``).
+        shard: this rank's part of a run sharded over ranks (None: one process); see
+            :mod:`populace.engine.distributed`.
     """
 
     step: int
@@ -43,6 +46,7 @@ class Context:
     device: torch.device
     dtype: torch.dtype
     data: Data = EMPTY
+    shard: Any = None
 
     @property
     def members(self) -> int:

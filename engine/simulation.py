@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from populace.engine import storage
 from populace.engine.context import Context, resolve_device
+from populace.engine.distributed import local_device, shard_for
 from populace.engine.intervention import Trigger
 from populace.engine.model import Model, ModelError
 from populace.engine.params import Params, _as_tensor
@@ -138,6 +139,12 @@ class Simulation:
             rule's on/off flag per member is recorded as a metric column named by its label.
         threads: CPU threads for torch: ``"auto"`` (the cores this process may use, see
             :func:`~populace.engine.threads.use_threads`), a count, or None (leave torch's).
+        distributed: spread the run over the ranks of a torch.distributed process group
+            (:mod:`populace.engine.distributed`): None (default) shards the members when a
+            process group is initialised (torchrun), False never, ``"members"``, ``"agents"``
+            or a :class:`~populace.engine.distributed.Distributed`. A sharded run's metrics
+            table is the whole run's on every rank; ``final_state`` is the rank's part
+            (:meth:`global_state` gathers it); checkpoints hold the whole run.
     """
 
     def __init__(
@@ -156,6 +163,7 @@ class Simulation:
         chunk: int = 64,
         triggers: Sequence[Trigger] = (),
         threads: int | str | None = "auto",
+        distributed: Any = None,
     ) -> None:
         self.threads = use_threads(threads)
         if seeds is None:
@@ -171,6 +179,11 @@ class Simulation:
                 raise ValueError(f"{what} must be a positive integer, got {v!r}")
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be floating, got {dtype}")
+        # sharded over ranks: this rank's members (all of them when the agents are sharded)
+        self.all_seeds = [int(s) for s in seeds]
+        self.shard = shard_for(distributed, model, self.all_seeds)
+        if self.shard is not None:
+            seeds, device = self.shard.local_seeds(), local_device(device)
         self.model = model
         self.seed = seed
         self.device = resolve_device(device)
@@ -183,11 +196,17 @@ class Simulation:
         self.axes = model.data.axis_sizes()
         params = params if params is not None else model.params
         self.params = params.to(self.device, dtype, axes=self.axes)
-        _check_member_shapes(self.params, self.rng.members)
+        _check_member_shapes(self.params, len(self.all_seeds))
+        self.whole_params = self.params  # what checkpoints hold
+        if self.shard is not None:
+            self.params = self.shard.local_params(self.params)
+            triggers = self.shard.local_triggers(triggers)
         self.params.validate(model.name)
         self.step = 0
         self.data = model.data.to(self.device, dtype)  # once per run, shared by all members
-        self.ctx = Context(0, self.rng, self.device, dtype, self.data)
+        if self.shard is not None:
+            self.data, self.rng = self.shard.local_data(self.data), self.shard.streams(self.rng)
+        self.ctx = Context(0, self.rng, self.device, dtype, self.data, self.shard)
         self.triggers = tuple(triggers)
         self.rules_on = [
             rule.initial(self.members, self.params, model.data, self.device) for rule in triggers
@@ -216,7 +235,10 @@ class Simulation:
 
     def _init_state(self) -> State:
         self.rng.begin(-1)
-        state = self.model.init(self.params.at(0), self.ctx)
+        if self.shard is not None:
+            state = self.shard.initial_state(self)
+        else:
+            state = self.model.init(self.params.at(0), self.ctx)
         if not isinstance(state, State):
             raise ModelError(
                 f"model {self.model.name!r}: init returned {type(state).__name__}, not a State"
@@ -257,6 +279,8 @@ class Simulation:
                     bar.update(1)
                 recorder.record(last, self._measure(state, self._params_at(last, state), last))
                 frame = recorder.frame()  # the host copy synchronises the device
+                if self.shard is not None:
+                    frame = self.shard.frame(frame)  # the whole run's table on every rank
         except BaseException:
             self.rng.set_state(streams)
             self.rules_on = rules_on
@@ -266,7 +290,7 @@ class Simulation:
         seconds = time.perf_counter() - start
         self.state, self.step = state, last
         return Result(
-            self.model.name, frame, state, self.rng.seeds, (first, last), seconds, recorder
+            self.model.name, frame, state, self.all_seeds, (first, last), seconds, recorder
         )
 
     def _params_at(self, step: int, state: State) -> Params:
@@ -280,6 +304,8 @@ class Simulation:
 
     def _measure(self, state: State, params: Params, step: int) -> dict[str, torch.Tensor]:
         values = self.model.measure(state, params, self.ctx.at(step))
+        if self.shard is not None:
+            values = self.shard.reduce(values)
         for rule, on in zip(self.triggers, self.rules_on, strict=True):
             values.update(rule.record(on, self.model.data))
         return values
@@ -292,23 +318,41 @@ class Simulation:
         any device. One file: a header line ``populace-checkpoint/2 bytes=N sha256=HEX`` and
         the ``torch.save`` payload it covers, written beside ``path`` and renamed over it, so a
         failure (or a kill) leaves the previous checkpoint whole and no temporary behind.
+
+        A sharded run gathers the whole run and rank 0 writes it: the file is the one a single
+        process would write, and resumes on any number of ranks.
         """
+        state, rules_on = self.state, self.rules_on
+        if self.shard is not None:
+            state, rules_on = self.global_state(), self.shard.global_flags(rules_on)
         payload: dict[str, Any] = {
             "format": CHECKPOINT_FORMAT,
             "model": self.model.name,
             "step": self.step,
-            "state": state_dict(self.state),
-            "params": self.params.as_dict(),
-            "seeds": self.rng.seeds,
+            "state": state_dict(state),
+            "params": self.whole_params.as_dict(),
+            "seeds": self.all_seeds,
             "rng": self.rng.get_state(),
             "dtype": str(self.dtype).removeprefix("torch."),
             "device_type": self.device.type,
-            "rules_on": [on.cpu() for on in self.rules_on],
+            "rules_on": [on.cpu() for on in rules_on],
             "data": self.model.data.digests(),
         }
         buffer = io.BytesIO()
         torch.save(payload, buffer)
+        if self.shard is not None:
+            self.shard.comm.on_rank0(
+                lambda: storage.write_sealed(path, CHECKPOINT_FORMAT, buffer.getbuffer()),
+                f"writing checkpoint {path}",
+            )
+            return Path(path)
         return storage.write_sealed(path, CHECKPOINT_FORMAT, buffer.getbuffer())
+
+    def global_state(self) -> State:
+        """The whole run's current state (gathered from the ranks of a sharded run)."""
+        if self.shard is None:
+            return self.state
+        return self.shard.global_state(self.state)
 
     @classmethod
     def resume(cls, path: str | os.PathLike, model: Model, **kwargs: Any) -> Simulation:
@@ -334,28 +378,35 @@ class Simulation:
             )
         dtype = getattr(torch, payload["dtype"])
         sim = cls(model, seeds=payload["seeds"], dtype=dtype, **kwargs)
-        if sim.params.as_dict() != payload["params"]:
+        if sim.whole_params.as_dict() != payload["params"]:
             raise ValueError(
-                f"{path}: checkpoint params {payload['params']} differ from {sim.params.as_dict()}"
+                f"{path}: checkpoint params {payload['params']} differ from "
+                f"{sim.whole_params.as_dict()}"
             )
         model.data.check_digests(payload["data"], str(path))
         try:
-            sim.state = load_state_dict(sim.state, payload["state"])
+            sim.state = load_state_dict(sim.global_state(), payload["state"])
         except StateError as err:
             raise StateError(f"{path}: {err}") from None
+        rules_on = sim.rules_on
+        if sim.shard is not None:  # checked against the whole run's, then this rank's part
+            sim.state = sim.shard.local_state(sim.state)
+            rules_on = sim.shard.global_flags(sim.rules_on)
         sim.rng.set_state(payload["rng"])
         if len(payload["rules_on"]) != len(sim.triggers):
             raise ValueError(
                 f"{path}: saved with {len(payload['rules_on'])} trigger(s), resumed with "
                 f"{len(sim.triggers)}"
             )
-        for on, saved in zip(sim.rules_on, payload["rules_on"], strict=True):
+        for on, saved in zip(rules_on, payload["rules_on"], strict=True):
             if saved.shape != on.shape:
                 raise ValueError(
                     f"{path}: trigger state of shape {tuple(saved.shape)}, the "
                     f"resumed trigger has {tuple(on.shape)}"
                 )
         sim.rules_on = [on.to(sim.device) for on in payload["rules_on"]]
+        if sim.shard is not None:
+            sim.rules_on = sim.shard.local_flags(sim.rules_on)
         sim.step = payload["step"]
         return sim
 

@@ -88,19 +88,46 @@ def _mix(z: torch.Tensor) -> torch.Tensor:
 
 def bits_reference(member: torch.Tensor, c: int, start: int, n: int) -> torch.Tensor:
     """``[B, n]`` int64 bit patterns of elements ``start..start+n-1`` (pure torch)."""
+    i = torch.arange(start, start + n, dtype=torch.int64, device=member.device)
+    return bits_at(member, c, i)
+
+
+def bits_at(member: torch.Tensor, c: int, index: torch.Tensor) -> torch.Tensor:
+    """``[B, n]`` int64 bit patterns of the elements numbered ``index`` (``[n]``, or ``[B, n]``
+    with other elements per member), pure torch: element ``i`` gets the bits it gets in any
+    contiguous draw that covers it."""
     key = _mix(member ^ signed(c)).unsqueeze(1)
-    i = torch.arange(start + 1, start + n + 1, dtype=torch.int64, device=member.device)
-    return _mix(key + i * signed(GOLDEN))
+    return _mix(key + (index + 1) * signed(GOLDEN))
+
+
+def uniform_at(
+    member: torch.Tensor, c: int, index: torch.Tensor, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """``[B, n]`` uniforms of the elements numbered ``index`` (``[n]`` or ``[B, n]`` int64,
+    e.g. the global ids of the agents a rank holds), equal bit for bit to those elements of
+    :func:`uniform`."""
+    if member.dtype != torch.int64 or member.dim() != 1:
+        raise ValueError(f"member keys must be [B] int64, got {member.dtype} {tuple(member.shape)}")
+    if index.dtype != torch.int64 or index.dim() not in (1, 2):
+        raise ValueError(
+            f"index must be [n] or [B, n] int64, got {index.dtype} {tuple(index.shape)}"
+        )
+    if index.dim() == 2 and index.shape[0] != member.shape[0]:
+        raise ValueError(f"index has {index.shape[0]} rows for {member.shape[0]} members")
+    return _to_uniform(bits_at(member, c & _MASK, index), dtype)
+
+
+def _to_uniform(z: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    if dtype == torch.float64:
+        return _srl(z, 11).to(torch.float64) * 2.0**-53
+    return (_srl(z, 40).to(torch.float32) * 2.0**-24).to(dtype)
 
 
 def uniform_reference(
     member: torch.Tensor, c: int, start: int, n: int, dtype: torch.dtype
 ) -> torch.Tensor:
     """``[B, n]`` uniforms on [0, 1) in ``dtype`` (float32: 24 bits, float64: 53 bits)."""
-    z = bits_reference(member, c, start, n)
-    if dtype == torch.float64:
-        return _srl(z, 11).to(torch.float64) * 2.0**-53
-    return (_srl(z, 40).to(torch.float32) * 2.0**-24).to(dtype)
+    return _to_uniform(bits_reference(member, c, start, n), dtype)
 
 
 def _uniform_triton(member, c, start, n, dtype) -> torch.Tensor:

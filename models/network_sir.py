@@ -25,6 +25,7 @@ import networkx as nx
 import torch
 
 from populace.engine import Context, Data, Model, Params, member_view, param
+from populace.engine.partition import over_halo
 from populace.epi.contact import layer_scale, layered
 from populace.epi.disease import Disease, InfectionState
 from populace.epi.observation import compartment, flow
@@ -141,7 +142,8 @@ def transmit(names: tuple[str, ...], disease: Disease, axis: str | None = None):
         layers = [ctx.data[n] for n in names]
         codes = ctx.data[axis] if axis else None
         scales = [layer_scale(getattr(params, n), codes) for n in names]
-        pressure = layered(layers, disease.share(state, "I"), scales)
+        # over_halo: the plain call in one process; with the agents sharded, the halo too
+        pressure = over_halo(ctx, layered, layers, disease.share(state, "I"), scales)
         per_contact = member_view(-torch.log1p(-params.transmissibility), 2)
         hazard = torch.where(pressure > 0, pressure * per_contact, torch.zeros_like(pressure))
         return state.replace(**disease.advance(state, hazard, params, ctx))

@@ -155,13 +155,36 @@ def cmd_models(args: argparse.Namespace) -> None:
         print(f"{name:<{width}}  {summary}")
 
 
+def _comm():
+    """The process group's collectives under torchrun (None in one process)."""
+    from torch import distributed as dist
+
+    from populace.engine.distributed import Comm
+
+    return Comm() if dist.is_available() and dist.is_initialized() else None
+
+
+def _shard(name: str) -> Any:
+    if name == "slabs":
+        from populace.engine.slabs import Slabs
+
+        return Slabs()
+    return name
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from populace.engine import Simulation, storage
     from populace.engine.provenance import device_name, now, versions
 
+    comm = _comm()  # under torchrun: rank 0 alone checks --out, writes and prints
+    rank0 = comm is None or comm.rank == 0
     out = None
     if args.out is not None:  # refused before any work: '', a file, a non-empty folder
-        out = storage.check_target(storage.output_path(args.out, "--out"), args.overwrite)
+
+        def check():
+            return storage.check_target(storage.output_path(args.out, "--out"), args.overwrite)
+
+        out = check() if comm is None else comm.on_rank0(check, f"checking --out {args.out}")
     if args.agents * args.members > MAX_AGENT_SLOTS:
         raise CLIError(
             f"--agents {args.agents} x --members {args.members} = "
@@ -178,7 +201,8 @@ def cmd_run(args: argparse.Namespace) -> None:
         dtype=dtype,
         record_every=args.record_every,
         check_finite=args.check_finite,
-        progress=None if not args.json else False,
+        progress=None if not args.json and rank0 else False,
+        distributed=None if comm is None else _shard(args.shard),
     )
     if out is None:
         result = sim.run(args.steps)
@@ -203,8 +227,14 @@ def cmd_run(args: argparse.Namespace) -> None:
                 "seconds": result.seconds,
                 "final": result.final(),
             }
+            if comm is not None:
+                record["world_size"], record["shard"] = comm.world, args.shard
             result.metrics.write_parquet(tmp / "metrics.parquet")
             (tmp / "run.json").write_text(storage.dumps(record, indent=2) + "\n")
+    if comm is not None:
+        comm.barrier("the end of the run")  # no rank reports success before rank 0 wrote
+        if not rank0:
+            return
     final = result.final()
     bad = storage.non_finite_paths(final)
     if bad:
@@ -386,6 +416,13 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="stop at the first NaN/Inf, naming the step and field",
     )
+    run.add_argument(
+        "--shard",
+        choices=("members", "agents", "slabs"),
+        default="members",
+        help="under torchrun: split the ensemble members (default), the agents of a model on "
+        "contact layers, or a swarm's box in slabs (vicsek_slabs) over the ranks",
+    )
     run.set_defaults(fn=cmd_run)
 
     bench = sub.add_parser(
@@ -467,7 +504,32 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+#: commands that run sharded under torchrun (calibrate joins them once calibration/fit.py
+#: reduces its ensembles' losses and gradients over the ranks)
+SHARDED_COMMANDS = ("run",)
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
 def _main(argv: list[str]) -> int:
+    from populace.engine import distributed
+
+    if distributed.launched() and argv and argv[0] in SHARDED_COMMANDS:
+        try:  # torchrun: join the process group before any work
+            distributed.init()
+        except distributed.DistributedError as err:
+            print(f"populace: error: {err}", file=sys.stderr)
+            return 2
+    elif distributed.launched() and argv and argv[0] not in ("models", "verify"):
+        if _rank() == 0:
+            print(
+                f"populace: error: `populace {argv[0]}` does not run under torchrun; sharded "
+                f"commands: {', '.join(SHARDED_COMMANDS)}",
+                file=sys.stderr,
+            )
+        return 2
     if len(argv) >= 2 and argv[0] == "bench":
         from populace.benchmarks import KERNEL_BENCHES
 
@@ -495,7 +557,13 @@ def _main(argv: list[str]) -> int:
         return 2
     except (ValueError, KeyError, RuntimeError, FloatingPointError, OSError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"populace: error: {msg}", file=sys.stderr)
+        # under torchrun every rank meets the same bad input: rank 0 says it; a failed or
+        # vanished peer is said by every rank that noticed it
+        if _rank() == 0 or (
+            isinstance(err, distributed.DistributedError)
+            and not isinstance(err, distributed.Rank0Failed)
+        ):
+            print(f"populace: error: {msg}", file=sys.stderr)
         return 2
     return 0
 
