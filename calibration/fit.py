@@ -473,6 +473,12 @@ class Problem:
             if short:
                 raise CalibrationError(f"fixed metric rows {short} end before row {rows}")
             return {m: r[:, :rows].to(self.dtype) for m, r in self.metrics.items()}, None
+        out, sim, result = self._carry(values, seed, rows)
+        return out, result.final_state
+
+    def _carry(self, values: Mapping[str, Any], seed: int | None, rows: int):
+        """Simulate to row ``rows`` (from the warm start, if any): (metric → ``[B, rows]``
+        rows, the simulation, its result)."""
         sim = self.simulation(values, seed)
         first = self.warm.row if self.warm is not None else 0
         result = sim.run((rows - first) * self.steps_per_row)
@@ -482,7 +488,7 @@ class Problem:
             if self.warm is not None:
                 r = torch.cat([self.warm.history[metric].to(r), r], dim=1)
             out[metric] = r
-        return out, result.final_state
+        return out, sim, result
 
     def observation_values(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Every observation param's value: free (from ``values``), fixed, or its default."""
@@ -585,14 +591,7 @@ class Problem:
         if row <= first:
             raise CalibrationError(f"warm-start row {row} must lie after the current {first}")
         with torch.no_grad():
-            sim = self.simulation(values, seed)
-            result = sim.run((row - first) * self.steps_per_row)
-        history = {}
-        for m in {s.metric for s in self.series.values()}:
-            r = self.rows_of(m, result.series(m).to(self.dtype))
-            if self.warm is not None:
-                r = torch.cat([self.warm.history[m].to(r), r], dim=1)
-            history[m] = r
+            history, sim, result = self._carry(values, seed, row)
         return WarmStart(row, result.final_state, sim.rng.get_state(), history, seed)
 
 

@@ -182,7 +182,7 @@ def observation_fit(
         rows: data rows to fit (default all of the problem's).
 
     Returns:
-        The fitted observation values (the ascertainment a Schedule).
+        (the fitted observation values, the ascertainment a Schedule; the Adam fit).
     """
     rows = problem.rows if rows is None else rows
     knots = max(1, -(-rows // KNOT_DAYS))
@@ -204,7 +204,7 @@ def observation_fit(
         warm=None,
     )
     fit = adam(sub, lr=0.05, patience=20, max_epochs=max_epochs)
-    return sub.split(fit.theta.to(sub.dtype))
+    return sub.split(fit.theta.to(sub.dtype)), fit
 
 
 @dataclasses.dataclass
@@ -216,8 +216,9 @@ class Wave:
         pieces: ``[K, 5]`` weekly rates per borough.
         metrics: metric → ``[B, rows]`` model rows of the fit.
         predicted: series → ``[B, rows]`` expected observations.
-        filtered: the last filter (its warm start, evaluations, seconds).
+        filtered: the last filter (its warm start, evaluations, seconds, mismatch per piece).
         evaluations, seconds: totals over the passes.
+        observation: the last observation-only Adam fit (its convergence report).
     """
 
     values: dict[str, Any]
@@ -227,6 +228,13 @@ class Wave:
     filtered: Any
     evaluations: int
     seconds: float
+    observation: Any = None
+
+    def converged(self, tol: float = 0.1) -> bool:
+        """The observation fit converged and every filtered week matched its data within
+        ``tol`` (log ratio)."""
+        worst = max(self.filtered.mismatch, default=0.0)
+        return bool(self.observation is not None and self.observation.converged and worst <= tol)
 
 
 def fit_wave(
@@ -255,12 +263,19 @@ def fit_wave(
         )
         evaluations += filt.evaluations
         metrics = _complete(problem, filt, values, problem.rows)
-        values = observation_fit(problem, metrics, values, max_epochs=max_epochs)
+        values, obs_fit = observation_fit(problem, metrics, values, max_epochs=max_epochs)
     seen = dataclasses.replace(problem, fixed={}, metrics=metrics, free=[])
     with torch.no_grad():
         predicted, _ = seen.predict(values)
     return Wave(
-        values, filt.pieces, metrics, predicted, filt, evaluations, time.perf_counter() - began
+        values,
+        filt.pieces,
+        metrics,
+        predicted,
+        filt,
+        evaluations,
+        time.perf_counter() - began,
+        obs_fit,
     )
 
 
@@ -415,7 +430,7 @@ def rolling_forecasts(
         )
         warm, pieces = filt.warm, filt.pieces
         metrics = hold(problem, "beta_borough", pieces[-1], warm, origin + HORIZON, values)
-        values = observation_fit(problem, metrics, values, rows=origin, max_epochs=max_epochs)
+        values, _ = observation_fit(problem, metrics, values, rows=origin, max_epochs=max_epochs)
         scores += score_origin(problem, metrics, values, origin)
         if log is not None:
             log(f"origin {date_of(origin)}: {filt.evaluations} window runs, {filt.seconds:.0f} s")
@@ -502,7 +517,12 @@ def calibrate_nyc(
         "nd": nd_by_borough["NYC"],
         "nd_by_borough": {b: nd_by_borough[b] for b in NYC_BOROUGHS},
         "nd_all": errors.to_dicts(),
-        "converged": True,
+        "converged": wave.converged(),
+        "convergence": {
+            "observation_fit": wave.observation.convergence(),
+            "filter_mismatch": wave.filtered.mismatch,
+            "filter_tolerance": 0.1,
+        },
         "params": plain_values(wave.values) | {"beta_borough": wave.pieces.tolist()},
         "fit_evaluations": wave.evaluations,
         "fit_seconds": wave.seconds,

@@ -157,6 +157,14 @@ def adam(
     )
 
 
+def _start(problem: Problem, theta: torch.Tensor | None, what: str) -> torch.Tensor:
+    """The ``[D]`` float64 starting vector of a gradient-free method (D >= 1)."""
+    x0 = (problem.start() if theta is None else theta.detach().clone()).to(torch.float64)
+    if x0.numel() == 0:
+        raise CalibrationError(f"{what} needs at least one free parameter")
+    return x0
+
+
 def _objective(problem: Problem, history: list[float], best: list):
     """``f(x: ndarray) -> float`` evaluating the problem without gradients, recording the best."""
 
@@ -203,10 +211,8 @@ def nelder_mead(
         raise CalibrationError(
             "method 'nelder_mead' needs scipy: pip install 'populace[calibration]'"
         ) from None
-    x0 = (problem.start() if theta is None else theta.detach().clone()).to(torch.float64)
+    x0 = _start(problem, theta, "Nelder-Mead")
     d = x0.numel()
-    if d == 0:
-        raise CalibrationError("Nelder-Mead needs at least one free parameter")
     cap = max(200, 200 * d) if max_evaluations is None else max_evaluations
     _check_tolerances(rtol, cap, "max_evaluations")
     if cap < d + 1:
@@ -281,10 +287,8 @@ def cmaes(
         raise CalibrationError(
             "method 'cmaes' needs optuna and cmaes: pip install 'populace[calibration]'"
         ) from None
-    x0 = (problem.start() if theta is None else theta.detach().clone()).to(torch.float64)
+    x0 = _start(problem, theta, "CMA-ES")
     d = x0.numel()
-    if d == 0:
-        raise CalibrationError("CMA-ES needs at least one free parameter")
     cap = max(300, 300 * d) if max_evaluations is None else max_evaluations
     patience = max(50, 20 * d) if patience is None else patience
     _check_tolerances(rtol, cap, "max_evaluations")
