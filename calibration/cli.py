@@ -27,8 +27,8 @@ DEFAULT_METRIC = {"covid_nyc_seir": "cases", "covid_behavior": "I"}
 DEFAULT_PARAMS = {
     "sir": "beta,gamma,initial",
     "network_sir": "transmissibility,gamma,initial",
-    "metapop": "beta,gamma",
-    "covid_nyc_seir": "beta,initial",
+    "metapop": "beta,gamma,initial",
+    "covid_nyc_seir": "beta,gamma,initial",
     "covid_behavior": "beta,gamma",
 }
 MIN_ROWS = 3
@@ -48,6 +48,12 @@ def add_parser(sub) -> None:
     p.add_argument("--end", help="last date of the fit window (with --date-column)")
     p.add_argument("--population", type=_positive_int, default=1000, help="agents")
     p.add_argument("--params", help="comma-separated params to fit (default per model)")
+    p.add_argument(
+        "--per-label",
+        default="",
+        help="params along an axis (e.g. initial per borough) to fit per label; others get "
+        "one value for all labels",
+    )
     p.add_argument("--steps-per-row", type=_positive_int, default=1)
     p.add_argument("--members", type=_positive_int, default=4)
     p.add_argument("--seed", type=int, default=0)
@@ -206,10 +212,14 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
                 f"--params: model {args.model!r} has no parameter {name!r}; valid: "
                 f"{', '.join(model.params.names())}"
             )
+    per_label = {n.strip() for n in args.per_label.split(",") if n.strip()}
+    unknown = sorted(per_label - set(names))
+    if unknown:
+        raise CLIError(f"--per-label: {unknown} are not among the fitted params {names}")
     problem = Problem(
         model,
         observed_cols,
-        [Free(n) for n in names],
+        [Free(n, shared=n not in per_label) for n in names],
         series=series,
         loss=args.loss,
         steps_per_row=args.steps_per_row,

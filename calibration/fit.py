@@ -55,9 +55,11 @@ class Free:
             values); rows per knot for an observation param.
         pieces: number of Schedule pieces when ``init`` is one value (default: as many whole
             periods as the data hold, at least 1; the last piece absorbs a partial one).
+        shared: a param along an axis gets one value for every label (e.g. one initial
+            probability for all boroughs, when the data are city totals).
 
     A param declared along a model-data axis (``param(..., axes=("borough",))``) gets one free
-    value per label (per piece), all starting at the piece's ``init``.
+    value per label (per piece), all starting at the piece's ``init``, unless ``shared``.
     """
 
     name: str
@@ -66,6 +68,7 @@ class Free:
     upper: float | None = None
     period: int | None = None
     pieces: int | None = None
+    shared: bool = False
     width: int = dataclasses.field(default=1, repr=False)
 
     def __post_init__(self) -> None:
@@ -117,8 +120,7 @@ class Free:
             steps: simulated steps (Schedule pieces: whole periods of them).
 
         Raises:
-            CalibrationError: bounds outside the declared ones, or a default init that is not a
-                number.
+            CalibrationError: bounds outside the declared ones.
         """
         lower = decl.low if self.lower is None else self.lower
         upper = decl.high if self.upper is None else self.upper
@@ -137,12 +139,7 @@ class Free:
         if init is None:
             value = current.values[0] if isinstance(current, Schedule) else current
             t = torch.as_tensor(value, dtype=torch.float64).detach().reshape(-1)
-            if t.numel() != 1 and t.numel() != width:
-                raise CalibrationError(
-                    f"free parameter {self.name!r}: current value of shape {tuple(t.shape)}; "
-                    "give an init"
-                )
-            init = float(t.mean())
+            init = float(t.mean())  # a value along an axis: its mean starts every label
             lo = -math.inf if lower is None else lower
             hi = math.inf if upper is None else upper
             if not lo < init < hi:  # a default on its bound (e.g. a probability 0): move inside
@@ -244,6 +241,11 @@ class Problem:
         warm: continue from a :class:`WarmStart` instead of simulating from step 0.
         metrics: fixed model metric rows (metric → ``[B, rows (+ horizon)]``) instead of a
             simulation: an observation-only fit (no free model params), which costs no run.
+        average: compare the members' mean expected observations with the data (the
+            likelihood of the model's mean: unbiased when the data are one realisation or a
+            mean of many); False: the mean over members of each member's loss, which favours
+            params whose runs vary less. A score-function model always uses per-member losses
+            (its gradient estimator needs them).
         dtype: floating dtype of the runs.
         device: run device.
     """
@@ -262,6 +264,7 @@ class Problem:
     smoothness: float = 1.0
     warm: WarmStart | None = None
     metrics: Mapping[str, torch.Tensor] | None = None
+    average: bool = True
     dtype: torch.dtype = torch.float32
     device: str = "cpu"
 
@@ -364,7 +367,7 @@ class Problem:
                     f"free parameter {f.name!r} runs along {len(decl.axes)} axes {decl.axes}; "
                     "only params along one axis can be fitted"
                 )
-            width = sizes[decl.axes[0]] if decl.axes else 1
+            width = sizes[decl.axes[0]] if decl.axes and not f.shared else 1
             current = getattr(self.model.params, f.name, decl.default)
             limit = self.rows if f.name in self.observation else self.steps
             r = f.resolve(decl, current, width, limit)
@@ -401,6 +404,11 @@ class Problem:
                 f"({ {f.name: f.size for f in self.free} }): too few data to fit them; fit "
                 "fewer parameters or give more data"
             )
+
+    @property
+    def averaged(self) -> bool:
+        """Whether the loss compares the member-mean prediction (see ``average``)."""
+        return self.average and self.model.options.get("estimator") != "score_function"
 
     @property
     def steps(self) -> int:
@@ -523,11 +531,14 @@ class Problem:
     def member_costs(
         self, preds: Mapping[str, torch.Tensor], values: Mapping[str, Any] | None = None
     ) -> torch.Tensor:
-        """``[B]`` weighted sum of the series' losses over the data rows."""
+        """``[B]`` weighted sum of the series' losses over the data rows (with ``average``, the
+        loss of the member-mean prediction, the same for every member)."""
         values = values or {}
         total = 0
         for name, series in self.observed.items():
             pred = preds[name][:, : self.rows]
+            if self.averaged:
+                pred = pred.mean(dim=0, keepdim=True).expand_as(pred)
             obs = series.to(dtype=pred.dtype, device=pred.device)
             if self.loss == "negbin":
                 cost = self.loss_fn(pred, obs, self.dispersion_of(name, values))

@@ -172,14 +172,16 @@ def observation_fit(
     values: Mapping[str, Any],
     rows: int | None = None,
     max_epochs: int = 400,
-) -> dict[str, Any]:
-    """Fit every observation param with Adam on fixed model rows (no simulation).
+    fixed: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], Any]:
+    """Fit the observation params with Adam on fixed model rows (no simulation).
 
     Args:
         metrics: metric → ``[B, >= rows]`` model rows.
         values: the current observation values (starting points; the ascertainment Schedule is
             regrown to a knot every 14 of ``rows``).
         rows: data rows to fit (default all of the problem's).
+        fixed: observation params held at these values (the others are fitted).
 
     Returns:
         (the fitted observation values, the ascertainment a Schedule; the Adam fit).
@@ -194,17 +196,22 @@ def observation_fit(
         if knots > 1
         else Free("ascertainment", start[0])
     ]
-    free += [Free(n, float(values[n])) for n in problem.observation if n != "ascertainment"]
+    fixed = dict(fixed or {})
+    free += [
+        Free(n, float(values[n]))
+        for n in problem.observation
+        if n != "ascertainment" and n not in fixed
+    ]
     sub = dataclasses.replace(
         problem,
         observed={n: s[:rows] for n, s in problem.observed.items()},
         free=free,
-        fixed={},
+        fixed=fixed,
         metrics={m: r[:, :rows] for m, r in metrics.items()},
         warm=None,
     )
     fit = adam(sub, lr=0.05, patience=20, max_epochs=max_epochs)
-    return sub.split(fit.theta.to(sub.dtype)), fit
+    return {**fixed, **sub.split(fit.theta.to(sub.dtype))}, fit
 
 
 @dataclasses.dataclass
@@ -312,9 +319,14 @@ def predictive_weeks(
     origin: int,
     draws: int = 50,
     seed: int = 0,
+    anchor: int = 7,
 ) -> dict[str, torch.Tensor]:
     """``cases_<b>`` → ``[S, 4]`` predictive samples of the weekly totals after ``origin``
-    (members x negative-binomial draws of each day, summed per week)."""
+    (members x negative-binomial draws of each day, summed per week).
+
+    The forecast starts from the data's level: each borough's expected cases ahead are scaled
+    by ``(observed + 1) / (expected + 1)`` over the ``anchor`` days before the origin (a jump-off
+    correction from data up to the origin only), so the model contributes the trend."""
     horizon_rows = origin + HORIZON
     cases = {f"cases_{b}": problem.series[f"cases_{b}"] for b in NYC_BOROUGHS}
     sub = dataclasses.replace(
@@ -331,6 +343,10 @@ def predictive_weeks(
     out = {}
     for k, name in enumerate(cases):
         ahead = mean[name][:, origin:horizon_rows]  # [B, 28]
+        if anchor:
+            seen = float(problem.observed[name][origin - anchor : origin].sum())
+            expected = float(mean[name][:, origin - anchor : origin].mean(dim=0).sum())
+            ahead = ahead * (seen + 1) / (expected + 1)
         r = float(torch.as_tensor(sub.dispersion_of(name, values)))
         s = negbin_samples(ahead, r, draws, seed + k)  # [draws, B, 28]
         out[name] = weekly(s.reshape(-1, HORIZON))
@@ -389,7 +405,11 @@ def rolling_forecasts(
     max_epochs: int = 300,
     log: Callable[[str], None] | None = None,
 ) -> pl.DataFrame:
-    """Walk the filter from the end of the first-wave fit through every origin; score each.
+    """Walk the filter on from the end of the first-wave fit through every origin; score each.
+
+    At each origin the weekly rates are filtered on to it with the data up to it (each week once,
+    when its window is complete), the last rate is held for the weeks not yet fitted and the 28
+    days ahead, and the observation params are refitted on the data up to the origin.
 
     Args:
         wave: the first-wave fit (its filter's warm start and pieces continue).

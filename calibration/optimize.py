@@ -391,7 +391,9 @@ def multistart(
     **options,
 ) -> list[Fit]:
     """Fits from ``starts`` starting points, best first: the free params' init and the best
-    ``starts - 1`` of ``screen`` draws from the prior (:func:`screened_starts`).
+    ``starts - 1`` of ``screen`` draws from the prior (:func:`screened_starts`). A drawn start
+    whose fit fails (e.g. a NaN gradient where a probability saturates) is dropped and named in
+    the others' ``message``; a failure from the init is raised.
 
     Args:
         method: ``"auto" | "adam" | "nelder_mead" | "cmaes"``.
@@ -412,15 +414,23 @@ def multistart(
     if method == "auto":
         method = "adam" if differentiable(problem) else "nelder_mead"
     run = {"adam": adam, "nelder_mead": nelder_mead, "cmaes": cmaes}[method]
-    fits = []
+    fits, failed = [], []
     for k, theta in enumerate(screened_starts(problem, starts, screen, spread, seed)):
-        one = run(problem, theta, **options)
+        try:
+            one = run(problem, theta, **options)
+        except CalibrationError as err:
+            if k == 0:  # the init itself: the user's problem, not an unlucky draw
+                raise
+            failed.append(f"start {k}: {err}")  # e.g. a draw where the gradient is NaN
+            continue
         one.start = k
         fits.append(one)
     fits.sort(key=lambda f: f.loss)
     losses = [f.loss for f in sorted(fits, key=lambda f: f.start)]
     for one in fits:
         one.starts = losses
+        if failed:
+            one.message += f" ({len(failed)} start(s) failed: {'; '.join(failed)})"
     return fits
 
 

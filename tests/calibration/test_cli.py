@@ -52,7 +52,7 @@ def test_calibrate_writes_report_and_prints_the_contract(tmp_path, capsys):
     assert {"params", "nd", "converged", "loss", "method", "iterations", "hit_cap"} <= set(last)
     assert set(last["params"]) == {"beta", "initial", "dispersion"}
     assert last["method"] == "adam" and last["hit_cap"] and not last["converged"]  # 3 epochs
-    assert last["nd"] >= 0 and len(last["params"]["initial"]) == 5  # one per borough
+    assert last["nd"] >= 0 and isinstance(last["params"]["initial"], float)  # shared
     assert (out / "params.csv").exists() and (out / "fit.png").exists()
     record = json.loads((out / "calibration.json").read_text())
     assert record["rows"] == 10 and record["convergence"][0]["hit_cap"] is True
