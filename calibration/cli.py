@@ -10,6 +10,7 @@ param, fitted with the others.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch
 
 from populace.calibration.data import read_series
 from populace.calibration.fit import CalibrationError, Free, Problem
+from populace.calibration.observation import Series
 from populace.calibration.optimize import METHODS, differentiable, multistart
 from populace.calibration.posterior import Ensemble
 from populace.calibration.report import error_table, params_table, plot_fit, write_report
@@ -202,8 +204,6 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
         raise CLIError(f"--metric: give one metric per target ({len(targets)} targets)")
     if len(metrics) != len(targets):
         raise CLIError(f"--metric: {len(metrics)} metric(s) for {len(targets)} target(s)")
-    from populace.calibration.observation import Series
-
     series = {c: Series(m.strip()) for c, m in zip(targets, metrics, strict=True)}
     names = [n.strip() for n in (args.params or DEFAULT_PARAMS.get(args.model, "beta")).split(",")]
     for name in names:
@@ -237,17 +237,17 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
         raise CLIError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
     fits = []
     for seed in seeds:
-        p = Problem(**{**_fields(problem), "seed": seed})
+        p = dataclasses.replace(problem, seed=seed)
         runs = multistart(p, method, **options)
         runs[0].seed = seed
         fits.append(runs[0])
     ensemble = Ensemble(problem, fits)
     fit = ensemble.best
-    best = Problem(**{**_fields(problem), "seed": fit.seed})
+    best = dataclasses.replace(problem, seed=fit.seed)
     with torch.no_grad():
         preds, _ = best.predict(best.split(fit.theta.to(best.dtype)))
     errors = error_table(preds, best.observed, "fit")
-    nds = [r for r in errors["nd"].to_list()]
+    nds = errors["nd"].to_list()
     nd = None if any(v is None for v in nds) else sum(nds) / len(nds)
     converged = all(f.converged for f in fits)
     record = {
@@ -290,12 +290,6 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
             }
         )
     )
-
-
-def _fields(problem: Problem) -> dict:
-    import dataclasses
-
-    return {f.name: getattr(problem, f.name) for f in dataclasses.fields(problem)}
 
 
 def _method_options(method: str, args: argparse.Namespace) -> dict:

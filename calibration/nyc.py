@@ -248,7 +248,7 @@ def fit_wave(
     problem: Problem,
     *,
     passes: int = 2,
-    lag: int = 7,
+    lag: int = 12,
     max_updates: int = 4,
     max_epochs: int = 400,
 ) -> Wave:
@@ -400,7 +400,7 @@ def rolling_forecasts(
     origins: Sequence[int],
     members: int = 2,
     seed: int = 0,
-    lag: int = 7,
+    lag: int = 12,
     max_updates: int = 4,
     max_epochs: int = 300,
     log: Callable[[str], None] | None = None,

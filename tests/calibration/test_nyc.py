@@ -102,7 +102,7 @@ def test_the_problem_observes_cases_hospitalisations_and_deaths(small_nyc, march
 
 def test_the_wave_fit_and_its_nd_by_hand(march):
     problem, wave = march
-    assert wave.pieces.shape == (3, 5)  # weeks from days 0, 7, 14: their 7 + 7 days end by 28
+    assert wave.pieces.shape == (2, 5)  # weeks from days 0, 7: their 12 + 7 days end by 28
     assert wave.predicted["cases_BX"].shape == (2, 28)
     assert isinstance(wave.values["ascertainment"], Schedule)
     rows = nd_rows(wave.predicted, problem.observed, "fit")
