@@ -10,10 +10,9 @@ param, fitted with the others.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
-import json
-from pathlib import Path
 
 import torch
 
@@ -23,6 +22,7 @@ from populace.calibration.observation import Series
 from populace.calibration.optimize import METHODS, differentiable, multistart
 from populace.calibration.posterior import Ensemble
 from populace.calibration.report import error_table, params_table, plot_fit, write_report
+from populace.engine import storage
 
 #: default metric and fitted params of the zoo's epidemic models (others: I; beta).
 DEFAULT_METRIC = {"covid_nyc_seir": "cases", "covid_behavior": "I"}
@@ -69,7 +69,13 @@ def add_parser(sub) -> None:
     p.add_argument("--method", choices=METHODS, default="auto")
     p.add_argument("--lr", type=float, default=0.1, help="Adam learning rate (> 0)")
     p.add_argument("--rtol", type=float, help="relative-improvement tolerance of convergence")
-    p.add_argument("--max-iterations", type=_positive_int, help="cap (epochs or evaluations)")
+    p.add_argument(
+        "--max-iterations",
+        "--epochs",
+        dest="max_iterations",
+        type=_positive_int,
+        help="cap (epochs or evaluations; --epochs is the old name)",
+    )
     p.add_argument(
         "--set",
         dest="settings",
@@ -78,7 +84,7 @@ def add_parser(sub) -> None:
         metavar="NAME=VALUE",
         help="a build option or fixed parameter of the model; repeatable",
     )
-    p.add_argument("--out", help="folder for the report (tables, plot, calibration.json)")
+    add_out_options(p)
     p.set_defaults(fn=cmd_calibrate)
     add_nyc_parser(sub)
 
@@ -95,24 +101,42 @@ def add_nyc_parser(sub) -> None:
     p.add_argument("--fit-end", default="2020-06-30", help="last day of the first-wave fit")
     p.add_argument("--origins", type=int, default=9, help="rolling forecast origins (0: none)")
     p.add_argument("--first-origin", default="2020-07-01", help="first forecast origin")
-    p.add_argument("--out", help="folder for the report (tables, plot, calibration.json)")
+    add_out_options(p)
     p.set_defaults(fn=cmd_calibrate_nyc)
+
+
+def add_out_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", help="folder for the report (tables, plot, calibration.json)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it holds a populace output"
+    )
+
+
+def _report_folder(args: argparse.Namespace, model: str):
+    """The staged report folder of ``--out`` (refused now if unusable), or None."""
+    if args.out is None:
+        return None
+    storage.check_target(storage.output_path(args.out, "--out"), args.overwrite)
+    info = {"model": model}
+    return storage.staged_folder(args.out, kind="calibration", overwrite=args.overwrite, info=info)
 
 
 def cmd_calibrate_nyc(args: argparse.Namespace) -> None:
     from populace.calibration.nyc import calibrate_nyc
 
-    record = calibrate_nyc(
-        agents=args.agents,
-        members=args.members,
-        seed=args.seed,
-        passes=args.passes,
-        origins=args.origins,
-        first_origin=args.first_origin,
-        fit_end=args.fit_end,
-        out=args.out,
-    )
-    if args.out:
+    staged = _report_folder(args, "covid_nyc_seir")
+    with staged if staged is not None else contextlib.nullcontext() as tmp:
+        record = calibrate_nyc(
+            agents=args.agents,
+            members=args.members,
+            seed=args.seed,
+            passes=args.passes,
+            origins=args.origins,
+            first_origin=args.first_origin,
+            fit_end=args.fit_end,
+            out=tmp,
+        )
+    if args.out is not None:
         print(f"wrote the report to {args.out}")
     keys = ("params", "nd", "nd_by_borough", "converged", "forecast_relative_mae")
     last = {k: record.get(k) for k in keys}
@@ -121,7 +145,7 @@ def cmd_calibrate_nyc(args: argparse.Namespace) -> None:
         "forecast_origins": record.get("forecast_origins", []),
         "agents": record["agents"],
     }
-    print(json.dumps(last))
+    print(storage.dumps(last))
 
 
 def _positive_int(text: str) -> int:
@@ -191,6 +215,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     line (``nd`` null where a target column is all zero: it is undefined)."""
     from populace.cli import CLIError
 
+    staged = _report_folder(args, args.model)  # refused before any work
     targets = [t.strip() for t in args.target.split(",")]
     observed_cols, labels = {}, None
     for col in targets:
@@ -272,13 +297,14 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
         iv = ensemble.intervals()
         tables["param_intervals"] = iv
         record["intervals"] = iv.to_dicts()
-    if args.out:
-        out = Path(args.out)
-        write_report(out, tables, record)
-        plot_fit(best.observed, preds, out / "fit.png", title=f"{args.model} vs {args.target}")
-        print(f"wrote the report to {out}")
+    if staged is not None:
+        with staged as out:
+            write_report(out, tables, record)
+            title = f"{args.model} vs {args.target}"
+            plot_fit(best.observed, preds, out / "fit.png", title=title)
+        print(f"wrote the report to {args.out}")
     print(
-        json.dumps(
+        storage.dumps(
             {
                 "params": fit.values,
                 "loss": fit.loss,

@@ -50,7 +50,7 @@ def test_calibrate_writes_report_and_prints_the_contract(tmp_path, capsys):
     assert code == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"params", "nd", "converged", "loss", "method", "iterations", "hit_cap"} <= set(last)
-    assert set(last["params"]) == {"beta", "initial", "dispersion"}
+    assert set(last["params"]) == {"beta", "gamma", "initial", "dispersion"}
     assert last["method"] == "adam" and last["hit_cap"] and not last["converged"]  # 3 epochs
     assert last["nd"] >= 0 and isinstance(last["params"]["initial"], float)  # shared
     assert (out / "params.csv").exists() and (out / "fit.png").exists()
