@@ -15,15 +15,17 @@ each with its own negative-binomial dispersion, all scaled to the 8.33 M residen
 
 A fit alternates (``passes`` times) a sequential filter of the weekly rates per borough on the
 cases (:func:`~populace.calibration.sequential.filter_schedule`: each week from a warm start, a
-simulation of two weeks only) with an observation-only Adam fit of the observation params on all
-three series (the model rows fixed: no simulation). Deaths and hospitalisations pin the
-infections, so the ascertainment's level and shape are identified.
+simulation of 19 days only, matched on the week 12 days later: latency plus reporting delay)
+with an observation-only Adam fit of the observation params on all three series (the model rows
+fixed: no simulation). Deaths and hospitalisations pin the infections, so the ascertainment's
+level and shape are identified.
 
 :func:`rolling_forecasts` then walks the filter forward week by week; at each origin (every 28
 days from 2020-07-01) it refits the observation params on the data up to the origin, holds the
-last rate for the weeks not yet fitted and the next 28 days, and scores the weekly totals 1-4
-weeks ahead per borough against persistence and a log-linear trend (MAE, and the weighted
-interval score of the predictive quantiles: members x negative-binomial draws).
+last rate for the weeks not yet fitted and the next 28 days, starts the forecast from the last
+week's observed level, and scores the weekly totals 1-4 weeks ahead per borough against
+persistence and a log-linear trend (MAE, and the weighted interval score of the predictive
+quantiles: members x negative-binomial draws).
 """
 
 from __future__ import annotations
