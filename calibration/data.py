@@ -1,4 +1,5 @@
-"""Observed series: read one numeric column of a user's CSV, and the shipped NYC cases."""
+"""Observed series: numeric columns of a user's CSV, and the shipped NYC cases, deaths and
+hospitalisations per borough."""
 
 from __future__ import annotations
 
@@ -49,6 +50,11 @@ def read_series(
         )
     values = []
     for row, text in enumerate(frame[column].to_list()):
+        if text is None or not text.strip():
+            raise ValueError(
+                f"{path} row {row + 1}: column {column!r} has no value (a gap); every row of "
+                "every fitted series needs one"
+            )
         try:
             value = float(text)
         except (TypeError, ValueError):
@@ -104,23 +110,55 @@ def _parse_date(path: Path, row: int, text: str | None) -> dt.date:
     raise ValueError(f"{path} row {row + 1}: date {text!r} is neither YYYY-MM-DD nor MM/DD/YYYY")
 
 
-def nyc_cases(start: str = "2020-03-01", end: str = "2020-06-30") -> pl.DataFrame:
-    """Daily confirmed cases per borough from ``start`` to ``end`` (inclusive, ISO dates).
+#: NYC series kind → (file, column of borough B: ``B_<column>``).
+NYC_SERIES = {
+    "cases": (NYC_CASES, "CASE_COUNT"),
+    "deaths": (DATA / "nyc" / "deaths-by-day.csv", "DEATH_COUNT"),
+    "hosp": (DATA / "nyc" / "hosp-by-day.csv", "HOSPITALIZED_COUNT"),
+}
+
+
+def nyc_series(kind: str, start: str, end: str) -> pl.DataFrame:
+    """Daily NYC counts of ``kind`` (``cases``, ``deaths``, ``hosp``) per borough from ``start``
+    to ``end`` (inclusive, ISO dates).
 
     Returns:
         DataFrame ``date`` (pl.Date), ``BX``, ``BK``, ``MN``, ``QN``, ``SI`` (float64).
+
+    Raises:
+        ValueError: an unknown kind, an unparseable date, ``end`` before ``start``, or a window
+            outside the file's dates (naming its first and last date) or with missing days.
     """
-    frame = pl.read_csv(NYC_CASES, infer_schema_length=0)
+    if kind not in NYC_SERIES:
+        raise ValueError(f"unknown NYC series {kind!r}; valid: {', '.join(NYC_SERIES)}")
+    path, column = NYC_SERIES[kind]
+    try:
+        lo, hi = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    except (TypeError, ValueError):
+        raise ValueError(f"NYC {kind}: dates must be YYYY-MM-DD, got {start!r}..{end!r}") from None
+    if hi < lo:
+        raise ValueError(f"NYC {kind}: window end {end} is before its start {start}")
+    frame = pl.read_csv(path, infer_schema_length=0)
     frame = frame.select(
         pl.col("date_of_interest").str.strptime(pl.Date, "%m/%d/%Y").alias("date"),
-        *[pl.col(f"{b}_CASE_COUNT").cast(pl.Float64).alias(b) for b in NYC_BOROUGHS],
-    )
-    lo, hi = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
-    out = frame.filter((pl.col("date") >= lo) & (pl.col("date") <= hi)).sort("date")
+        *[pl.col(f"{b}_{column}").cast(pl.Float64).alias(b) for b in NYC_BOROUGHS],
+    ).sort("date")
+    first, last = frame["date"].min(), frame["date"].max()
+    if lo < first or hi > last:
+        raise ValueError(
+            f"NYC {kind}: window {start}..{end} lies outside the data ({first}..{last}, "
+            f"{path.name})"
+        )
+    out = frame.filter((pl.col("date") >= lo) & (pl.col("date") <= hi))
     days = (hi - lo).days + 1
     if out.height != days or out["date"].n_unique() != days:
         raise ValueError(
-            f"NYC cases: {out.height} rows ({out['date'].n_unique()} distinct dates) between "
+            f"NYC {kind}: {out.height} rows ({out['date'].n_unique()} distinct dates) between "
             f"{start} and {end}, need {days}"
         )
     return out
+
+
+def nyc_cases(start: str = "2020-03-01", end: str = "2020-06-30") -> pl.DataFrame:
+    """Daily confirmed cases per borough (:func:`nyc_series` of ``cases``)."""
+    return nyc_series("cases", start, end)

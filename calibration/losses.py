@@ -34,19 +34,24 @@ def mse_log1p(pred: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
 
 
 def poisson_nll(pred: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
-    """Poisson negative log-likelihood per time point (constant ``log y!`` dropped), mean over T."""
+    """Poisson negative log-likelihood per time point, mean over T (with ``log y!``, so it is the
+    full log-likelihood and comparable with the negative binomial)."""
     obs = _check(pred, obs)
     rate = pred.clamp_min(_EPS)
-    return (rate - obs * torch.log(rate)).mean(dim=-1)
+    return (rate - obs * torch.log(rate) + torch.lgamma(obs + 1)).mean(dim=-1)
 
 
-def negbin_nll(pred: torch.Tensor, obs: torch.Tensor, dispersion: float = 10.0) -> torch.Tensor:
-    """Negative-binomial NLL (mean ``pred``, size ``dispersion``; variance ``mu + mu^2/r``)."""
-    if not dispersion > 0:
-        raise ValueError(f"dispersion must be > 0, got {dispersion}")
+def negbin_nll(
+    pred: torch.Tensor, obs: torch.Tensor, dispersion: torch.Tensor | float = 10.0
+) -> torch.Tensor:
+    """Negative-binomial NLL (mean ``pred``, size ``dispersion``; variance ``mu + mu^2/r``),
+    mean over T; differentiable in ``dispersion`` (``[]`` or ``[B]``), so it can be fitted."""
+    r = torch.as_tensor(dispersion, dtype=pred.dtype, device=pred.device)
+    if not bool((r.detach() > 0).all()):
+        raise ValueError(f"dispersion must be > 0, got {r.detach().tolist()}")
     obs = _check(pred, obs)
     mu = pred.clamp_min(_EPS)
-    r = torch.as_tensor(dispersion, dtype=mu.dtype, device=mu.device)
+    r = r.reshape(-1, 1) if r.dim() == 1 and mu.dim() == 2 else r
     ll = (
         torch.lgamma(obs + r)
         - torch.lgamma(r)

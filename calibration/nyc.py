@@ -1,21 +1,31 @@
-"""The NYC first wave: per-borough daily cases fitted with the agent SEIR, then a 4-week forecast.
+"""NYC: the first wave fitted per borough (cases, hospitalisations, deaths), then rolling-origin
+forecasts through the second wave, scored against two baselines.
 
-The observed series are the confirmed cases per borough from 2020-03-01 to 2020-06-30
-(:func:`~populace.calibration.data.nyc_cases`); the model is
-:mod:`populace.models.covid_nyc_seir` on the synthetic NYC population at a reduced scale, its
-daily onsets per borough passed through the reporting model (ascertainment, delay) and scaled to
-the real population. Free parameters, by ``beta`` parametrisation:
+The model is :mod:`populace.models.covid_nyc_seir` on the synthetic NYC population (1 %: 83 k
+agents by default), ``beta`` = 1 so the weekly ``beta_borough`` pieces are the transmission rates
+themselves. Its daily onsets per borough (``cases_<b>``) are observed three ways
+(:class:`~populace.calibration.observation.Series`):
 
-- ``"borough"``: a weekly transmission rate per borough (a ``beta_borough`` Schedule of ``[K, 5]``
-  pieces, ``beta`` = 1);
-- ``"city"``: a weekly city-wide ``beta`` Schedule and one constant relative rate per borough;
-- ``"neural"``: the city-wide weekly ``beta`` comes from a :class:`NeuralCalibrator` reading the
-  previous weeks' log cases per borough; the per-borough relative rates are free;
+- ``cases_<b>``: x ``ascertainment``, a Schedule with a knot every 14 days (time-varying testing,
+  smooth, penalised for roughness), after a gamma ``delay`` (mean fitted);
+- ``hosp_<b>``: x ``hospitalised`` after ``hosp_delay``;
+- ``deaths_<b>``: x ``fatality`` after ``death_delay``;
 
-plus, in every case, the initial infections (``initial``), ``ascertainment`` and the reporting
-``delay``. The last Schedule piece holds from its start to the end of the fit and beyond, so the
-forecast (2020-07-01..07-28) continues the fitted simulation with the last fitted rates; it never
-sees forecast data.
+each with its own negative-binomial dispersion, all scaled to the 8.33 M residents.
+
+A fit alternates (``passes`` times) a sequential filter of the weekly rates per borough on the
+cases (:func:`~populace.calibration.sequential.filter_schedule`: each week from a warm start, a
+simulation of 19 days only, matched on the week 12 days later: latency plus reporting delay)
+with an observation-only Adam fit of the observation params on all three series (the model rows
+fixed: no simulation). Deaths and hospitalisations pin the infections, so the ascertainment's
+level and shape are identified.
+
+:func:`rolling_forecasts` then walks the filter forward week by week; at each origin (every 28
+days from 2020-07-01) it refits the observation params on the data up to the origin, holds the
+last rate for the weeks not yet fitted and the next 28 days, starts the forecast from the last
+week's observed level, and scores the weekly totals 1-4 weeks ahead per borough against
+persistence and a log-linear trend (MAE, and the weighted interval score of the predictive
+quantiles: members x negative-binomial draws).
 """
 
 from __future__ import annotations
@@ -30,341 +40,542 @@ from typing import Any
 import polars as pl
 import torch
 
-from populace.calibration.data import NYC_BOROUGHS, nyc_cases
-from populace.calibration.fit import Fit, Free, Problem, fit_adam
-from populace.calibration.neural import NeuralCalibrator, fit_neural, lagged_features
-from populace.calibration.report import error_table, params_table, plot_fit, write_report
-from populace.engine import Model
+from populace.calibration.data import NYC_BOROUGHS, nyc_series
+from populace.calibration.fit import Free, Problem, plain_values
+from populace.calibration.forecast import (
+    QUANTILES,
+    log_linear,
+    negbin_samples,
+    persistence,
+    sample_quantiles,
+    weekly,
+    weighted_interval_score,
+)
+from populace.calibration.observation import Series
+from populace.calibration.optimize import adam
+from populace.calibration.report import error_table, plot_fit, write_report
+from populace.calibration.sequential import filter_schedule, hold
+from populace.engine import Model, Schedule
 
 FIT_WINDOW = ("2020-03-01", "2020-06-30")
-FORECAST_WINDOW = ("2020-07-01", "2020-07-28")
-PARAMETRISATIONS = ("borough", "city", "neural")
-#: starting values (sigma 0.3 and gamma 0.2 stay fixed: 3.3 latent and 5 infectious days).
-START = {"rate": 0.6, "initial": 0.002, "ascertainment": 0.2, "delay": 5.0}
+FIRST_ORIGIN = "2020-07-01"
+KINDS = ("cases", "hosp", "deaths")
+HORIZON = 28
+#: starting values of the observation params (fatality and hospitalisation per onset, days).
+START = {
+    "rate": 0.6,
+    "ascertainment": 0.1,
+    "delay": 5.0,
+    "hospitalised": 0.02,
+    "hosp_delay": 8.0,
+    "fatality": 0.008,
+    "death_delay": 16.0,
+    "dispersion": 10.0,
+}
+KNOT_DAYS = 14
 
 
-def observed_cases(start: str = FIT_WINDOW[0], end: str = FIT_WINDOW[1]) -> dict[str, torch.Tensor]:
-    """``cases_<borough>`` → ``[T]`` float64 daily confirmed cases from ``start`` to ``end``."""
-    frame = nyc_cases(start, end)
-    return {f"cases_{b}": frame[b].to_torch().to(torch.float64) for b in NYC_BOROUGHS}
+def row_of(date: str) -> int:
+    """Data row of an ISO ``date`` (row 0: the fit window's first day)."""
+    return (dt.date.fromisoformat(date) - dt.date.fromisoformat(FIT_WINDOW[0])).days
 
 
-def forecast_window(rows: int, horizon: int = 28) -> tuple[str, str]:
-    """The ``horizon`` days right after a fit of ``rows`` days from 2020-03-01 (ISO dates).
-
-    With the full 122-day fit: 2020-07-01..2020-07-28.
-    """
-    first = dt.date.fromisoformat(FIT_WINDOW[0]) + dt.timedelta(days=rows)
-    return first.isoformat(), (first + dt.timedelta(days=horizon - 1)).isoformat()
+def date_of(row: int) -> str:
+    return (dt.date.fromisoformat(FIT_WINDOW[0]) + dt.timedelta(days=row)).isoformat()
 
 
-def nyc_model(agents: int = 2000, population_seed: int = 0, **options: Any) -> Model:
-    """The SEIR on the synthetic NYC population of about ``agents`` agents (straight-through)."""
+def observed(end: str = FIT_WINDOW[1], kinds: Sequence[str] = KINDS) -> dict[str, torch.Tensor]:
+    """``<kind>_<borough>`` → ``[T]`` float64 daily counts from 2020-03-01 to ``end``."""
+    out = {}
+    for kind in kinds:
+        frame = nyc_series(kind, FIT_WINDOW[0], end)
+        out |= {f"{kind}_{b}": frame[b].to_torch().to(torch.float64) for b in NYC_BOROUGHS}
+    return out
+
+
+def nyc_model(agents: int = 83_000, population_seed: int = 0, **options: Any) -> Model:
+    """The SEIR on the synthetic NYC population of about ``agents`` agents (``beta`` = 1: the
+    borough rates are the rates; plain draws unless ``estimator`` is given)."""
     from populace.models import covid_nyc_seir
 
-    return covid_nyc_seir.build(
+    options.setdefault("estimator", "none")
+    model = covid_nyc_seir.build(
         agents=agents, population="nyc", population_seed=population_seed, **options
     )
+    return model.with_params(beta=1.0)
+
+
+def series_specs(kinds: Sequence[str] = KINDS) -> dict[str, Series]:
+    """How each ``<kind>_<borough>`` series comes from the borough's onsets."""
+    how = {
+        "cases": ("ascertainment", "delay", 0.6, "dispersion"),
+        "hosp": ("hospitalised", "hosp_delay", 0.5, "dispersion_hosp"),
+        "deaths": ("fatality", "death_delay", 0.4, "dispersion_deaths"),
+    }
+    unknown = sorted(set(kinds) - set(how))
+    if unknown:
+        raise ValueError(f"unknown NYC series {unknown}; valid: {', '.join(how)}")
+    return {
+        f"{kind}_{b}": Series(
+            f"cases_{b}",
+            ratio=how[kind][0],
+            delay=how[kind][1],
+            cv=how[kind][2],
+            dispersion=how[kind][3],
+        )
+        for kind in kinds
+        for b in NYC_BOROUGHS
+    }
 
 
 def nyc_problem(
     model: Model,
+    end: str = FIT_WINDOW[1],
     *,
-    beta: str = "borough",
-    period: int = 7,
     members: int = 2,
     seed: int = 0,
-    days: int | None = None,
-    loss: str = "mse_log1p",
+    kinds: Sequence[str] = KINDS,
 ) -> Problem:
-    """The first-wave calibration problem on ``model`` (from :func:`nyc_model`).
-
-    Args:
-        beta: ``"borough" | "city" | "neural"`` (see the module docstring).
-        period: days per piece of the weekly rates; the last piece absorbs a partial one.
-        days: fit only the first ``days`` days of the window (tests; default: all 122).
-
-    Raises:
-        ValueError: an unknown ``beta`` parametrisation, or fewer days than one ``period``.
-    """
-    if beta not in PARAMETRISATIONS:
-        raise ValueError(f"unknown beta parametrisation {beta!r}; valid: {PARAMETRISATIONS}")
-    observed = observed_cases()
-    if days is not None:
-        observed = {k: v[:days] for k, v in observed.items()}
-    rows = next(iter(observed.values())).numel()
-    pieces = rows // period
-    if pieces < 1:
-        raise ValueError(f"{rows} days hold no whole piece of {period} days")
-    rate = [START["rate"]] * pieces
-    if beta == "borough":
-        model = model.with_params(beta=1.0)  # the borough schedules are the rates themselves
-        free = [Free("beta_borough", rate, period=period, width=len(NYC_BOROUGHS))]
-    else:
-        free = [Free("beta_borough", 1.0, width=len(NYC_BOROUGHS))]
-        if beta == "city":
-            free.insert(0, Free("beta", rate, period=period))
-    free += [
-        Free("initial", START["initial"], upper=0.1),
-        Free("ascertainment", START["ascertainment"], upper=1.0),
-        Free("delay", START["delay"], upper=15.0),
-    ]
+    """The calibration problem on ``model`` with the data from 2020-03-01 to ``end``."""
     from populace.models.covid_nyc_seir import NYC_RESIDENTS
 
     return Problem(
         model,
-        observed,
-        free,
-        loss=loss,
+        observed(end, kinds),
+        [],
+        series=series_specs(kinds),
         members=members,
         seed=seed,
         multiplier=NYC_RESIDENTS / model.options["agents"],
-        observe=True,
+        fixed=initial_observation(row_of(end) + 1, kinds),
     )
 
 
-def borough_features(problem: Problem, period: int = 7, lags: int = 2) -> torch.Tensor:
-    """``[W, 5 * lags]`` GradABM-style features: previous weeks' mean log1p cases per borough.
+def initial_observation(rows: int, kinds: Sequence[str] = KINDS) -> dict[str, Any]:
+    """Starting observation values: a flat ascertainment Schedule (a knot every 14 days)."""
+    knots = max(1, -(-rows // KNOT_DAYS))
+    out: dict[str, Any] = {
+        "ascertainment": Schedule.every(torch.full((knots,), START["ascertainment"]), KNOT_DAYS),
+        "delay": START["delay"],
+        "dispersion": START["dispersion"],
+    }
+    if "hosp" in kinds:
+        out |= {"hospitalised": START["hospitalised"], "hosp_delay": START["hosp_delay"]}
+        out["dispersion_hosp"] = START["dispersion"]
+    if "deaths" in kinds:
+        out |= {"fatality": START["fatality"], "death_delay": START["death_delay"]}
+        out["dispersion_deaths"] = START["dispersion"]
+    return out
 
-    ``W = problem.rows // period`` pieces, matching the problem's Schedules.
-    """
-    series = torch.stack([problem.observed[f"cases_{b}"] for b in NYC_BOROUGHS])  # [5, T]
-    pieces = problem.rows // period
-    return lagged_features(series[:, : pieces * period], period, lags)
 
+def observation_fit(
+    problem: Problem,
+    metrics: Mapping[str, torch.Tensor],
+    values: Mapping[str, Any],
+    rows: int | None = None,
+    max_epochs: int = 400,
+    fixed: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], Any]:
+    """Fit the observation params with Adam on fixed model rows (no simulation).
 
-def forecast(
-    problem: Problem, values: Mapping[str, Any], horizon: int
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Predict the fit window and the ``horizon`` rows after it in one run of the fitted problem.
-
-    :meth:`~populace.calibration.fit.Problem.predict` with a ``horizon``: the same simulation
-    continues past the data, so the reporting delay convolves the onsets of the fit window into
-    the first forecast days, as it would in reality. Nothing of the forecast window is used to
-    choose ``values``.
+    Args:
+        metrics: metric → ``[B, >= rows]`` model rows.
+        values: the current observation values (starting points; the ascertainment Schedule is
+            regrown to a knot every 14 of ``rows``).
+        rows: data rows to fit (default all of the problem's).
+        fixed: observation params held at these values (the others are fitted).
 
     Returns:
-        (fit, forecast): ``cases_<b>`` → ``[B, rows]`` and ``[B, horizon]`` expected reports.
+        (the fitted observation values, the ascertainment a Schedule; the Adam fit).
     """
-    with torch.no_grad():
-        preds, _ = problem.predict(values, horizon=horizon)
-    fit_out = {name: p[:, : problem.rows] for name, p in preds.items()}
-    ahead_out = {name: p[:, problem.rows :] for name, p in preds.items()}
-    return fit_out, ahead_out
-
-
-def nd_rows(
-    predicted: Mapping[str, torch.Tensor], observed: Mapping[str, torch.Tensor], window: str
-) -> list[dict[str, Any]]:
-    """ND of the member-mean prediction per borough, plus the city total (``borough`` "NYC").
-
-    :func:`~populace.calibration.report.error_table` on the boroughs' ``cases_<b>`` series and
-    their sum; ND is ``None`` where the observed series is all zero.
-    """
-    names = {b: f"cases_{b}" for b in NYC_BOROUGHS}
-    pred = {b: predicted[n] for b, n in names.items()}
-    obs = {b: torch.as_tensor(observed[n]) for b, n in names.items()}
-    pred["NYC"] = sum(pred[b] for b in NYC_BOROUGHS)
-    obs["NYC"] = sum(obs[b] for b in NYC_BOROUGHS)
-    table = error_table(pred, obs, window)
-    return [{"borough": r["series"], "window": window, "nd": r["nd"]} for r in table.to_dicts()]
+    rows = problem.rows if rows is None else rows
+    knots = max(1, -(-rows // KNOT_DAYS))
+    asc = values["ascertainment"]
+    old = asc.values if isinstance(asc, Schedule) else torch.as_tensor([float(asc)])
+    start = [float(old[min(k, old.numel() - 1)]) for k in range(knots)]
+    free = [
+        Free("ascertainment", start, period=KNOT_DAYS)
+        if knots > 1
+        else Free("ascertainment", start[0])
+    ]
+    fixed = dict(fixed or {})
+    free += [
+        Free(n, float(values[n]))
+        for n in problem.observation
+        if n != "ascertainment" and n not in fixed
+    ]
+    sub = dataclasses.replace(
+        problem,
+        observed={n: s[:rows] for n, s in problem.observed.items()},
+        free=free,
+        fixed=fixed,
+        metrics={m: r[:, :rows] for m, r in metrics.items()},
+        warm=None,
+    )
+    fit = adam(sub, lr=0.05, patience=20, max_epochs=max_epochs)
+    return {**fixed, **sub.split(fit.theta.to(sub.dtype))}, fit
 
 
 @dataclasses.dataclass
-class FirstWave:
-    """One NYC first-wave fit and its forecast.
+class Wave:
+    """A fit of the data up to some row.
 
     Attributes:
-        fit: the fitted parameters (:class:`~populace.calibration.fit.Fit`).
-        errors: ND per borough and window: ``(borough, window, nd)``.
-        fitted, forecast: ``cases_<b>`` → ``[B, 122]`` and ``[B, 28]`` expected reports.
-        fit_observed: ``cases_<b>`` → ``[122]`` the data of the fit window.
-        seed: member seed of the fit.
+        values: observation values.
+        pieces: ``[K, 5]`` weekly rates per borough.
+        metrics: metric → ``[B, rows]`` model rows of the fit.
+        predicted: series → ``[B, rows]`` expected observations.
+        filtered: the last filter (its warm start, evaluations, seconds, mismatch per piece).
+        evaluations, seconds: totals over the passes.
+        observation: the last observation-only Adam fit (its convergence report).
     """
 
-    fit: Fit
-    errors: pl.DataFrame
-    fitted: dict[str, torch.Tensor]
-    forecast: dict[str, torch.Tensor]
-    fit_observed: dict[str, torch.Tensor]
-    seed: int
+    values: dict[str, Any]
+    pieces: torch.Tensor
+    metrics: dict[str, torch.Tensor]
+    predicted: dict[str, torch.Tensor]
+    filtered: Any
+    evaluations: int
+    seconds: float
+    observation: Any = None
+
+    def converged(self, tol: float = 0.1) -> bool:
+        """The observation fit converged and every filtered week matched its data within
+        ``tol`` (log ratio)."""
+        worst = max(self.filtered.mismatch, default=0.0)
+        return bool(self.observation is not None and self.observation.converged and worst <= tol)
 
 
-def first_wave(
+def fit_wave(
     problem: Problem,
-    fitter: Callable[[Problem], Fit],
-    values: Callable[[Fit], Mapping[str, Any]] | None = None,
-) -> FirstWave:
-    """Fit ``problem`` with ``fitter``, then score the fit and the 4-week forecast by ND.
-
-    Args:
-        fitter: e.g. ``lambda p: fit_adam(p, epochs=100)``.
-        values: the model values of a fit (default: ``problem.split(fit.theta)``; the neural
-            calibrator's fits hold their weekly ``beta`` in ``fit.values`` instead).
-    """
-    fit = fitter(problem)
-    chosen = values(fit) if values is not None else problem.split(fit.theta)
-    ahead_obs = observed_cases(*forecast_window(problem.rows))
-    horizon = next(iter(ahead_obs.values())).numel()
-    fitted, ahead = forecast(problem, chosen, horizon)
-    rows = nd_rows(fitted, problem.observed, "fit") + nd_rows(ahead, ahead_obs, "forecast")
-    observed = {k: torch.as_tensor(v) for k, v in problem.observed.items()}
-    return FirstWave(fit, pl.DataFrame(rows), fitted, ahead, observed, problem.seed)
-
-
-def adam_fitter(epochs: int, lr: float) -> Callable[[Problem], Fit]:
-    return lambda problem: fit_adam(problem, epochs=epochs, lr=lr)
-
-
-def neural_first_wave(
-    problem: Problem,
-    epochs: int,
-    lr: float = 0.01,
-    period: int = 7,
-    hidden: int = 16,
-    free_lr: float = 0.05,
-) -> FirstWave:
-    """:func:`first_wave` with the city-wide weekly ``beta`` from a neural calibrator.
-
-    Args:
-        lr: Adam learning rate of the network's weights.
-        free_lr: Adam learning rate of the problem's free params.
-    """
-    features = borough_features(problem, period)
-    with torch.random.fork_rng(devices=[]):  # seeded initial weights; the global RNG is kept
-        torch.manual_seed(problem.seed)
-        net = NeuralCalibrator(features.shape[1], 0.05, 3.0, hidden=hidden, init=START["rate"])
-    trained: dict[str, Any] = {}
-
-    def fitter(p: Problem) -> Fit:
-        fit, trained["net"] = fit_neural(p, net, features, "beta", period, epochs, lr, free_lr)
-        return fit
-
-    def values(fit: Fit) -> dict[str, Any]:
-        out = problem.split(fit.theta)
-        with torch.no_grad():
-            weekly = trained["net"](features.to(problem.dtype))
-        from populace.engine import Schedule
-
-        out["beta"] = Schedule.every(weekly, period)
-        return out
-
-    return first_wave(problem, fitter, values)
-
-
-def seed_intervals(
-    waves: Sequence[FirstWave], level: float = 0.9
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Intervals over fits with different member seeds.
-
-    Returns:
-        (nd, params): ``(borough, window, mean, lo, hi, fits)`` of ND, and
-        :func:`~populace.calibration.uncertainty.intervals` of the fitted values.
-    """
-    from populace.calibration.uncertainty import intervals
-
-    if len(waves) < 2:
-        raise ValueError(f"intervals need at least 2 fits, got {len(waves)}")
-    nd = pl.concat([w.errors for w in waves])
-    q = ((1 - level) / 2, (1 + level) / 2)
-    table = (
-        nd.group_by(["borough", "window"], maintain_order=True)
-        .agg(
-            pl.col("nd").mean().alias("mean"),
-            pl.col("nd").quantile(q[0], "linear").alias("lo"),
-            pl.col("nd").quantile(q[1], "linear").alias("hi"),
-            pl.len().alias("fits"),
+    *,
+    passes: int = 2,
+    lag: int = 12,
+    max_updates: int = 4,
+    max_epochs: int = 400,
+) -> Wave:
+    """Fit the first wave: ``passes`` x (filter the weekly rates on cases, then fit the
+    observation params on all series)."""
+    values = dict(problem.fixed)
+    targets = {k: [f"cases_{b}"] for k, b in enumerate(NYC_BOROUGHS)}
+    evaluations, began = 0, time.perf_counter()
+    for _ in range(passes):
+        filt = filter_schedule(
+            problem,
+            "beta_borough",
+            7,
+            values=values,
+            start=START["rate"],
+            lag=lag,
+            max_updates=max_updates,
+            targets=targets,
         )
-        .sort(["window", "borough"])
+        evaluations += filt.evaluations
+        metrics = _complete(problem, filt, values, problem.rows)
+        values, obs_fit = observation_fit(problem, metrics, values, max_epochs=max_epochs)
+    seen = dataclasses.replace(problem, fixed={}, metrics=metrics, free=[])
+    with torch.no_grad():
+        predicted, _ = seen.predict(values)
+    return Wave(
+        values,
+        filt.pieces,
+        metrics,
+        predicted,
+        filt,
+        evaluations,
+        time.perf_counter() - began,
+        obs_fit,
     )
-    return table, intervals([w.fit for w in waves], level)
+
+
+def _complete(problem: Problem, filt, values, rows: int) -> dict[str, torch.Tensor]:
+    """The filter's rows, continued with its last rate held to ``rows``."""
+    if filt.warm is not None and filt.warm.row >= rows:
+        return {m: r[:, :rows] for m, r in filt.metrics.items()}
+    last = filt.pieces[-1] if filt.pieces.numel() else torch.full((5,), START["rate"])
+    return hold(problem, "beta_borough", last, filt.warm, rows, values)
+
+
+def nd_rows(
+    predicted: Mapping[str, torch.Tensor],
+    observed_: Mapping[str, torch.Tensor],
+    window: str,
+    kind: str = "cases",
+) -> list[dict[str, Any]]:
+    """ND of the member-mean prediction per borough and for the city sum (``NYC``)."""
+    pred = {b: predicted[f"{kind}_{b}"] for b in NYC_BOROUGHS}
+    obs = {b: torch.as_tensor(observed_[f"{kind}_{b}"]) for b in NYC_BOROUGHS}
+    pred["NYC"] = sum(pred[b] for b in NYC_BOROUGHS)
+    obs["NYC"] = sum(obs[b] for b in NYC_BOROUGHS)
+    table = error_table(pred, obs, window)
+    return [
+        {"borough": r["series"], "series": kind, "window": window, "nd": r["nd"]}
+        for r in table.to_dicts()
+    ]
+
+
+def predictive_weeks(
+    problem: Problem,
+    metrics: Mapping[str, torch.Tensor],
+    values: Mapping[str, Any],
+    origin: int,
+    draws: int = 50,
+    seed: int = 0,
+    anchor: int = 7,
+) -> dict[str, torch.Tensor]:
+    """``cases_<b>`` → ``[S, 4]`` predictive samples of the weekly totals after ``origin``
+    (members x negative-binomial draws of each day, summed per week).
+
+    The forecast starts from the data's level: each borough's expected cases ahead are scaled
+    by ``(observed + 1) / (expected + 1)`` over the ``anchor`` days before the origin (a jump-off
+    correction from data up to the origin only), so the model contributes the trend."""
+    horizon_rows = origin + HORIZON
+    cases = {f"cases_{b}": problem.series[f"cases_{b}"] for b in NYC_BOROUGHS}
+    sub = dataclasses.replace(
+        problem,
+        observed={n: problem.observed[n][:origin] for n in cases},
+        series=cases,
+        free=[],
+        fixed={},
+        metrics={m: r[:, :horizon_rows] for m, r in metrics.items()},
+        warm=None,
+    )
+    with torch.no_grad():
+        mean, _ = sub.predict(values, horizon=HORIZON)
+    out = {}
+    for k, name in enumerate(cases):
+        ahead = mean[name][:, origin:horizon_rows]  # [B, 28]
+        if anchor:
+            seen = float(problem.observed[name][origin - anchor : origin].sum())
+            expected = float(mean[name][:, origin - anchor : origin].mean(dim=0).sum())
+            ahead = ahead * (seen + 1) / (expected + 1)
+        r = float(torch.as_tensor(sub.dispersion_of(name, values)))
+        s = negbin_samples(ahead, r, draws, seed + k)  # [draws, B, 28]
+        out[name] = weekly(s.reshape(-1, HORIZON))
+    return out
+
+
+def score_origin(
+    problem: Problem,
+    metrics: Mapping[str, torch.Tensor],
+    values: Mapping[str, Any],
+    origin: int,
+) -> list[dict[str, Any]]:
+    """Rows ``(origin, borough, week, observed, model, persistence, log_linear, *_wis)``."""
+    levels = torch.tensor(QUANTILES, dtype=torch.float64)
+    samples = predictive_weeks(problem, metrics, values, origin)
+    rows = []
+    for b in NYC_BOROUGHS:
+        series = problem.observed[f"cases_{b}"]
+        truth = weekly(series[origin : origin + HORIZON])
+        history = series[:origin]
+        q = {
+            "model": sample_quantiles(samples[f"cases_{b}"], levels),
+            "persistence": persistence(history, 4, levels),
+            "log_linear": log_linear(history, 4, levels),
+        }
+        mid = QUANTILES.index(0.5)
+        wis = {k: weighted_interval_score(v, truth, levels) for k, v in q.items()}
+        for w in range(4):
+            row = {
+                "origin": date_of(origin),
+                "borough": b,
+                "week": w + 1,
+                "observed": float(truth[w]),
+            }
+            for k in q:
+                row[k] = float(q[k][mid, w])
+                row[f"{k}_wis"] = float(wis[k][w])
+            rows.append(row)
+    return rows
+
+
+def origins_of(first: str, count: int, every: int = 28) -> list[int]:
+    """Rows of ``count`` origins every ``every`` days from ``first``."""
+    return [row_of(first) + every * k for k in range(count)]
+
+
+def rolling_forecasts(
+    model: Model,
+    wave: Wave,
+    *,
+    origins: Sequence[int],
+    members: int = 2,
+    seed: int = 0,
+    lag: int = 12,
+    max_updates: int = 4,
+    max_epochs: int = 300,
+    log: Callable[[str], None] | None = None,
+) -> pl.DataFrame:
+    """Walk the filter on from the end of the first-wave fit through every origin; score each.
+
+    At each origin the weekly rates are filtered on to it with the data up to it (each week once,
+    when its window is complete), the last rate is held for the weeks not yet fitted and the 28
+    days ahead, and the observation params are refitted on the data up to the origin.
+
+    Args:
+        wave: the first-wave fit (its filter's warm start and pieces continue).
+        origins: data rows of the forecast origins, increasing, after the first-wave fit.
+
+    Raises:
+        ValueError: origins not increasing, before the first wave's end, or whose 28 days of
+            forecast run past the data.
+    """
+    origins = list(origins)
+    start = wave.filtered.warm.row
+    if not origins or origins != sorted(set(origins)) or origins[0] <= start:
+        raise ValueError(
+            f"origins must increase and begin after row {start} ({date_of(start)}), got {origins}"
+        )
+    last = origins[-1] + HORIZON - 1
+    try:
+        problem = nyc_problem(model, date_of(last), members=members, seed=seed)
+    except ValueError as err:
+        raise ValueError(f"forecast origins {[date_of(o) for o in origins]}: {err}") from None
+    targets = {k: [f"cases_{b}"] for k, b in enumerate(NYC_BOROUGHS)}
+    values = dict(wave.values)
+    warm, pieces = wave.filtered.warm, wave.pieces
+    scores = []
+    for origin in origins:
+        filt = filter_schedule(
+            problem,
+            "beta_borough",
+            7,
+            values=values,
+            start=pieces[-1],
+            warm=warm,
+            prefix=pieces,
+            until=origin,
+            lag=lag,
+            max_updates=max_updates,
+            targets=targets,
+        )
+        warm, pieces = filt.warm, filt.pieces
+        metrics = hold(problem, "beta_borough", pieces[-1], warm, origin + HORIZON, values)
+        values, _ = observation_fit(problem, metrics, values, rows=origin, max_epochs=max_epochs)
+        scores += score_origin(problem, metrics, values, origin)
+        if log is not None:
+            log(f"origin {date_of(origin)}: {filt.evaluations} window runs, {filt.seconds:.0f} s")
+    return pl.DataFrame(scores)
+
+
+def summarize(scores: pl.DataFrame) -> dict[str, Any]:
+    """Per origin and overall: MAE and mean WIS of model and baselines, and their ratios."""
+    per = (
+        scores.with_columns(
+            *[
+                (pl.col(k) - pl.col("observed")).abs().alias(f"{k}_ae")
+                for k in ("model", "persistence", "log_linear")
+            ]
+        )
+        .group_by("origin", maintain_order=True)
+        .agg(
+            *[
+                pl.col(f"{k}_ae").mean().alias(f"{k}_mae")
+                for k in ("model", "persistence", "log_linear")
+            ],
+            *[pl.col(f"{k}_wis").mean() for k in ("model", "persistence", "log_linear")],
+        )
+        .with_columns(
+            (pl.col("model_mae") / pl.col("persistence_mae")).alias("relative_mae"),
+            (pl.col("model_mae") / pl.col("log_linear_mae")).alias("relative_mae_log_linear"),
+            (pl.col("model_wis") / pl.col("persistence_wis")).alias("relative_wis"),
+            (pl.col("model_wis") / pl.col("log_linear_wis")).alias("relative_wis_log_linear"),
+        )
+    )
+    mean = {c: float(per[c].mean()) for c in per.columns if c != "origin"}
+    return {"per_origin": per.to_dicts(), "mean": mean}
 
 
 def calibrate_nyc(
     *,
-    agents: int = 2000,
+    agents: int = 83_000,
     members: int = 2,
-    epochs: int = 100,
-    lr: float = 0.05,
-    beta: str = "borough",
-    seeds: Sequence[int] = (0, 1, 2),
-    period: int = 7,
-    days: int | None = None,
+    seed: int = 0,
+    passes: int = 2,
+    origins: int = 9,
+    first_origin: str = FIRST_ORIGIN,
+    fit_end: str = FIT_WINDOW[1],
+    max_updates: int = 3,
     out: str | Path | None = None,
-    network_lr: float | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """The first-wave study: one fit per member seed, ND of fit and forecast with intervals.
+    """The NYC study: first-wave fit (ND per borough), then ``origins`` rolling forecasts.
 
-    Writes (when ``out``) ``nd.csv`` (per seed), ``nd_intervals.csv``, ``params.csv``,
-    ``param_intervals.csv``, ``fit.png`` (fit and forecast of the first seed vs data) and
+    Writes (when ``out``) ``nd.csv``, ``forecasts.csv`` (every origin, borough, week),
+    ``origins.csv`` (MAE and WIS per origin vs both baselines), ``fit.png`` and
     ``calibration.json`` (the returned record).
 
-    Args:
-        lr: Adam learning rate of the free parameters (unconstrained units).
-        network_lr: ``beta="neural"`` only: Adam learning rate of the calibrator network's
-            weights (default ``lr / 5``).
-
-    Returns:
-        JSON-friendly record: settings, ND per borough (mean, lo, hi over seeds) for the fit and
-        the forecast, epochs per second, the fitted values of each seed, versions and date.
+    Raises:
+        ValueError: a fit window or forecast origins outside the data.
     """
     from populace.engine.provenance import device_name, now, versions
 
-    if not seeds:
-        raise ValueError("calibrate_nyc needs at least one seed")
-    if network_lr is not None and beta != "neural":
-        raise ValueError(f"network_lr is for beta='neural', not beta={beta!r}")
-    net_lr = (lr / 5 if network_lr is None else network_lr) if beta == "neural" else None
-    start = time.perf_counter()
+    if origins < 0:
+        raise ValueError(f"origins must be >= 0, got {origins}")
+    began = time.perf_counter()
     model = nyc_model(agents)
-    build_seconds = time.perf_counter() - start
-    waves = []
-    for seed in seeds:
-        problem = nyc_problem(
-            model, beta=beta, period=period, members=members, seed=seed, days=days
-        )
-        if beta == "neural":
-            waves.append(neural_first_wave(problem, epochs, net_lr, period, free_lr=lr))
-        else:
-            waves.append(first_wave(problem, adam_fitter(epochs, lr)))
-    seconds = sum(w.fit.seconds for w in waves)
-    nd = pl.concat([w.errors.with_columns(pl.lit(w.seed).alias("seed")) for w in waves])
+    build_seconds = time.perf_counter() - began
+    problem = nyc_problem(model, fit_end, members=members, seed=seed)
+    wave = fit_wave(problem, passes=passes, max_updates=max_updates)
+    if log is not None:
+        log(f"first wave: {wave.evaluations} window runs, {wave.seconds:.0f} s")
+    errors = pl.DataFrame(
+        [r for kind in KINDS for r in nd_rows(wave.predicted, problem.observed, "fit", kind)]
+    )
+    cases_nd = errors.filter(pl.col("series") == "cases")
+    nd_by_borough = {r["borough"]: r["nd"] for r in cases_nd.to_dicts()}
     record: dict[str, Any] = {
         "name": "calibration-nyc",
         "device": "cpu",
         "device_name": device_name(torch.device("cpu")),
         "agents": model.options["agents"],
         "members": members,
-        "epochs": epochs,
-        "lr": lr,
-        "network_lr": net_lr,
-        "beta": beta,
-        "period": period,
-        "days": problem.rows,
-        "seeds": list(seeds),
-        "fit_window": list(FIT_WINDOW),
-        "forecast_window": list(forecast_window(problem.rows)),
+        "seed": seed,
+        "passes": passes,
+        "max_updates": max_updates,
+        "fit_window": [FIT_WINDOW[0], fit_end],
+        "method": "sequential filter (weekly beta_borough) + Adam (observation params)",
+        "nd": nd_by_borough["NYC"],
+        "nd_by_borough": {b: nd_by_borough[b] for b in NYC_BOROUGHS},
+        "nd_all": errors.to_dicts(),
+        "converged": wave.converged(),
+        "convergence": {
+            "observation_fit": wave.observation.convergence(),
+            "filter_mismatch": wave.filtered.mismatch,
+            "filter_tolerance": 0.1,
+        },
+        "params": plain_values(wave.values) | {"beta_borough": wave.pieces.tolist()},
+        "fit_evaluations": wave.evaluations,
+        "fit_seconds": wave.seconds,
         "population_seconds": build_seconds,
-        "fit_seconds": seconds,
-        "epochs_per_s": epochs * len(waves) / seconds,
-        "nd": nd.to_dicts(),
-        "loss": [w.fit.loss for w in waves],
-        "loss_start": [w.fit.history[0] for w in waves],
-        "values": [w.fit.values for w in waves],
-        "versions": versions(),
-        "date": now(),
     }
-    tables = {"nd": nd, "params": params_table([w.fit for w in waves])}
-    if len(waves) >= 2:
-        nd_iv, params_iv = seed_intervals(waves)
-        record["nd_intervals"] = nd_iv.to_dicts()
-        tables |= {"nd_intervals": nd_iv, "param_intervals": params_iv}
+    tables: dict[str, pl.DataFrame] = {"nd": errors}
+    if origins:
+        rows = origins_of(first_origin, origins)
+        t0 = time.perf_counter()
+        scores = rolling_forecasts(
+            model, wave, origins=rows, members=members, seed=seed, max_updates=max_updates, log=log
+        )
+        summary = summarize(scores)
+        record |= {
+            "forecast_origins": [date_of(o) for o in rows],
+            "forecast_relative_mae": summary["mean"]["relative_mae"],
+            "forecast_relative_mae_log_linear": summary["mean"]["relative_mae_log_linear"],
+            "forecast_relative_wis": summary["mean"]["relative_wis"],
+            "forecast_relative_wis_log_linear": summary["mean"]["relative_wis_log_linear"],
+            "forecast_per_origin": summary["per_origin"],
+            "forecast_seconds": time.perf_counter() - t0,
+        }
+        tables |= {"forecasts": scores, "origins": pl.DataFrame(summary["per_origin"])}
+    record |= {"versions": versions(), "date": now()}
     if out is not None:
         out = Path(out)
         write_report(out, tables, record)
-        first = waves[0]
-        ahead = observed_cases(*forecast_window(problem.rows))
-        both = {k: torch.cat([v, ahead[k]]) for k, v in first.fit_observed.items()}
-        pred = {k: torch.cat([first.fitted[k], first.forecast[k]], dim=1) for k in both}
-        plot_fit(both, pred, out / "fit.png", split=problem.rows, title="NYC first wave")
+        plot_fit(
+            {n: problem.observed[n] for n in problem.observed if n.startswith("cases")},
+            {n: wave.predicted[n] for n in wave.predicted if n.startswith("cases")},
+            out / "fit.png",
+            title="NYC first wave: cases per borough",
+        )
     return record

@@ -108,6 +108,14 @@ PROMPT = PromptTemplate(
 class BehaviorParams(Params):
     beta: float | torch.Tensor = param(0.35, low=0, unit="1/day", doc="transmission rate")
     gamma: float | torch.Tensor = param(0.1, low=0, high=1, unit="probability/day", doc="recovery")
+    initial: float | torch.Tensor = param(
+        0.002,
+        low=0,
+        high=1,
+        unit="probability",
+        axes=("borough",),
+        doc="agent infectious at step 0, per borough (when initial_infected is None)",
+    )
     isolation_effect: float | torch.Tensor = param(
         0.7, low=0, high=1, unit="fraction", doc="of contacts an isolating agent drops"
     )
@@ -232,7 +240,7 @@ def default_cache() -> Path:
 
 def build(
     agents: int = 10_000,
-    initial_infected: int = 20,
+    initial_infected: int | None = 20,
     behavior: str = "heuristic",
     query_every: int = 7,
     backend: str | Backend = "transformers",
@@ -255,11 +263,15 @@ def build(
     cache_rebuild: bool = False,
     population: Population | None = None,
     population_seed: int = 0,
+    estimator: str = "none",
+    choice_temperature: float = 0.1,
     **params: float,
 ) -> Model:
     """The behaviour model on ``agents`` agents.
 
     Args:
+        initial_infected: agents infectious at step 0 (chosen at random); None: each agent
+            with the probability ``initial`` of its borough (a fittable param per borough).
         behavior: ``"heuristic"`` or ``"llm"``.
         query_every: steps between isolation decisions (and LLM queries).
         backend: ``"transformers" | "vllm" | "openai"`` or a :class:`Backend` object.
@@ -278,10 +290,16 @@ def build(
         cache: a path for the answer cache, True for :func:`default_cache`, False for none.
         cache_rebuild: a damaged cache file is moved aside and rebuilt instead of refused.
         population: the agents (default :func:`synthetic_population` of ``agents``).
+        estimator: gradient estimator of the disease's transitions (``"none"``,
+            ``"straight_through"``, ``"score_function"``): anything but ``"none"`` makes the
+            epidemic differentiable in beta, gamma, initial and isolation_effect (the isolation
+            decisions themselves are plain draws).
+        choice_temperature: the straight-through relaxation temperature (``temperature`` is the
+            LLM's sampling temperature).
     """
     if behavior not in ("heuristic", "llm"):
         raise ValueError(f"behavior must be 'heuristic' or 'llm', got {behavior!r}")
-    if not 0 <= initial_infected <= agents:
+    if initial_infected is not None and not 0 <= initial_infected <= agents:
         raise ValueError(f"initial_infected={initial_infected} must be in [0, agents={agents}]")
     if query_every < 1:
         raise ValueError(f"query_every must be >= 1, got {query_every}")
@@ -335,12 +353,17 @@ def build(
     else:
         behaviour = Rule(heuristic)
     k = max(behaviour.archetypes, 1)
-    disease = Disease(latent=False)
+    disease = Disease(latent=False, estimator=estimator, temperature=choice_temperature)
 
     def init(params: BehaviorParams, ctx: Context) -> BehaviorState:
         b = ctx.members
+        if initial_infected is None:
+            p = per_agent(params.initial, ctx.data.borough)  # [N] or [B, N]
+            seeded = disease.initial(ctx, agents, p=p if p.dim() == 2 else p.unsqueeze(0))
+        else:
+            seeded = disease.initial(ctx, agents, count=initial_infected)
         return BehaviorState(
-            **disease.initial(ctx, agents, count=initial_infected),
+            **seeded,
             isolating=torch.zeros(b, agents, dtype=torch.bool, device=ctx.device),
             cases=torch.zeros(b, WINDOW, dtype=ctx.dtype, device=ctx.device),
             p_isolate=torch.full((b, k), prior, dtype=ctx.dtype, device=ctx.device),
@@ -374,5 +397,6 @@ def build(
             "query_every": query_every,
             "backend": backend if isinstance(backend, str) else backend.name,
             "samples": samples,
+            "estimator": estimator,
         },
     )

@@ -13,10 +13,12 @@ module. Each step (one day), from the state at the start of the step:
 - an infectious agent recovers with probability ``gamma``.
 
 ``beta_borough`` is one param along the ``borough`` axis of the model data (BX, BK, MN, QN, SI:
-a value, ``[5]``, ``[B, 5]`` or a Schedule of them). With ``estimator="straight_through"``
-(Gumbel-softmax, ``temperature``) gradients reach ``beta``, ``beta_borough``, ``sigma``,
-``gamma`` and ``initial`` through the counts; ``"score_function"`` accumulates the trajectory's
-log-probability in ``log_prob`` for :func:`populace.behaviors.choice.score_function_surrogate`.
+a value, ``[5]``, ``[B, 5]`` or a Schedule of them); so is ``initial``, the probability that a
+resident of the borough is infectious at step 0 (a fittable initial condition per borough).
+With ``estimator="straight_through"`` (Gumbel-softmax, ``temperature``) gradients reach
+``beta``, ``beta_borough``, ``sigma``, ``gamma`` and ``initial`` through the counts;
+``"score_function"`` accumulates the trajectory's log-probability in ``log_prob`` for
+:func:`populace.behaviors.choice.score_function_surrogate`.
 
 Metrics: S, E, I, R (counts), ``cases`` (onsets this step) and ``cases_<borough>``.
 """
@@ -57,7 +59,12 @@ class CovidParams(ProgressionParams):
         doc="relative transmission rate of the borough's susceptible residents (x beta)",
     )
     initial: float | torch.Tensor = param(
-        0.001, low=0, high=1, unit="probability", doc="agent infectious at step 0"
+        0.001,
+        low=0,
+        high=1,
+        unit="probability",
+        axes=("borough",),
+        doc="agent infectious at step 0 (per borough of residence)",
     )
 
 
@@ -144,7 +151,8 @@ def build(
     disease = Disease(latent=True, estimator=estimator, temperature=temperature)
 
     def init(params: CovidParams, ctx: Context) -> CovidState:
-        return CovidState(**disease.initial(ctx, n, p=params.initial))
+        p = per_agent(params.initial, ctx.data.borough)  # [N] or [B, N]
+        return CovidState(**disease.initial(ctx, n, p=p if p.dim() == 2 else p.unsqueeze(0)))
 
     metrics = {c: compartment(disease, c) for c in disease.compartments}
     metrics["cases"] = flow("onset")

@@ -17,7 +17,7 @@ import dataclasses
 
 import torch
 
-from populace.engine import Context, Data, Model, Params, member_view, param
+from populace.engine import Context, Data, Model, Params, member_view, param, per_agent
 from populace.epi.disease import Disease, InfectionState
 from populace.epi.observation import compartment, compartment_by, flow
 from populace.kernels.meanfield import group_gather, group_sum
@@ -38,6 +38,14 @@ class MetapopParams(Params):
         high=1,
         unit="scale",
         doc="scales the mobility matrix's off-diagonal (0 isolates the regions)",
+    )
+    initial: float | torch.Tensor = param(
+        0.001,
+        low=0,
+        high=1,
+        unit="probability",
+        axes=("region",),
+        doc="agent infectious at step 0, per home region (when initial_infected is None)",
     )
 
 
@@ -130,9 +138,10 @@ def build(
     regions: int = 10,
     stay: float = 0.9,
     mobility: torch.Tensor | None = None,
-    initial_infected: int = 10,
+    initial_infected: int | None = 10,
     seed_region: int | None = 0,
     estimator: str = "none",
+    temperature: float = 0.1,
     **params: float,
 ) -> Model:
     """Metapopulation SIR: ``agents`` split evenly into ``regions`` home regions.
@@ -140,9 +149,12 @@ def build(
     Args:
         stay: fraction of time at home for the default uniform mobility matrix.
         mobility: ``[R, R]`` row-stochastic matrix instead of the uniform one.
-        initial_infected: agents infectious at step 0, all in ``seed_region`` (None: anywhere).
+        initial_infected: agents infectious at step 0, all in ``seed_region`` (None: anywhere);
+            None: each agent with the probability ``initial`` of its home region (a fittable
+            param per region).
         estimator: gradient estimator of the transitions (``"none"``: not differentiable).
-        params: override :class:`MetapopParams` (beta, gamma, travel).
+        temperature: straight-through relaxation temperature.
+        params: override :class:`MetapopParams` (beta, gamma, travel, initial).
     """
     if regions < 1 or regions > agents:
         raise ValueError(f"regions must lie in [1, agents={agents}], got {regions}")
@@ -151,15 +163,19 @@ def build(
     if seed_region is not None and not 0 <= seed_region < regions:
         raise ValueError(f"seed_region {seed_region} not in [0, {regions})")
     per_region = agents // regions if seed_region is not None else agents
-    if not 0 <= initial_infected <= per_region:
+    if initial_infected is not None and not 0 <= initial_infected <= per_region:
         raise ValueError(
             f"initial_infected={initial_infected} must be in [0, {per_region}] (the seed pool)"
         )
     region_of = home_regions(agents, regions)
-    disease = Disease(latent=False, estimator=estimator)
+    disease = Disease(latent=False, estimator=estimator, temperature=temperature)
     labels = tuple(f"r{k}" for k in range(regions))
 
     def init(params: MetapopParams, ctx: Context) -> MetapopState:
+        if initial_infected is None:
+            p = per_agent(params.initial, ctx.data.region)  # [N] or [B, N]
+            p = p if p.dim() == 2 else p.unsqueeze(0)
+            return MetapopState(**disease.initial(ctx, agents, p=p))
         if seed_region is None:
             pool = torch.arange(agents, device=ctx.device)
         else:

@@ -1,4 +1,4 @@
-"""`populace calibrate` on CSVs it has never seen."""
+"""`populace calibrate` on CSVs it has never seen: the JSON contract and clear errors."""
 
 from __future__ import annotations
 
@@ -9,17 +9,18 @@ import pytest
 from populace.cli import main
 
 
-def write(tmp_path, text):
-    path = tmp_path / "data.csv"
+def write(tmp_path, text, name="data.csv"):
+    path = tmp_path / name
     path.write_text(text)
     return str(path)
 
 
-def test_calibrate_writes_report_and_prints_json(tmp_path, capsys):
-    rows = "\n".join(
-        f"2021-02-{d:02d},{v}"
-        for d, v in zip(range(1, 11), [1, 2, 3, 5, 8, 9, 12, 10, 7, 5], strict=True)
-    )
+ROWS = [1, 2, 3, 5, 8, 9, 12, 10, 7, 5]
+
+
+@pytest.mark.slow
+def test_calibrate_writes_report_and_prints_the_contract(tmp_path, capsys):
+    rows = "\n".join(f"2021-02-{d:02d},{v}" for d, v in zip(range(1, 11), ROWS, strict=True))
     data = write(tmp_path, "day,count\n" + rows + "\n")
     out = tmp_path / "report"
     code = main(
@@ -37,8 +38,10 @@ def test_calibrate_writes_report_and_prints_json(tmp_path, capsys):
             "--set",
             "population=well_mixed",
             "--set",
-            "initial=0.02",  # ~4 infected agents: at the default 0.001 none, and no gradient
-            "--epochs",
+            "initial=0.02",
+            "--starts",
+            "1",
+            "--max-iterations",
             "3",
             "--out",
             str(out),
@@ -46,10 +49,53 @@ def test_calibrate_writes_report_and_prints_json(tmp_path, capsys):
     )
     assert code == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert set(last) == {"params", "loss", "nd"} and set(last["params"]) == {"beta", "initial"}
-    assert last["nd"] >= 0
+    assert {"params", "nd", "converged", "loss", "method", "iterations", "hit_cap"} <= set(last)
+    assert set(last["params"]) == {"beta", "gamma", "initial", "dispersion"}
+    assert last["method"] == "adam" and last["hit_cap"] and not last["converged"]  # 3 epochs
+    assert last["nd"] >= 0 and isinstance(last["params"]["initial"], float)  # shared
     assert (out / "params.csv").exists() and (out / "fit.png").exists()
-    assert json.loads((out / "calibration.json").read_text())["rows"] == 10
+    record = json.loads((out / "calibration.json").read_text())
+    assert record["rows"] == 10 and record["convergence"][0]["hit_cap"] is True
+
+
+@pytest.mark.slow
+def test_calibrate_fits_several_series_and_seeds_into_intervals(tmp_path, capsys):
+    lines = ["I,R"] + [
+        f"{a},{b}" for a, b in zip(ROWS, [0, 1, 2, 4, 7, 11, 16, 22, 27, 31], strict=True)
+    ]
+    data = write(tmp_path, "\n".join(lines) + "\n")
+    out = tmp_path / "report"
+    args = [
+        "calibrate",
+        "sir",
+        "--data",
+        data,
+        "--target",
+        "I,R",
+        "--metric",
+        "I,R",
+        "--population",
+        "100",
+        "--params",
+        "beta,gamma",
+        "--method",
+        "nelder_mead",
+        "--starts",
+        "1",
+        "--max-iterations",
+        "12",
+        "--seeds",
+        "0,1",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["method"] == "nelder_mead"
+    record = json.loads((out / "calibration.json").read_text())
+    assert set(record["nd_by_series"]) == {"I", "R"} and record["seeds"] == [0, 1]
+    assert {r["param"] for r in record["intervals"]} == {"beta", "gamma", "dispersion"}
+    assert (out / "param_intervals.csv").is_file()
 
 
 @pytest.mark.parametrize(
@@ -58,11 +104,19 @@ def test_calibrate_writes_report_and_prints_json(tmp_path, capsys):
         ("a,b\n1,2\n3,4\n5,6\n", ["--target", "c"], "no column 'c'"),
         ("a\n1\nx\n3\n", ["--target", "a"], "non-numeric value 'x'"),
         ("a\n1\n2\n", ["--target", "a"], "at least 3"),
-        ("a\n1\n2\n3\n", ["--target", "a", "--params", "zeta"], "no parameter 'zeta'"),
-        ("a\n1\n2\n3\n", ["--target", "a", "--multiplier", "nan"], "multiplier must be finite"),
-        ("a\n1\n2\n3\n", ["--target", "a", "--multiplier", "-3"], "multiplier must be finite"),
+        ("a\n1\n2\n3\n4\n5\n", ["--target", "a", "--params", "zeta"], "no parameter 'zeta'"),
         (
-            "a\n1\n2\n3\n",
+            "a\n1\n2\n3\n4\n5\n",
+            ["--target", "a", "--multiplier", "nan"],
+            "multiplier must be finite",
+        ),
+        (
+            "a\n1\n2\n3\n4\n5\n",
+            ["--target", "a", "--multiplier", "-3"],
+            "multiplier must be finite",
+        ),
+        (
+            "a\n1\n2\n3\n4\n5\n",
             ["--target", "a", "--method", "adam", "--lr", "nan"],
             "lr must be finite and > 0",
         ),
@@ -71,6 +125,15 @@ def test_calibrate_writes_report_and_prints_json(tmp_path, capsys):
             ["--target", "a", "--date-column", "d"],
             "duplicated dates: 2021-01-01 (rows [1, 2])",
         ),
+        ("a\n0\n0\n4\n0\n", ["--target", "a"], "1 nonzero row(s)"),  # beta, gamma, initial, r
+        ("a,b\n1,2\n2,\n3,4\n", ["--target", "a,b", "--metric", "I,R"], "has no value (a gap)"),
+        ("a,b\n1,2\n2,3\n3,4\n", ["--target", "a,b"], "give one metric per target"),
+        (
+            "d,a\n2021-01-01,1\n2021-01-02,2\n2021-01-03,3\n",
+            ["--target", "a", "--date-column", "d", "--start", "2020-12-01"],
+            "fit window 2020-12-01..2021-01-03 lies outside the data",
+        ),
+        ("a\n1\n2\n3\n4\n5\n", ["--target", "a", "--start", "2020-12-01"], "need --date-column"),
     ],
 )
 def test_calibrate_errors_are_clear(tmp_path, capsys, text, args, message):
@@ -78,18 +141,3 @@ def test_calibrate_errors_are_clear(tmp_path, capsys, text, args, message):
     code = main(["calibrate", "sir", "--data", data, "--population", "50", *args])
     assert code == 2
     assert message in capsys.readouterr().err
-
-
-def test_calibrate_an_all_zero_target_fits_and_reports_no_nd(tmp_path, capsys):
-    # ND = sum|pred - obs| / sum|obs| is undefined: the fit still runs, nd is JSON null
-    data = write(tmp_path, "a\n0\n0\n0\n0\n")
-    out = tmp_path / "report"
-    args = ["calibrate", "sir", "--data", data, "--target", "a", "--population", "50"]
-    assert main([*args, "--epochs", "6", "--out", str(out)]) == 0
-    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert last["nd"] is None and last["loss"] >= 0
-    record = json.loads((out / "calibration.json").read_text())
-    assert record["method"] == "nelder_mead" and record["nd"] is None
-    # Nelder-Mead has no epochs: the record counts its simulator runs
-    assert record["epochs"] is None and 2 <= record["evaluations"] <= 6
-    assert (out / "errors.csv").read_text().splitlines()[1].startswith("I,fit,,0.0,")

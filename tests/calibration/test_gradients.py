@@ -37,16 +37,26 @@ def gradient_and_fd(
         initial=initial,
     )
     target = torch.full((steps,), 0.03 * agents)
-    problem = Problem(model, {"cases": target}, [], members=members, seed=3, dtype=torch.float64)
+    problem = Problem(
+        model,
+        {"cases": target},
+        [],
+        members=members,
+        seed=3,
+        dtype=torch.float64,
+        loss="mse_log1p",
+    )
     base = float(getattr(model.params, name))
-    value = torch.full((members,), base, dtype=torch.float64, requires_grad=True)
+    # per member: [B]; initial runs along the borough axis: [B, 5], all entries moved together
+    shape = (members, 5) if name == "initial" else (members,)
+    value = torch.full(shape, base, dtype=torch.float64, requires_grad=True)
     preds, final = problem.predict({name: value})
     costs = problem.member_costs(preds)
     if estimator == "score_function":
         baseline = ((costs.sum() - costs) / (members - 1)).detach()  # leave-one-out
         costs = score_function_surrogate(costs, final.log_prob, baseline)
     costs.sum().backward()
-    grad = value.grad
+    grad = value.grad.reshape(members, -1).sum(dim=1)
     h = rel * base
     with torch.no_grad():
         up = problem.member_costs(problem.predict({name: base + h})[0])
@@ -88,7 +98,7 @@ def test_straight_through_bias_grows_with_temperature():
 
 def test_no_estimator_gives_no_gradient():
     model = covid_nyc_seir.build(agents=50, population="well_mixed", estimator="none")
-    problem = Problem(model, {"cases": torch.ones(5)}, [], members=2)
+    problem = Problem(model, {"cases": torch.ones(5)}, [], members=2, loss="poisson")
     beta = torch.tensor(0.5, requires_grad=True)
     assert not problem.objective({"beta": beta}).requires_grad
 
@@ -96,7 +106,9 @@ def test_no_estimator_gives_no_gradient():
 def test_network_population_gradient_flows_to_beta():
     # the contact-layer path (contact_pressure) carries the straight-through gradient too
     model = covid_nyc_seir.build(agents=200, population="random", degree=6.0, initial=0.05)
-    problem = Problem(model, {"cases": torch.full((8,), 5.0)}, [], members=2, dtype=torch.float64)
+    problem = Problem(
+        model, {"cases": torch.full((8,), 5.0)}, [], members=2, dtype=torch.float64, loss="poisson"
+    )
     beta = torch.tensor(0.6, dtype=torch.float64, requires_grad=True)
     problem.objective({"beta": beta}).backward()
     assert beta.grad is not None and torch.isfinite(beta.grad) and beta.grad != 0

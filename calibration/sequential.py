@@ -1,0 +1,250 @@
+"""Sequential calibration of a time-varying rate: fit a Schedule piece by piece, in time order.
+
+For a long series (a year of daily cases) a fit of every weekly piece at once re-simulates the
+whole history at every evaluation. :func:`filter_schedule` instead walks forward: piece ``k`` of
+the Schedule ``name`` (one value, or one per axis entry, e.g. per borough) is chosen so that the
+problem's expected observations match the data over the ``period`` rows it drives, ``lag`` rows
+after its start (latency plus reporting delay), simulating only that window from a
+:class:`~populace.calibration.fit.WarmStart` carried from the previous piece.
+Each piece takes a few multiplicative (secant) updates ``log v += log(obs / pred) / e`` per
+entry, where the elasticity ``e = d log pred / d log v`` is measured from the last two updates.
+The piece's data are only those up to ``until`` (a forecast origin), so a filtered Schedule has
+seen nothing after it. Everything else (observation params, other model params) stays fixed; a
+cheap observation-only fit (``Problem(metrics=...)``) can alternate with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from populace.calibration.fit import CalibrationError, Problem, WarmStart
+
+
+@dataclasses.dataclass
+class Filtered:
+    """A Schedule filtered piece by piece.
+
+    Attributes:
+        pieces: ``[K, A]`` (``[K]`` without an axis) the fitted piece values, from piece 0.
+        warm: the simulation carried to the end of the last piece.
+        metrics: metric → ``[B, rows]`` model rows up to there (the warm start's history).
+        mismatch: per piece, the largest ``|log((obs + 1) / (pred + 1))|`` over entries.
+        evaluations: window simulations run.
+        seconds: wall time.
+    """
+
+    pieces: torch.Tensor
+    warm: WarmStart
+    metrics: dict[str, torch.Tensor]
+    mismatch: list[float]
+    evaluations: int
+    seconds: float
+
+
+def entry_targets(problem: Problem, name: str) -> dict[int, list[str]]:
+    """Entry → the observed series it drives: along an axis, the series whose metric ends with
+    ``_<label>`` (e.g. ``cases_BX`` for BX); without one, every series at entry 0."""
+    decl = problem.model.params.declarations()[name]
+    if not decl.axes:
+        return {0: list(problem.series)}
+    labels = problem.model.data.labels(decl.axes[0])
+    out = {
+        k: [n for n, s in problem.series.items() if s.metric.endswith(f"_{label}")]
+        for k, label in enumerate(labels)
+    }
+    lost = [labels[k] for k, v in out.items() if not v]
+    if lost:
+        raise CalibrationError(
+            f"no observed series for {name!r} entries {lost}: name the series' metrics "
+            f"<metric>_<label> or pass targets"
+        )
+    return out
+
+
+def filter_schedule(
+    problem: Problem,
+    name: str,
+    period: int,
+    *,
+    values: Mapping[str, Any] | None = None,
+    start: torch.Tensor | float | None = None,
+    warm: WarmStart | None = None,
+    prefix: torch.Tensor | None = None,
+    until: int | None = None,
+    lag: int = 0,
+    tol: float = 0.03,
+    max_updates: int = 4,
+    elasticity: float = 2.0,
+    targets: Mapping[int, Sequence[str]] | None = None,
+) -> Filtered:
+    """Fit the pieces of ``name`` (``period`` rows each) in time order.
+
+    Args:
+        problem: the model, observed series, their observation and members/seed; its free list
+            is ignored.
+        name: a model param (scalar, or along one axis).
+        values: fixed values of other params (model and observation; observation params not
+            given take the problem's fixed values or defaults).
+        start: value of the first piece (default: the model's current value).
+        warm: continue from this warm start (pieces then begin at its row) ...
+        prefix: ... whose pieces so far were these ``[k, A]``.
+        until: the last data row (exclusive) any piece may use (default: all rows); a piece is
+            fitted only when its whole window (``lag + period`` rows) lies before it, so the
+            Filtered ends up to ``lag + period`` rows before ``until`` (the caller holds the last
+            value on from there, see :func:`hold`).
+        lag: rows between a piece's start and the first row it is matched on (the delay from
+            the rate to the observed series: e.g. latency plus reporting delay).
+        tol: stop a piece's updates when every entry's log mismatch is below ``tol``.
+        max_updates: updates per piece (each one window simulation).
+        elasticity: the first update's ``d log pred / d log v``.
+        targets: entry → series names matched for it (default :func:`entry_targets`).
+
+    Raises:
+        CalibrationError: an unknown or multi-axis ``name``, a warm start at or after
+            ``until``, or ``until`` outside the data.
+    """
+    decls = problem.model.params.declarations()
+    if name not in decls:
+        raise CalibrationError(f"model {problem.model.name!r} has no parameter {name!r}")
+    if len(decls[name].axes) > 1:
+        raise CalibrationError(f"{name!r} runs along several axes; filter one-axis params only")
+    if isinstance(period, bool) or not isinstance(period, int) or period < 1:
+        raise CalibrationError(f"period must be a positive integer, got {period!r}")
+    if max_updates < 1 or lag < 0 or not tol > 0:
+        raise CalibrationError("max_updates must be >= 1, lag >= 0 and tol > 0")
+    until = problem.rows if until is None else until
+    if not 0 < until <= problem.rows:
+        raise CalibrationError(f"until={until} lies outside the data's {problem.rows} rows")
+    values = dict(values or {})
+    obs_values = {n: v for n, v in values.items() if n in problem.observation}
+    model_values = {n: v for n, v in values.items() if n not in problem.observation}
+    targets = dict(targets or entry_targets(problem, name))
+    first = 0 if warm is None else warm.row
+    if first >= until:
+        raise CalibrationError(f"the warm start at row {first} is not before until={until}")
+    if start is None:
+        start = getattr(problem.model.params, name)
+    width = len(targets)
+    current = torch.as_tensor(start, dtype=torch.float64).reshape(-1).expand(width).clone()
+    done = [] if prefix is None else [p.reshape(-1) for p in torch.as_tensor(prefix)]
+    lo = decls[name].low if decls[name].low is not None else -math.inf
+    hi = decls[name].high if decls[name].high is not None else math.inf
+    defaults = {n: d.default for n, d in problem.observation.items()}
+    base = dataclasses.replace(problem, free=(), fixed={**defaults, **problem.fixed, **obs_values})
+    mismatch, evaluations, began = [], 0, time.perf_counter()
+    history = None if warm is None else warm.history
+    r0 = first
+    while r0 + lag + period <= until:  # a piece is fitted once its whole window is in
+        end = r0 + lag + period
+        window = dataclasses.replace(
+            base, observed={n: s[:end] for n, s in problem.observed.items()}, warm=warm
+        )
+        rows = slice(end - period, end)
+        best = None
+        log_v, log_pred_prev, log_v_prev = current.log(), None, None
+        slope = torch.full((width,), float(elasticity), dtype=torch.float64)
+        for _ in range(max_updates):
+            value = log_v.exp().clamp(max(lo, 1e-9), hi)
+            shaped = value if width > 1 else value[0]
+            preds, snap = _window(window, {**model_values, name: shaped}, r0, period, end)
+            evaluations += 1
+            log_ratio, log_pred = _log_ratio(window, preds, targets, rows)
+            worst = float(log_ratio.abs().max())
+            if best is None or worst < best[0]:
+                best = (worst, value.clone(), snap)
+            if worst < tol:
+                break
+            if log_pred_prev is not None:
+                dv = log_v - log_v_prev
+                measured = (log_pred - log_pred_prev) / torch.where(dv.abs() > 1e-9, dv, 1.0)
+                slope = torch.where(dv.abs() > 1e-9, measured.clamp(0.3, 10.0), slope)
+            log_v_prev, log_pred_prev = log_v, log_pred
+            log_v = log_v + (log_ratio / slope).clamp(-1.0, 1.0)  # at most a factor e per update
+        worst, value, snap = best
+        mismatch.append(worst)
+        done.append(value)
+        current = value
+        warm = snap
+        history = warm.history
+        r0 = warm.row
+    pieces = torch.stack(done) if done else torch.zeros(0, width, dtype=torch.float64)
+    return Filtered(
+        pieces if width > 1 else pieces[:, 0],
+        warm,
+        dict(history or {}),
+        mismatch,
+        evaluations,
+        time.perf_counter() - began,
+    )
+
+
+def _window(
+    problem: Problem, values: Mapping[str, Any], r0: int, period: int, end: int
+) -> tuple[dict[str, torch.Tensor], WarmStart]:
+    """Simulate rows ``r0..end`` from the problem's warm start: (expected observations of rows
+    ``0..end``, the warm start at ``r0 + period``)."""
+    k = problem.steps_per_row
+    step = min(r0 + period, end)
+    sim = problem.simulation(values)
+    metrics = sorted({s.metric for s in problem.series.values()})
+    with torch.no_grad():
+        head = sim.run((step - r0) * k)
+        snap_state, snap_rng = head.final_state, sim.rng.get_state()
+        tail = sim.run((end - step) * k) if end > step else None
+    rows, history = {}, {}
+    for m in metrics:
+        part = problem.rows_of(m, head.series(m).to(problem.dtype))
+        if problem.warm is not None:
+            part = torch.cat([problem.warm.history[m].to(part), part], dim=1)
+        history[m] = part
+        if tail is not None:
+            part = torch.cat([part, problem.rows_of(m, tail.series(m).to(problem.dtype))], dim=1)
+        rows[m] = part
+    snap = WarmStart(step, snap_state, snap_rng, history, problem.seed)
+    observed = dataclasses.replace(problem, metrics=rows, warm=None)
+    with torch.no_grad():
+        preds, _ = observed.predict(values)
+    return preds, snap
+
+
+def _log_ratio(problem, preds, targets, rows) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per entry: ``log((obs + 1) / (pred + 1))`` over ``rows`` of its series, and
+    ``log(pred + 1)``."""
+    ratios, logs = [], []
+    for k in sorted(targets):
+        obs = sum(float(problem.observed[n][rows].sum()) for n in targets[k])
+        pred = sum(float(preds[n][:, rows].mean(dim=0).sum()) for n in targets[k])
+        ratios.append(math.log((obs + 1) / (pred + 1)))
+        logs.append(math.log(pred + 1))
+    return torch.tensor(ratios, dtype=torch.float64), torch.tensor(logs, dtype=torch.float64)
+
+
+def hold(
+    problem: Problem,
+    name: str,
+    value: torch.Tensor,
+    warm: WarmStart | None,
+    rows: int,
+    values: Mapping[str, Any] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Metric rows ``0..rows`` (``[B, rows]`` per metric) continuing ``warm`` with ``name`` held
+    at ``value`` (the last filtered piece) to ``rows``: the nowcast and forecast of a filter.
+
+    Raises:
+        CalibrationError: ``rows`` not after the warm start's row.
+    """
+    first = 0 if warm is None else warm.row
+    if rows <= first:
+        raise CalibrationError(f"hold to row {rows}: not after the warm start's row {first}")
+    model_values = {n: v for n, v in (values or {}).items() if n not in problem.observation}
+    shaped = value if value.numel() > 1 else value.reshape(())
+    base = dataclasses.replace(problem, free=(), warm=warm, fixed={}, metrics=None)
+    with torch.no_grad():
+        metrics, _ = base.metric_rows({**model_values, name: shaped}, None, rows)
+    return metrics
