@@ -340,7 +340,7 @@ LONG = {
     "run": (["run", "sir", "--agents", "20000", "--steps", "10000000"], True),
     "population": (["population", "nyc", "--scale", "0.2"], False),
     "calibrate": (None, False),
-    "calibrate-nyc": (["calibrate-nyc", "--agents", "3000", "--epochs", "100000"], True),
+    "calibrate-nyc": (["calibrate-nyc", "--agents", "3000"], True),  # about a minute of work
     "demo": (["demo", "--scale", "0.01", "--device", "cpu", "--days", "112"], True),
 }
 
