@@ -26,6 +26,7 @@ EXPECTED = {
     "counterfactual_lockdown",
     "llm_archetypes",
     "calibration_nyc",
+    "epidemic_policies",
 }
 #: seconds any one cell may take before the run counts as hung. Generous: at the tiny size each
 #: whole notebook takes 5-20 s on an idle 2-core CPU, but CI machines are shared.
