@@ -359,33 +359,41 @@ class Course:
         self, moves: Moves, probs: Mapping[str, torch.Tensor], ctx: Context
     ) -> dict[str, torch.Tensor]:
         """Step 3: entrants draw their branch (``probs``: stage → probability broadcastable to
-        ``[B, N]``) and their duration; returns the new :class:`CourseState` fields."""
+        ``[B, N]``) and their duration; returns the new :class:`CourseState` fields.
+
+        Only this step's entrants are drawn for (found with ``nonzero``, one host
+        synchronisation): a day moves a few agents, and per-agent work on all N would cost
+        more than the rest of the step. The uniforms are drawn for every agent, so the draws
+        do not depend on who entered.
+        """
         health, entered = moves.health, moves.entered
         b, c, n = health.shape
         u_fate = ctx.rng.uniform(n, dtype=health.dtype)
         u_days = ctx.rng.uniform(n, dtype=health.dtype)
-        mask = entered.detach() > 0.5  # [B, C, N]
-        anyone = mask.any(dim=1)
-        fate = moves.fate * (1 - anyone.to(health.dtype))
-        code = torch.full((b, n), -1, dtype=torch.int8, device=health.device)
-        slot = torch.full((b, n), -1, dtype=torch.int64, device=health.device)
+        # each agent enters one stage at most: its code is sum_k (k + 1) entered_k - 1
+        rank = torch.arange(1, c + 1, dtype=health.dtype, device=health.device).view(1, c, 1)
+        code = (entered.detach() * rank).sum(dim=1) - 1  # [B, N]: -1 or the stage entered
+        bi, ii = torch.nonzero(code >= 0, as_tuple=True)
+        stage = code[bi, ii].to(torch.int64)
+        took = torch.zeros(bi.shape, dtype=health.dtype, device=health.device)
         log_prob = moves.log_prob
         for k, st in enumerate(self.stages):
-            here = mask[:, k]
-            code = torch.where(here, torch.tensor(k, dtype=torch.int8), code)
-            if st.duration is None:
+            if st.branch is None:
                 continue
-            branch = torch.zeros((), dtype=torch.int64)
-            if st.branch is not None:
-                p = probs[st.name].to(health.dtype).expand(b, n)
-                took, lp = self._choose(p, u_fate)
-                fate = fate + entered[:, k] * took
-                if lp is not None:
-                    log_prob = log_prob + (here * lp).sum(dim=1)
-                branch = (took.detach() > 0.5).to(torch.int64)
-            slot = torch.where(here, 2 * k + branch, slot)
-        days = self._table.sample(slot, u_days)
-        timer = torch.where(slot >= 0, days, moves.timer)
+            sel = torch.nonzero(stage == k).flatten()
+            if sel.numel() == 0:
+                continue
+            rb, ri = bi[sel], ii[sel]
+            p = probs[st.name].to(health.dtype).expand(b, n)[rb, ri]
+            value, lp = self._choose(p, u_fate[rb, ri])
+            took = took.index_put((sel,), entered[rb, k, ri] * value)
+            if lp is not None:
+                log_prob = log_prob.index_add(0, rb, lp)
+        stays = (code < 0).to(health.dtype)
+        fate = (moves.fate * stays).index_put((bi, ii), took)
+        slot = 2 * stage + (took.detach() > 0.5).to(torch.int64)
+        days = self._table.sample(slot, u_days[bi, ii])
+        timer = moves.timer.index_put((bi, ii), days)
         onset = entered[:, self.index(self.onset)]
         return {
             "health": health,
@@ -394,7 +402,7 @@ class Course:
             "log_prob": log_prob,
             "timer": timer,
             "fate": fate,
-            "entered": code,
+            "entered": code.to(torch.int8),
         }
 
     def advance(

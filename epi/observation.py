@@ -85,7 +85,7 @@ def compartments(disease, names: tuple[str, ...], label: str | None = None):
     rows = [disease.index(n) for n in names]
 
     def metric(state, params, ctx) -> torch.Tensor:
-        return state.health[:, rows].sum(dim=(1, 2), dtype=torch.float64)
+        return sum(state.health[:, r].sum(dim=1, dtype=torch.float64) for r in rows)
 
     metric.__qualname__ = f"compartments({label or '+'.join(names)!r})"
     return metric

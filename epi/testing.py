@@ -114,22 +114,25 @@ def diagnose(
     n = symptomatic.shape[1]
     u_test = ctx.rng.uniform(n, dtype=ctx.dtype)
     u_positive = ctx.rng.uniform(n, dtype=ctx.dtype)
-    free = (state.result_at < 0) & ~isolating(state, ctx) & alive
-    p = torch.where(
-        symptomatic,
-        member_view(params.test_symptomatic, 2),
-        torch.where(
-            quarantined, member_view(params.test_quarantined, 2), member_view(params.test_other, 2)
-        ),
-    )
-    wanted = free & (u_test < p)
-    cap = torch.floor(member_view(params.tests_per_100k, 1) * agents / 1e5).expand(ctx.members)
-    first = ration(wanted & symptomatic, order, cap)
-    rest = ration(wanted & ~symptomatic, order, cap - first.sum(dim=1))
-    tested = first | rest
-    positive = tested & detectable & (u_positive < member_view(params.test_sensitivity, 2))
-    delay = torch.round(member_view(params.test_delay, 2))
-    result_at = torch.where(positive, t + delay, state.result_at)
+    rates = (params.test_symptomatic, params.test_quarantined, params.test_other)
+    result_at = state.result_at
+    tested = torch.zeros_like(alive)
+    if any(bool((r > 0).any()) for r in rates):  # (the uniforms are drawn either way)
+        free = (state.result_at < 0) & ~isolating(state, ctx) & alive
+        p = torch.where(
+            symptomatic,
+            member_view(params.test_symptomatic, 2),
+            torch.where(quarantined, member_view(rates[1], 2), member_view(rates[2], 2)),
+        )
+        tested = free & (u_test < p)
+        cap = torch.floor(member_view(params.tests_per_100k, 1) * agents / 1e5)
+        if bool((cap < n).any()):  # tests may run short: symptomatic agents first
+            cap = cap.expand(ctx.members)
+            first = ration(tested & symptomatic, order, cap)
+            tested = first | ration(tested & ~symptomatic, order, cap - first.sum(dim=1))
+        positive = tested & detectable & (u_positive < member_view(params.test_sensitivity, 2))
+        delay = torch.round(member_view(params.test_delay, 2))
+        result_at = torch.where(positive, t + delay, result_at)
     due = (result_at >= 0) & (result_at <= t)
     days = member_view(params.isolation_days, 2)
     return {

@@ -117,8 +117,10 @@ def trace_and_quarantine(
     n = diagnosed.shape[1]
     u = ctx.rng.uniform(n, dtype=diagnosed.dtype)
     coverage = [params.trace_coverage[..., k] for k in layer_codes]
-    p = traced_probability(diagnosed, layers, coverage) if layers else torch.zeros_like(u)
-    traced = (u < p) & ~exempt
+    traced = torch.zeros_like(exempt)
+    # nothing to trace without layers, coverage or diagnoses (the uniforms are drawn anyway)
+    if layers and bool((params.trace_coverage > 0).any()) and bool((diagnosed > 0).any()):
+        traced = (u < traced_probability(diagnosed, layers, coverage)) & ~exempt
     told = t + torch.round(member_view(params.trace_delay, 2))
     pending = state.notified_at >= 0
     notified_at = torch.where(

@@ -121,8 +121,8 @@ def initial(
 def efficacy_left(state: VaccineState, params: Params, ctx: Context) -> torch.Tensor:
     """``[B, N]``: ``w(t) = exp(-waning * days since the dose)`` for the vaccinated, 0 else."""
     days = (ctx.step - state.vaccinated_at).clamp_min(0)
-    w = torch.exp(-member_view(params.vax_waning, 2) * days)
-    return torch.where(state.vaccinated_at >= 0, w, torch.zeros_like(w))
+    vaccinated = (state.vaccinated_at >= 0).to(days.dtype)
+    return torch.exp(-member_view(params.vax_waning, 2) * days) * vaccinated
 
 
 def susceptibility(
@@ -155,6 +155,7 @@ def daily_doses(
     order: torch.Tensor,
     eligible: torch.Tensor,
     agents: int,
+    u: torch.Tensor,
     area: str | None = None,
 ) -> torch.Tensor:
     """``[B, N]`` bool: who gets today's campaign doses.
@@ -165,6 +166,8 @@ def daily_doses(
         eligible: ``[B, N]`` bool, agents a dose may go to (alive, not in hospital...); the
             unvaccinated, willing ones of eligible areas and bands among them are served.
         agents: the population size the dose rate refers to.
+        u: ``[B]`` uniforms, for rounding the day's doses (the caller draws them every day,
+            doses or not, so a member's random numbers do not depend on the others').
         area: the axis of ``vax_area`` (None: every area).
     """
     age = ctx.data.age
@@ -176,7 +179,6 @@ def daily_doses(
     counts = group_sum(ok.to(torch.float64), age, bands)  # [B, A]
     total = member_view(params.vax_doses_per_100k, 1).to(torch.float64) * agents / 1e5
     total = total.expand(ok.shape[0])
-    u = ctx.rng.uniform(dtype=torch.float64)  # [B]: systematic rounding of the day's doses
     quota = priority_quotas(counts, params.vax_priority, total, u)
     return ration(ok, order, quota, group=age)
 

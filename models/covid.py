@@ -293,11 +293,13 @@ def doses(vaccine_area: str | None):
     """Step: today's campaign doses."""
 
     def vaccinate(state: CovidState, params: CovidParams, ctx: Context) -> CovidState:
+        u = ctx.rng.uniform(dtype=torch.float64)  # [B], every day: the streams stay aligned
+        if not bool((params.vax_doses_per_100k > 0).any()):  # a day without doses costs nothing
+            return state
         n = state.dims["N"]
-        h = state.health
-        dead_or_in = h[:, [COURSE_INDEX[x] for x in ("H", "ICU", "D")]].sum(dim=1) > 0.5
+        dead_or_in = rows(state, ("H", "ICU", "D"))
         chosen = vaccination.daily_doses(
-            state, params, ctx, state.age_order, ~dead_or_in, n, area=vaccine_area
+            state, params, ctx, state.age_order, ~dead_or_in, n, u, area=vaccine_area
         )
         return state.replace(**vaccination.vaccinate(state, chosen, ctx))
 
@@ -306,7 +308,8 @@ def doses(vaccine_area: str | None):
 
 def rows(state: CovidState, names: Sequence[str]) -> torch.Tensor:
     """``[B, N]`` bool: agents in any of the stages ``names``."""
-    return state.health[:, [COURSE_INDEX[x] for x in names]].sum(dim=1).detach() > 0.5
+    h = state.health.detach()
+    return sum(h[:, COURSE_INDEX[x]] for x in names) > 0.5
 
 
 COURSE_INDEX = {name: k for k, name in enumerate(severity.STAGES)}

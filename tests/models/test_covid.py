@@ -234,3 +234,23 @@ def test_a_population_whose_age_bands_are_not_years_needs_its_probabilities():
         initial_infected=5,
     )
     Simulation(model, members=1).run(3)
+
+
+def test_a_baseline_member_of_a_study_runs_as_it_does_alone():
+    """Scenarios differ in doses, tests and tracing, yet every member draws the same random
+    numbers: the baseline of seed k is the model run alone with seed k's stream."""
+    model = covid.build(agents=1200, initial_infected=12, by=())
+    scenarios = [
+        Scenario("campaign", vaccination.campaign(1000.0, start=3, end=9)),
+        Scenario(
+            "trace",
+            (SetParam("test_symptomatic", 0.5, start=2), SetParam("trace_coverage", 0.7, start=2)),
+        ),
+    ]
+    res = study(model, scenarios, steps=15, seeds=2, seed=5)
+    for k in range(2):
+        alone = Simulation(model, seeds=[member_seed(5, k)]).run(15).metrics
+        base = res.metrics.filter(
+            (res.metrics["scenario"] == "baseline") & (res.metrics["seed"] == k)
+        )
+        assert alone.drop("member").equals(base.drop("scenario", "seed"))
