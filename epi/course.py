@@ -35,8 +35,8 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from populace.behaviors.choice import ESTIMATORS, bernoulli
-from populace.engine import Context, Params, member_view, per_agent, tensor_field
-from populace.epi.disease import InfectionState
+from populace.engine import Context, Params, member_view, tensor_field
+from populace.epi.disease import InfectionState, seed
 from populace.epi.durations import Duration, Table, fixed
 
 #: probabilities the gradient estimators see are kept this far from 0 and 1.
@@ -111,9 +111,12 @@ def agent_value(params: Params, name: str, ctx: Context) -> torch.Tensor:
     value = getattr(params, name)
     if not axes:
         return member_view(value, 2)
-    if len(axes) != 1:
-        raise ValueError(f"parameter {name!r} runs along {list(axes)}; one axis at most here")
-    return per_agent(value, ctx.data[axes[0]])
+    if len(axes) != 1 or value.dim() not in (1, 2):
+        raise ValueError(
+            f"parameter {name!r} runs along {list(axes)} with shape {tuple(value.shape)}; one "
+            f"axis, [A] or [B, A], here"
+        )
+    return value.index_select(-1, ctx.data[axes[0]])  # per_agent, without advanced indexing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,22 +301,9 @@ class Course:
             p: probability of each agent being seeded (``[]``, ``[B]`` or ``[B, N]``).
             count: or exactly ``count`` seeded agents per member, chosen at random.
         """
-        if (p is None) == (count is None):
-            raise ValueError("give exactly one of p (a probability) or count")
+        seeded, log_prob = seed(ctx, agents, self._choose, p=p, count=count)
         b = ctx.members
-        zeros = torch.zeros(b, agents, dtype=ctx.dtype, device=ctx.device)
-        log_prob = torch.zeros(b, dtype=ctx.dtype, device=ctx.device)
-        if count is not None:
-            if not 0 <= count <= agents:
-                raise ValueError(f"initial count {count} must lie in [0, agents={agents}]")
-            order = ctx.rng.permutation(agents)[:, :count]
-            seeded = zeros.scatter(1, order, 1.0)
-        else:
-            u = ctx.rng.uniform(agents, dtype=ctx.dtype)
-            probs = (member_view(p, 2) if p.dim() < 2 else p).expand(b, agents)
-            seeded, lp = self._choose(probs, u)
-            if lp is not None:
-                log_prob = lp.sum(dim=1)
+        zeros = torch.zeros_like(seeded)
         target = self.index(stage or self.stages[0].next)
         if target == 0:
             raise ValueError(f"seeded agents cannot enter the susceptible stage {stage!r}")

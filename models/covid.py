@@ -57,7 +57,14 @@ from populace.engine import (
     tensor_field,
 )
 from populace.epi import severity, testing, tracing, transmission, vaccination
-from populace.epi.contact import age_mixed, check_matrix, layer_scale, layered, proportionate_matrix
+from populace.epi.contact import (
+    age_mixed,
+    check_matrix,
+    layer_scale,
+    layered,
+    proportionate_matrix,
+    well_mixed,
+)
 from populace.epi.course import CourseState, agent_value
 from populace.epi.durations import Duration, geometric
 from populace.epi.observation import (
@@ -92,7 +99,7 @@ class CovidParams(
     tracing.TracingParams,
 ):
     beta: float | torch.Tensor = param(
-        0.15,
+        0.3,
         low=0,
         unit="1/day",
         doc="transmission rate per day of infectiousness at the mean number of contacts",
@@ -289,6 +296,15 @@ def severity_defaults(
     return {n: table[n].to(torch.get_default_dtype()) for n in missing}
 
 
+COURSE_INDEX = {name: k for k, name in enumerate(severity.STAGES)}
+
+
+def rows(state: CovidState, names: Sequence[str]) -> torch.Tensor:
+    """``[B, N]`` bool: agents in any of the stages ``names``."""
+    h = state.health.detach()
+    return sum(h[:, COURSE_INDEX[x]] for x in names) > 0.5
+
+
 def doses(vaccine_area: str | None):
     """Step: today's campaign doses."""
 
@@ -306,16 +322,7 @@ def doses(vaccine_area: str | None):
     return vaccinate
 
 
-def rows(state: CovidState, names: Sequence[str]) -> torch.Tensor:
-    """``[B, N]`` bool: agents in any of the stages ``names``."""
-    h = state.health.detach()
-    return sum(h[:, COURSE_INDEX[x]] for x in names) > 0.5
-
-
-COURSE_INDEX = {name: k for k, name in enumerate(severity.STAGES)}
-
-
-def test_and_trace(layers: tuple[str, ...]):
+def screen_and_trace(layers: tuple[str, ...]):
     """Step: tests, results, isolation, tracing over the CSR layers, quarantines."""
 
     def step(state: CovidState, params: CovidParams, ctx: Context) -> CovidState:
@@ -382,11 +389,10 @@ def transmit(
             pressure = layered(csr, x, [1.0] * len(layers), factors[: len(layers)]) / degree
         mix_factor = factors[-1] if mixing != "none" else None
         matrix = None
+        one = torch.ones((), dtype=x.dtype, device=x.device)
         if mixing == "well_mixed":
-            f = mix_factor.expand_as(x)
-            pressure = pressure + f * (f * x).sum(dim=1, keepdim=True) / n
+            pressure = pressure + well_mixed(x, one, mix_factor.expand_as(x))
         elif mixing == "age":
-            one = torch.ones((), dtype=x.dtype, device=x.device)
             matrix = params.contact_matrix
             pressure = pressure + age_mixed(x, ctx.data.age, matrix, one, mix_factor.expand_as(x))
         rate = member_view(params.beta, 2) * agent_value(params, "susceptibility", ctx)
@@ -403,14 +409,14 @@ def transmit(
         if log:
             u = ctx.rng.uniform(n, dtype=x.dtype)
             where = transmission.Channels(
-                x,
-                [ctx.data[name] for name in layers],
-                factors[: len(layers)],
-                degree,
-                None if mixing == "none" else mixing,
-                mix_factor,
-                matrix,
-                ctx.data.age if mixing == "age" else None,
+                infectiousness=x,
+                layers=[ctx.data[name] for name in layers],
+                factors=factors[: len(layers)],
+                norm=degree,
+                mixing=None if mixing == "none" else mixing,
+                mix_factor=mix_factor,
+                matrix=matrix,
+                age=ctx.data.age if mixing == "age" else None,
             )
             source, channel = transmission.attribute(fields["infected"], where, u)
             fields |= transmission.record(state, fields["infected"], source, channel, ctx)
@@ -548,7 +554,7 @@ def build(
         init=init,
         steps=(
             doses(area),
-            test_and_trace(layers),
+            screen_and_trace(layers),
             transmit(course, layers, mean_degree, area, mixing, vaccine, transmission_log),
         ),
         metrics=metrics,

@@ -19,14 +19,6 @@ from populace.models import covid
 from populace.populations import Population
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_the_zoo_lists_covid_and_its_params():
     assert "covid" in models.ZOO and "measles" in models.ZOO
     text = models.describe("covid")
