@@ -10,7 +10,7 @@ TORCH_VERSION ?= 2.13.0
 # Extra pip arguments for the CPU build of torch (e.g. a CPU wheel index where the default
 # registry serves only CUDA builds). Empty here: this machine's pip finds the CPU wheel.
 TORCH_CPU_ARGS ?=
-EXTRAS ?= dev,geo,llm,notebooks,bench
+EXTRAS ?= dev,geo,llm,notebooks,bench,numba
 STAMP := $(VENV)/.populace-installed
 
 .PHONY: setup demo test lint format clean setup-vllm test-vllm

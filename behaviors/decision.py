@@ -36,10 +36,12 @@ from populace.engine import Context, Data
 LLM_COUNTERS = (
     "calls",
     "prompts",
+    "answers",
     "cache_hits",
     "invalid",
     "retries",
     "fallbacks",
+    "lost",
     "backend_errors",
     "prompt_tokens",
     "completion_tokens",

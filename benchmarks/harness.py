@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import resource
 import time
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 import torch
 
 from populace import models
-from populace.engine import Model, Simulation
+from populace.engine import Model, Simulation, storage
 from populace.engine.context import resolve_device
 from populace.engine.provenance import device_name, now, versions
 
@@ -87,9 +86,6 @@ def bench_model(
 
 def save(record: dict[str, Any], folder: str | Path) -> Path:
     """Write a benchmark record as ``folder/<name>-<device>-<date>.json``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     stamp = record["date"].replace(":", "").replace("-", "")
-    path = folder / f"{record['name']}-{record['device']}-{stamp}.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    return path
+    path = Path(folder) / f"{record['name']}-{record['device']}-{stamp}.json"
+    return storage.write_file(path, [(storage.dumps(record, indent=2) + "\n").encode()])

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
+import contextlib
 
 import torch
 
@@ -12,6 +11,7 @@ from populace.calibration.baseline import nelder_mead
 from populace.calibration.data import read_series
 from populace.calibration.fit import Free, Problem, fit_adam
 from populace.calibration.report import error_table, params_table, plot_fit, write_report
+from populace.engine import storage
 
 #: models whose transitions carry gradients (Adam); the others use Nelder-Mead.
 DIFFERENTIABLE = ("covid_nyc_seir",)
@@ -56,7 +56,7 @@ def add_parser(sub) -> None:
         metavar="NAME=VALUE",
         help="a build option or fixed parameter of the model; repeatable",
     )
-    p.add_argument("--out", help="folder for the report (tables, plot, calibration.json)")
+    add_out_options(p)
     p.set_defaults(fn=cmd_calibrate)
     add_nyc_parser(sub)
 
@@ -86,8 +86,24 @@ def add_nyc_parser(sub) -> None:
     p.add_argument("--seeds", default="0,1,2", help="member seeds, one fit each (intervals)")
     p.add_argument("--period", type=_positive_int, default=7, help="days per rate piece")
     p.add_argument("--days", type=_positive_int, help="fit only the first DAYS days")
-    p.add_argument("--out", help="folder for the report (tables, plot, calibration.json)")
+    add_out_options(p)
     p.set_defaults(fn=cmd_calibrate_nyc)
+
+
+def add_out_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", help="folder for the report (tables, plot, calibration.json)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it holds a populace output"
+    )
+
+
+def _report_folder(args: argparse.Namespace, model: str):
+    """The staged report folder of ``--out`` (refused now if unusable), or None."""
+    if args.out is None:
+        return None
+    storage.check_target(storage.output_path(args.out, "--out"), args.overwrite)
+    info = {"model": model}
+    return storage.staged_folder(args.out, kind="calibration", overwrite=args.overwrite, info=info)
 
 
 def cmd_calibrate_nyc(args: argparse.Namespace) -> None:
@@ -98,22 +114,24 @@ def cmd_calibrate_nyc(args: argparse.Namespace) -> None:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         raise CLIError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
-    record = calibrate_nyc(
-        agents=args.agents,
-        members=args.members,
-        epochs=args.epochs,
-        lr=args.lr,
-        beta=args.beta,
-        seeds=seeds,
-        period=args.period,
-        days=args.days,
-        out=args.out,
-        network_lr=args.network_lr,
-    )
-    if args.out:
+    staged = _report_folder(args, "covid_nyc_seir")
+    with staged if staged is not None else contextlib.nullcontext() as tmp:
+        record = calibrate_nyc(
+            agents=args.agents,
+            members=args.members,
+            epochs=args.epochs,
+            lr=args.lr,
+            beta=args.beta,
+            seeds=seeds,
+            period=args.period,
+            days=args.days,
+            out=tmp,
+            network_lr=args.network_lr,
+        )
+    if args.out is not None:
         print(f"wrote the report to {args.out}")
     summary = record.get("nd_intervals") or record["nd"]
-    print(json.dumps({"epochs_per_s": record["epochs_per_s"], "nd": summary}))
+    print(storage.dumps({"epochs_per_s": record["epochs_per_s"], "nd": summary}))
 
 
 def _positive_int(text: str) -> int:
@@ -134,6 +152,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     """
     from populace.cli import CLIError, build_model
 
+    staged = _report_folder(args, args.model)  # refused before any work
     observed, labels = read_series(args.data, args.target, args.date_column, MIN_ROWS)
     model = build_model(args.model, args.population, args.settings)
     metric = args.metric or DEFAULT_METRIC.get(args.model, "I")
@@ -182,9 +201,10 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
         "seconds": fit.seconds,
         "rows": len(labels),
     }
-    if args.out:
-        out = Path(args.out)
-        write_report(out, {"params": params_table([fit]), "errors": errors}, record)
-        plot_fit({metric: observed}, preds, out / "fit.png", title=f"{args.model} vs {args.target}")
-        print(f"wrote the report to {out}")
-    print(json.dumps({"params": fit.values, "loss": fit.loss, "nd": nd}))
+    if staged is not None:
+        with staged as out:
+            write_report(out, {"params": params_table([fit]), "errors": errors}, record)
+            title = f"{args.model} vs {args.target}"
+            plot_fit({metric: observed}, preds, out / "fit.png", title=title)
+        print(f"wrote the report to {args.out}")
+    print(storage.dumps({"params": fit.values, "loss": fit.loss, "nd": nd}))

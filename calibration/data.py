@@ -11,6 +11,8 @@ import torch
 DATA = Path(__file__).parent / "data"
 NYC_CASES = DATA / "nyc" / "cases-by-day.csv"
 NYC_BOROUGHS = ("BX", "BK", "MN", "QN", "SI")
+#: rows of one calibration series (each is ``steps_per_row`` model steps per evaluation)
+MAX_ROWS = 100_000
 
 
 def read_series(
@@ -25,7 +27,8 @@ def read_series(
     Raises:
         ValueError: a missing file or column (listing the columns), a non-numeric, empty, NaN or
             negative value (naming the row), an unparseable date, a duplicated date or a gap
-            between dates (naming the dates and rows), or fewer than ``min_rows`` rows.
+            between dates (naming the dates and rows), fewer than ``min_rows`` rows or more
+            than ``MAX_ROWS``.
     """
     path = Path(path)
     if not path.is_file():
@@ -39,6 +42,11 @@ def read_series(
             raise ValueError(f"{path}: no column {col!r} ({flag}); columns: {frame.columns}")
     if frame.height < min_rows:
         raise ValueError(f"{path}: {frame.height} data row(s); at least {min_rows} are needed")
+    if frame.height > MAX_ROWS:
+        raise ValueError(
+            f"{path}: {frame.height:,} data rows; a calibration series holds at most "
+            f"{MAX_ROWS:,} (every evaluation simulates each row): aggregate or cut the data"
+        )
     values = []
     for row, text in enumerate(frame[column].to_list()):
         try:

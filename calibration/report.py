@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import torch
 
 from populace.calibration.fit import Fit
 from populace.calibration.losses import normalized_deviation
+from populace.engine.storage import dumps
 
 
 def params_table(fits: Sequence[Fit]) -> pl.DataFrame:
@@ -105,10 +105,11 @@ def write_report(
     tables: Mapping[str, pl.DataFrame],
     record: Mapping[str, Any],
 ) -> Path:
-    """Write each table as CSV and ``record`` as ``calibration.json`` into ``folder``."""
+    """Write each table as CSV and ``record`` as ``calibration.json`` (standard JSON: NaN/Inf
+    become null, listed under ``non_finite``) into ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():
         table.write_csv(folder / f"{name}.csv")
-    (folder / "calibration.json").write_text(json.dumps(record, indent=2) + "\n")
+    (folder / "calibration.json").write_text(dumps(record, indent=2) + "\n")
     return folder

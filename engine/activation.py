@@ -21,6 +21,9 @@ The primitives here remove those biases at tensor speed:
   batches act one after another, each seeing the previous batches' changes. ``K = 1`` is
   synchronous, ``K = N`` exactly sequential; the bias left shrinks like 1/K (only agents of the
   same batch miss each other's changes).
+- :func:`arrival_cellmates` — under sequential random-order moves, a uniformly random other
+  agent in the cell each agent moves into, at its turn: computed for everyone at once from the
+  ranks, without rounds.
 - :func:`random_cellmate` — a uniformly random *other* agent in the same cell (Mesa's
   ``random.choice([a for a in cell.agents if a is not self])``); picking "the first agent in the
   cell" or the lowest index instead biases who receives.
@@ -69,24 +72,24 @@ def rounds(rank: torch.Tensor, cells: torch.Tensor, n_cells: int) -> torch.Tenso
     b, n, k = cells.shape
     if rank.shape != (b, n):
         raise ValueError(f"rank has shape {tuple(rank.shape)}, cells {tuple(cells.shape)}")
-    slot = torch.where(cells >= 0, cells, torch.full_like(cells, n_cells)).reshape(b, n * k)
-    ranks = rank.unsqueeze(-1).expand(b, n, k).reshape(b, n * k)
-    out = torch.full_like(rank, -1)
-    pending = torch.ones_like(rank, dtype=torch.bool)
+    device = rank.device
+    member = torch.arange(b, device=device).view(b, 1, 1)
+    slot = (member * (n_cells + 1) + torch.where(cells >= 0, cells, n_cells)).reshape(b * n, k)
+    free = (cells < 0).reshape(b * n, k)  # touching no cell never blocks
+    flat_rank = rank.reshape(b * n)
+    out = torch.full((b * n,), -1, dtype=torch.int64, device=device)
+    pending = torch.arange(b * n, device=device)  # shrinks: each round handles the rest only
     never = torch.iinfo(torch.int64).max
     r = 0
-    while bool(pending.any()):
-        live = pending.unsqueeze(-1).expand(b, n, k).reshape(b, n * k)
-        first = torch.full((b, n_cells + 1), never, dtype=torch.int64, device=rank.device)
-        first = first.scatter_reduce(1, slot, torch.where(live, ranks, never), reduce="amin")
-        first[:, n_cells] = never  # the "no cell" slot never blocks
-        lowest = first.gather(1, slot).view(b, n, k)
-        mine = (lowest == rank.unsqueeze(-1)) | (cells < 0)
-        ready = pending & mine.all(dim=-1)
-        out = torch.where(ready, r, out)
-        pending = pending & ~ready
+    while pending.numel():
+        s, mine = slot[pending], flat_rank[pending]
+        first = torch.full((b * (n_cells + 1),), never, dtype=torch.int64, device=device)
+        first.scatter_reduce_(0, s.reshape(-1), mine.repeat_interleave(k), reduce="amin")
+        ready = ((first[s] == mine.unsqueeze(1)) | free[pending]).all(dim=1)
+        out[pending[ready]] = r
+        pending = pending[~ready]
         r += 1
-    return out
+    return out.view(b, n)
 
 
 def sequential(
@@ -116,6 +119,65 @@ def sequential(
     for r in range(int(when.max()) + 1 if when.numel() else 0):
         state = act(state, params, ctx, when == r)
     return state
+
+
+def arrival_cellmates(
+    origin: torch.Tensor, dest: torch.Tensor, rank: torch.Tensor, cells: int, ctx: Context
+) -> torch.Tensor:
+    """A uniformly random other agent in the cell each agent moves into, at its turn, when
+    every agent moves once per step one at a time in ``rank`` order (Mesa's ``shuffle_do`` of
+    "move, then meet someone in my new cell").
+
+    At agent a's turn its new cell holds the agents that arrived there earlier in the order and
+    those that started there and have not left yet; both follow from the ranks alone, so the
+    choice is made for everyone at once: one sort of the step's departures and arrivals by
+    (cell, rank), counts along it, one uniform draw per agent. The candidates are numbered
+    earlier arrivals first (by rank), then the agents still there (by rank); the draw picks one.
+
+    Args:
+        origin, dest: ``[B, N]`` int64 cell before and after the move (``origin != dest``).
+        rank: ``[B, N]`` int64 distinct ranks per member, ``0..N-1`` (:func:`random_rank`).
+        cells: number of cells C.
+
+    Returns:
+        ``[B, N]`` int64 index of the chosen agent, -1 for an agent that meets nobody.
+    """
+    b, n = origin.shape
+    total_agents = b * n
+    member = torch.arange(b, device=origin.device).view(b, 1) * cells
+    cell_of_arrival = (member + dest).reshape(-1)  # (member, cell) block of each arrival
+    cell_of_departure = (member + origin).reshape(-1)
+    rank = rank.reshape(-1)
+    # departures (even) sort before an arrival of the same rank (odd) in the same block
+    keys = torch.cat([cell_of_departure * 2 * n + 2 * rank, cell_of_arrival * 2 * n + 2 * rank + 1])
+    order = torch.sort(keys).indices  # [2 B N]
+    is_arrival = order >= total_agents
+    arrivals_so_far = torch.cumsum(is_arrival, 0)  # inclusive
+    departures_so_far = torch.cumsum(~is_arrival, 0)
+    blocks = b * cells
+    arrival_count = torch.bincount(cell_of_arrival, minlength=blocks)
+    departure_count = torch.bincount(cell_of_departure, minlength=blocks)
+    arrival_start = torch.cumsum(arrival_count, 0) - arrival_count
+    departure_start = torch.cumsum(departure_count, 0) - departure_count
+    arrived = order[is_arrival] - total_agents  # agents by (block, rank) of arrival
+    departed = order[~is_arrival]  # agents by (block, rank) of departure
+    # at each arrival (in sorted order): what its block holds at that moment
+    at = is_arrival.nonzero().flatten()
+    agent = order[at] - total_agents
+    block = cell_of_arrival[agent]
+    earlier = arrivals_so_far[at] - 1 - arrival_start[block]
+    gone = departures_so_far[at] - departure_start[block]  # left before this arrival
+    staying = departure_count[block] - gone
+    total = earlier + staying
+    u = ctx.rng.uniform(n, dtype=torch.float64).reshape(-1)[agent]
+    m = torch.minimum((u * total).long(), (total - 1).clamp_min(0))
+    last = max(total_agents - 1, 0)
+    from_arrivals = arrived[(arrival_start[block] + m).clamp_max(last)]
+    from_staying = departed[(departure_start[block] + gone + m - earlier).clamp(0, last)]
+    chosen = torch.where(m < earlier, from_arrivals, from_staying) % n
+    out = torch.full((total_agents,), -1, dtype=torch.int64, device=origin.device)
+    out[agent] = torch.where(total > 0, chosen, -1)
+    return out.view(b, n)
 
 
 def activation_batches(ctx: Context, agents: int, batches: int) -> torch.Tensor:

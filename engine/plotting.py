@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -98,11 +99,17 @@ def save_animation(anim: animation.FuncAnimation, path: str | Path, fps: int = 1
     """Write an animation as GIF (pillow) or MP4 (ffmpeg, if installed) by the file suffix."""
     path = Path(path)
     if path.suffix == ".gif":
-        anim.save(path, writer=animation.PillowWriter(fps=fps))
+        writer = animation.PillowWriter(fps=fps)
     elif path.suffix == ".mp4":
         if not animation.FFMpegWriter.isAvailable():
             raise RuntimeError("writing MP4 needs ffmpeg on PATH; use a .gif path instead")
-        anim.save(path, writer=animation.FFMpegWriter(fps=fps))
+        writer = animation.FFMpegWriter(fps=fps)
     else:
         raise ValueError(f"unknown animation format {path.suffix!r}; valid: .gif, .mp4")
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")  # the writer needs it
+    try:
+        anim.save(tmp, writer=writer)
+        os.replace(tmp, path)  # a failure leaves no partial file
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import sys
 import time
@@ -14,6 +15,7 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
+from populace.engine import storage
 from populace.engine.context import Context, resolve_device
 from populace.engine.intervention import Trigger
 from populace.engine.model import Model, ModelError
@@ -22,7 +24,24 @@ from populace.engine.recorder import Recorder
 from populace.engine.rng import Streams, member_seed
 from populace.engine.state import State, StateError, load_state_dict, state_dict
 
-CHECKPOINT_FORMAT = "populace-checkpoint/1"
+CHECKPOINT_FORMAT = "populace-checkpoint/2"
+#: ensemble members refused before any work (one run of more is not a sensible batch)
+MAX_MEMBERS = 2**20
+#: checkpoint entries and what each must be (checked on resume, before anything is used)
+CHECKPOINT_FIELDS: dict[str, tuple[type, ...]] = {
+    "format": (str,),
+    "model": (str,),
+    "step": (int,),
+    "state": (dict,),
+    "params": (dict,),
+    "seeds": (list,),
+    "rng": (list,),
+    "dtype": (str,),
+    "device_type": (str,),
+    "rules_on": (list,),
+    "data": (dict,),
+}
+CHECKPOINT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
 class NonFiniteError(FloatingPointError):
@@ -137,6 +156,10 @@ class Simulation:
         if seeds is None:
             if isinstance(members, bool) or not isinstance(members, int) or members < 1:
                 raise ValueError(f"members must be a positive integer, got {members!r}")
+            if members > MAX_MEMBERS:
+                raise ValueError(
+                    f"members must be at most {MAX_MEMBERS:,} in one run, got {members:,}"
+                )
             seeds = [member_seed(seed, b) for b in range(members)]
         for what, v in (("record_every", record_every), ("chunk", chunk)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -187,6 +210,7 @@ class Simulation:
             )
 
     def _init_state(self) -> State:
+        self.rng.begin(-1)
         state = self.model.init(self.params.at(0), self.ctx)
         if not isinstance(state, State):
             raise ModelError(
@@ -221,6 +245,7 @@ class Simulation:
                     params = self._params_at(t, state)
                     if t % self.record_every == 0:  # the phase counts from step 0 (resumes keep it)
                         recorder.record(t, self._measure(state, params, t))
+                    self.rng.begin(t)
                     state = self.model.step(state, params, self.ctx.at(t))
                     if self.check_finite:
                         _check_finite(state, f"step {t}")
@@ -256,8 +281,13 @@ class Simulation:
 
     # -- checkpoints -----------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write a checkpoint (state, step, params, member seeds, generator states)."""
-        path = Path(path)
+        """Write a checkpoint (state, step, params, member seeds, model data digests).
+
+        The counter-based streams need no state beyond the step, so a checkpoint resumes on
+        any device. One file: a header line ``populace-checkpoint/2 bytes=N sha256=HEX`` and
+        the ``torch.save`` payload it covers, written beside ``path`` and renamed over it, so a
+        failure (or a kill) leaves the previous checkpoint whole and no temporary behind.
+        """
         payload: dict[str, Any] = {
             "format": CHECKPOINT_FORMAT,
             "model": self.model.name,
@@ -271,10 +301,9 @@ class Simulation:
             "rules_on": [on.cpu() for on in self.rules_on],
             "data": self.model.data.digests(),
         }
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-        return path
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        return storage.write_sealed(path, CHECKPOINT_FORMAT, buffer.getbuffer())
 
     @classmethod
     def resume(cls, path: str | os.PathLike, model: Model, **kwargs: Any) -> Simulation:
@@ -282,14 +311,18 @@ class Simulation:
 
         ``kwargs`` are :class:`Simulation` options (device, progress, record_every, triggers,
         ...); the member seeds and dtype come from the checkpoint, and ``params``, if given,
-        must equal the checkpoint's.
+        must equal the checkpoint's. A damaged, truncated or foreign file raises
+        :class:`~populace.engine.storage.IntegrityError` naming it before anything is parsed.
         """
         fixed = sorted({"seeds", "seed", "members", "dtype"} & set(kwargs))
         if fixed:
             raise ValueError(f"resume: {fixed} come from the checkpoint; leave them out")
-        payload = torch.load(Path(path), weights_only=True)
-        if payload.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: not a populace checkpoint ({payload.get('format')!r})")
+        data = storage.read_sealed(path, CHECKPOINT_FORMAT, "populace checkpoint")
+        try:
+            payload = torch.load(io.BytesIO(data), weights_only=True)
+        except Exception as err:  # intact digest, unreadable payload: not written by save()
+            raise storage.IntegrityError(f"{path}: unreadable checkpoint payload ({err})") from None
+        cls._check_checkpoint(path, payload)
         if payload["model"] != model.name:
             raise ValueError(
                 f"{path}: checkpoint of model {payload['model']!r}, not {model.name!r}"
@@ -300,13 +333,11 @@ class Simulation:
             raise ValueError(
                 f"{path}: checkpoint params {payload['params']} differ from {sim.params.as_dict()}"
             )
-        if sim.device.type != payload["device_type"]:
-            raise ValueError(
-                f"{path}: generator states were saved on {payload['device_type']}, resuming on "
-                f"{sim.device.type} would change the random streams"
-            )
-        model.data.check_digests(payload.get("data", {}), str(path))
-        sim.state = load_state_dict(sim.state, payload["state"])
+        model.data.check_digests(payload["data"], str(path))
+        try:
+            sim.state = load_state_dict(sim.state, payload["state"])
+        except StateError as err:
+            raise StateError(f"{path}: {err}") from None
         sim.rng.set_state(payload["rng"])
         if len(payload["rules_on"]) != len(sim.triggers):
             raise ValueError(
@@ -322,6 +353,51 @@ class Simulation:
         sim.rules_on = [on.to(sim.device) for on in payload["rules_on"]]
         sim.step = payload["step"]
         return sim
+
+    @staticmethod
+    def _check_checkpoint(path: str | os.PathLike, payload: Any) -> None:
+        """Raise naming ``path`` when a checkpoint payload lacks an entry or holds a wrong one."""
+        if not isinstance(payload, dict):
+            raise storage.IntegrityError(
+                f"{path}: checkpoint payload is a {type(payload).__name__}"
+            )
+        for key, types in CHECKPOINT_FIELDS.items():
+            value = payload.get(key)
+            if not isinstance(value, types) or isinstance(value, bool):
+                raise storage.IntegrityError(
+                    f"{path}: checkpoint entry {key!r} is {type(value).__name__}, expected "
+                    f"{' or '.join(t.__name__ for t in types)}"
+                )
+        if payload["format"] != CHECKPOINT_FORMAT:
+            raise storage.IntegrityError(f"{path}: format {payload['format']!r} in the payload")
+        if payload["step"] < 0:
+            raise storage.IntegrityError(f"{path}: step {payload['step']} is negative")
+        if payload["dtype"] not in CHECKPOINT_DTYPES:
+            raise storage.IntegrityError(f"{path}: dtype {payload['dtype']!r} is not a float dtype")
+        state = payload["state"]
+        if not isinstance(state.get("tensors"), dict) or not isinstance(state.get("statics"), dict):
+            raise storage.IntegrityError(f"{path}: checkpoint state lacks its tensors or statics")
+        seeds = payload["seeds"]
+        if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+            raise storage.IntegrityError(f"{path}: member seeds {seeds!r} are not integers")
+        rng = payload["rng"]
+        if len(rng) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in rng):
+            raise storage.IntegrityError(f"{path}: stream state {rng!r} is not [step, site]")
+        for on in payload["rules_on"]:
+            if (
+                not isinstance(on, torch.Tensor)
+                or on.dtype != torch.bool
+                or on.dim() not in (1, 2)
+                or on.shape[0] != len(seeds)
+            ):
+                what = f"{on.dtype} {tuple(on.shape)}" if isinstance(on, torch.Tensor) else on
+                raise storage.IntegrityError(
+                    f"{path}: a trigger flag is {what}, expected bool ({len(seeds)},) or "
+                    f"({len(seeds)}, A)"
+                )
+        digests = payload["data"]
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in digests.items()):
+            raise storage.IntegrityError(f"{path}: model data digests are not name -> hex")
 
 
 def run(model: Model, steps: int, **kwargs: Any) -> Result:

@@ -177,10 +177,14 @@ class StudyResult:
         )
 
     def save(self, path: str | Path) -> Path:
-        """Write the metrics table as parquet."""
-        path = Path(path)
-        self.metrics.write_parquet(path)
-        return path
+        """Write the metrics table as parquet (atomically: a failure leaves no partial file)."""
+        import io
+
+        from populace.engine import storage
+
+        buffer = io.BytesIO()
+        self.metrics.write_parquet(buffer)
+        return storage.write_file(path, [buffer.getbuffer()])
 
 
 def study(

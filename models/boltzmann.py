@@ -9,10 +9,10 @@ coefficient of wealth rises from 0 towards about 0.65 (at one agent per cell).
 **Faithful activation.** Mesa activates agents one at a time (``agents.shuffle_do``): a later
 agent sees earlier moves and gifts. A synchronous port (everyone moves, then everyone gives from
 the start-of-step wealth) ends near Gini 0.40 instead — ``activation="synchronous"`` shows it.
-The default ``"sequential"`` runs :func:`populace.engine.activation.sequential`: an agent
-touches only its old and new cell (its gift goes to someone in the new cell), so agents on
-disjoint cells commute and the step runs in a few rounds of agents that are first on their
-cells, with exactly the law of Mesa's one-at-a-time loop (tested against that loop).
+The default ``"sequential"`` has exactly the law of Mesa's one-at-a-time loop (tested against
+that loop): who meets whom follows from the random order for everyone at once
+(:func:`populace.engine.activation.arrival_cellmates`), and whether each agent has a unit to
+give at its turn is a short forward recursion in the order, solved in a few passes.
 """
 
 from __future__ import annotations
@@ -22,14 +22,12 @@ import dataclasses
 import torch
 
 from populace.engine import Context, Model, Params, State, static_field, tensor_field
-from populace.engine.activation import random_cellmate, sequential
+from populace.engine.activation import arrival_cellmates, random_cellmate, random_rank
 
 NAME = "boltzmann"
 SUMMARY = "Boltzmann wealth (Mesa's example): move, give a unit to a cellmate; Gini"
 
 ACTIVATIONS = ("sequential", "synchronous")
-#: the Moore neighbourhood: (dx, dy) of the 8 cells around a cell.
-MOORE = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,18 +52,20 @@ class BoltzmannState(State):
 
 
 def random_neighbour_cell(cell: torch.Tensor, width: int, height: int, ctx: Context):
-    """``[B, N]`` a uniformly random on-grid Moore neighbour of each agent's cell."""
+    """``[B, N]`` a uniformly random on-grid Moore neighbour of each agent's cell.
+
+    The neighbourhood is the block of on-grid cells around the agent (2-3 columns x 2-3 rows)
+    less its own cell; a uniform draw picks one of them.
+    """
     x, y = cell // height, cell % height
-    dx = torch.tensor([d[0] for d in MOORE], device=cell.device)
-    dy = torch.tensor([d[1] for d in MOORE], device=cell.device)
-    nx, ny = x.unsqueeze(-1) + dx, y.unsqueeze(-1) + dy  # [B, N, 8]
-    valid = (nx >= 0) & (nx < width) & (ny >= 0) & (ny < height)
-    count = valid.sum(dim=-1)  # 3, 5 or 8
+    left, down = (x > 0).long(), (y > 0).long()  # offsets -1 exist
+    cols = 1 + left + (x < width - 1).long()
+    rows = 1 + down + (y < height - 1).long()
     u = ctx.rng.uniform(cell.shape[1], dtype=torch.float64)
-    pick = torch.minimum((u * count).long(), count - 1)  # the pick-th valid neighbour
-    slot = ((torch.cumsum(valid, dim=-1) == (pick + 1).unsqueeze(-1)) & valid).int().argmax(-1)
-    take = slot.unsqueeze(-1)
-    return (nx.gather(-1, take) * height + ny.gather(-1, take)).squeeze(-1)
+    k = torch.minimum((u * (cols * rows - 1)).long(), cols * rows - 2)
+    own = left * rows + down  # the agent's own cell in the block, skipped
+    k = k + (k >= own).long()
+    return (x - left + k // rows) * height + (y - down + k % rows)
 
 
 def give_to_cellmates(cell, wealth, givers, mate):
@@ -76,26 +76,35 @@ def give_to_cellmates(cell, wealth, givers, mate):
 
 
 def sequential_step(state: BoltzmannState, params: BoltzmannParams, ctx: Context):
-    """One step of Mesa's random-order loop, in rounds of agents first on their cells."""
-    cells = state.width * state.height
+    """One step of Mesa's random-order loop, for everyone at once.
+
+    Who meets whom follows from the random order
+    (:func:`~populace.engine.activation.arrival_cellmates`). Whether an agent gives needs its
+    wealth at its turn, which only grows before then (only its own gift takes a unit away): an
+    agent with wealth gives; one without gives if someone earlier in the order gave to it. That
+    recursion runs forward in rank, so it is solved by a few passes that add givers until none
+    is added (as many as the longest chain of such gifts, about 3).
+    """
+    b, n = state.cell.shape
     dest = random_neighbour_cell(state.cell, state.width, state.height, ctx)
-    n = state.cell.shape[1]
-    index = torch.arange(n, device=state.cell.device)
-
-    def act(s: BoltzmannState, p: BoltzmannParams, c: Context, ready: torch.Tensor):
-        cell = torch.where(ready, dest, s.cell)
-        # a random other occupant of each ready agent's new cell: the occupant with the
-        # highest random key (no other ready agent can be there: their cells are disjoint)
-        key = c.rng.integers(0, 2**31, n) * n + index  # [B, N] distinct keys
-        slot = torch.where(ready, cells, cell)  # ready agents are nobody's cellmate
-        best = torch.full((cell.shape[0], cells + 1), -1, dtype=torch.int64, device=cell.device)
-        best = best.scatter_reduce(1, slot, key, reduce="amax")
-        found = best.gather(1, cell)
-        mate = torch.where(ready & (found >= 0), found % n, -1)
-        return s.replace(cell=cell, wealth=give_to_cellmates(cell, s.wealth, ready, mate))
-
-    touched = torch.stack([state.cell, dest], dim=-1)
-    return sequential(state, params, ctx, act, touched, cells)
+    rank = random_rank(ctx, n)
+    mate = arrival_cellmates(state.cell, dest, rank, state.width * state.height, ctx)
+    flat_mate = (mate + torch.arange(b, device=mate.device).view(b, 1) * n).reshape(-1)
+    can = mate >= 0
+    gives = can & (state.wealth > 0)
+    never = torch.iinfo(torch.int64).max
+    while True:
+        # the earliest rank of a gift each agent receives
+        first = torch.full((b * n,), never, dtype=torch.int64, device=mate.device)
+        first.scatter_reduce_(0, flat_mate[gives.reshape(-1)], rank[gives], reduce="amin")
+        more = can & (gives | (first.view(b, n) < rank))
+        if torch.equal(more, gives):
+            break
+        gives = more
+    received = torch.zeros(b * n, dtype=torch.int64, device=mate.device)
+    received.index_add_(0, flat_mate[gives.reshape(-1)], torch.ones_like(rank[gives]))
+    wealth = state.wealth - gives.long() + received.view(b, n)
+    return state.replace(cell=dest, wealth=wealth)
 
 
 def synchronous_step(state: BoltzmannState, params: BoltzmannParams, ctx: Context):

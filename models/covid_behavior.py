@@ -19,10 +19,12 @@ The population is a :class:`~populace.populations.Population` with NYC's ``age``
 ``borough`` codes: by default the synthetic New York of :func:`populace.populations.nyc`
 (without contact layers) at ``agents`` agents; the flagship passes its own.
 
-LLM counters (``llm_calls``, ``llm_prompts``, ``llm_cache_hits``, ``llm_invalid``,
-``llm_retries``, ``llm_fallbacks``, ``llm_backend_errors``, tokens, ``llm_seconds``) count the work
-of one step for the whole ensemble batch, repeated in each member's row; the row of step t+1
-reports the query made in step t (metrics are measured on the state a step produced).
+LLM counters (``llm_calls``, ``llm_prompts``, ``llm_answers``, ``llm_cache_hits``,
+``llm_invalid``, ``llm_retries``, ``llm_fallbacks``, ``llm_lost``, ``llm_backend_errors`` — failed
+requests —, tokens, ``llm_seconds``) count the work of one step for the whole ensemble batch,
+repeated in each member's row; the row of step t+1 reports the query made in step t (metrics are
+measured on the state a step produced). A run where more than ``max_fallback_share`` of the
+answers fell back stops with one line (``on_fallback_excess="error"``, the default).
 """
 
 from __future__ import annotations
@@ -243,8 +245,14 @@ def build(
     max_retries: int = 2,
     fallback: str = "previous",
     prior: float = 0.1,
+    max_fallback_share: float = 0.5,
+    on_fallback_excess: str = "error",
+    llm_timeout: float | None = None,
+    llm_retries: int | None = None,
+    kv_cache_bytes: int | None = None,
     heterogeneity: float = 0.5,
     cache: str | bool = True,
+    cache_rebuild: bool = False,
     population: Population | None = None,
     population_seed: int = 0,
     **params: float,
@@ -260,8 +268,15 @@ def build(
             ``"cuda[:i]"``.
         samples: LLM answers per archetype per query.
         fallback / prior: the :class:`Fallback` policy for answers that stay invalid.
+        max_fallback_share / on_fallback_excess: past this share of answers fallen back (over
+            the run so far), ``"error"`` stops the run with one line naming the causes (the
+            default), ``"warn"`` warns once and goes on.
+        llm_timeout / llm_retries: the whole deadline of one request (seconds) and its retries,
+            for the ``openai`` backend (None: the backend's defaults).
+        kv_cache_bytes: the vLLM backend's KV cache (None: its default).
         heterogeneity: per-agent spread around the archetype probability (logit scale).
         cache: a path for the answer cache, True for :func:`default_cache`, False for none.
+        cache_rebuild: a damaged cache file is moved aside and rebuilt instead of refused.
         population: the agents (default :func:`synthetic_population` of ``agents``).
     """
     if behavior not in ("heuristic", "llm"):
@@ -280,10 +295,19 @@ def build(
     if behavior == "llm":
         if isinstance(backend, str):
             device = str(resolve_device(llm_device))
-            backend = make_backend(backend, url=llm_url, model=llm_model, device=device)
+            backend = make_backend(
+                backend,
+                url=llm_url,
+                model=llm_model,
+                device=device,
+                timeout=llm_timeout,
+                retries=llm_retries,
+                kv_cache_bytes=kv_cache_bytes,
+            )
         store = None
         if cache:
-            store = AnswerCache(default_cache() if cache is True else Path(str(cache)))
+            path = default_cache() if cache is True else Path(str(cache))
+            store = AnswerCache(path, rebuild=cache_rebuild)
         query = ArchetypeQuery(
             backend,
             PROMPT,
@@ -292,7 +316,12 @@ def build(
             sampling=Sampling(temperature=temperature, max_tokens=max_tokens, seed=0),
             cache=store,
             max_retries=max_retries,
-            fallback=Fallback(policy=fallback, prior=prior),
+            fallback=Fallback(
+                policy=fallback,
+                prior=prior,
+                max_share=max_fallback_share,
+                on_excess=on_fallback_excess,
+            ),
         )
         g = torch.Generator().manual_seed(population_seed + 1)
         behaviour: Behaviour = LLMArchetypes(

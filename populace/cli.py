@@ -6,10 +6,9 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
-import json
-import shutil
+import signal
 import sys
-import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +16,21 @@ import torch
 
 from populace import models
 from populace.calibration import cli as calibration_cli
-from populace.engine import Model
+from populace.engine import Model, storage
 from populace.populations import cli as population_cli
+
+#: sizes refused before any work (an ensemble larger than this cannot be built in memory)
+MAX_AGENTS = 2**31 - 1
+MAX_MEMBERS = 2**16
+MAX_AGENT_SLOTS = 2**34  # agents x members of one run
 
 
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
-def int_at_least(flag: str, low: int):
-    """argparse type: an integer >= ``low``, with an error naming the flag."""
+def int_at_least(flag: str, low: int, high: int | None = None):
+    """argparse type: an integer >= ``low`` (and <= ``high``), with an error naming the flag."""
     what = "a positive integer" if low == 1 else f"an integer >= {low}"
 
     def parse(text: str) -> int:
@@ -36,13 +40,15 @@ def int_at_least(flag: str, low: int):
             value = None
         if value is None or value < low:
             raise argparse.ArgumentTypeError(f"{flag} must be {what}, got {text!r}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{flag} must be at most {high:,}, got {text!r}")
         return value
 
     return parse
 
 
-def positive_int(flag: str):
-    return int_at_least(flag, 1)
+def positive_int(flag: str, high: int | None = None):
+    return int_at_least(flag, 1, high)
 
 
 def non_negative_int(flag: str):
@@ -116,13 +122,13 @@ def add_run_options(p: argparse.ArgumentParser, steps_default: int) -> None:
         help="zoo name (see `populace models`), FILE.py:FUNCTION or package.module:FUNCTION; "
         "`populace run MODEL --help` lists its options and parameters",
     )
-    p.add_argument("--agents", type=positive_int("--agents"), default=10_000)
+    p.add_argument("--agents", type=positive_int("--agents", MAX_AGENTS), default=10_000)
     p.add_argument("--steps", type=non_negative_int("--steps"), default=steps_default)
     p.add_argument("--seed", type=non_negative_int("--seed"), default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     p.add_argument(
         "--members",
-        type=positive_int("--members"),
+        type=positive_int("--members", MAX_MEMBERS),
         default=1,
         help="ensemble members (independent seeds) run as one batch",
     )
@@ -144,14 +150,18 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from populace.engine import Simulation
+    from populace.engine import Simulation, storage
     from populace.engine.provenance import device_name, now, versions
 
-    out = Path(args.out) if args.out else None
-    if out is not None and out.exists() and not out.is_dir():
-        raise CLIError(f"--out {out} is a file; give a folder")
-    if out is not None and out.exists() and any(out.iterdir()):
-        raise CLIError(f"--out {out} exists and is not empty; choose another folder")
+    out = None
+    if args.out is not None:  # refused before any work: '', a file, a non-empty folder
+        out = storage.check_target(storage.output_path(args.out, "--out"), args.overwrite)
+    if args.agents * args.members > MAX_AGENT_SLOTS:
+        raise CLIError(
+            f"--agents {args.agents} x --members {args.members} = "
+            f"{args.agents * args.members:.3g} agent slots; one run holds at most "
+            f"{MAX_AGENT_SLOTS:.3g}"
+        )
     model = build_model(args.model, args.agents, args.settings)
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
     sim = Simulation(
@@ -164,39 +174,42 @@ def cmd_run(args: argparse.Namespace) -> None:
         check_finite=args.check_finite,
         progress=None if not args.json else False,
     )
-    result = sim.run(args.steps)
-    final = result.final()
-    if out is not None:
-        record = {
-            "model": model.name,
-            "agents": args.agents,
-            "steps": args.steps,
-            "members": args.members,
-            "seed": args.seed,
-            "seeds": result.seeds,
-            "options": dict(model.options),
-            "params": sim.params.as_dict(),
-            "device": sim.device.type,
-            "device_name": device_name(sim.device),
-            "dtype": args.dtype,
-            "versions": versions(),
-            "date": now(),
-            "seconds": result.seconds,
-            "final": final,
-        }
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
+    if out is None:
+        result = sim.run(args.steps)
+    else:
+        info = {"model": model.name, "agents": args.agents, "members": args.members}
+        with storage.staged_folder(out, kind="run", overwrite=args.overwrite, info=info) as tmp:
+            result = sim.run(args.steps)
+            record = {
+                "model": model.name,
+                "agents": args.agents,
+                "steps": args.steps,
+                "members": args.members,
+                "seed": args.seed,
+                "seeds": result.seeds,
+                "options": dict(model.options),
+                "params": sim.params.as_dict(),
+                "device": sim.device.type,
+                "device_name": device_name(sim.device),
+                "dtype": args.dtype,
+                "versions": versions(),
+                "date": now(),
+                "seconds": result.seconds,
+                "final": result.final(),
+            }
             result.metrics.write_parquet(tmp / "metrics.parquet")
-            (tmp / "run.json").write_text(json.dumps(record, indent=2) + "\n")
-            if out.exists():
-                out.rmdir()
-            tmp.rename(out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            (tmp / "run.json").write_text(storage.dumps(record, indent=2) + "\n")
+    final = result.final()
+    bad = storage.non_finite_paths(final)
+    if bad:
+        print(
+            f"populace: warning: final metric(s) {', '.join(bad)} are NaN/Inf; JSON output "
+            f'holds null for them and lists them under "non_finite" (--check-finite finds '
+            f"the step)",
+            file=sys.stderr,
+        )
     if args.json:
-        print(json.dumps({**final, "seconds": result.seconds}))
+        print(storage.dumps({**final, "seconds": result.seconds}))
     else:
         print(
             f"{model.name}: {args.agents} agents x {args.members} member(s), "
@@ -206,6 +219,19 @@ def cmd_run(args: argparse.Namespace) -> None:
             print(f"  {key:<12} {value:.6g}  (mean over members, step {args.steps})")
         if out is not None:
             print(f"  wrote {out}/metrics.parquet and {out}/run.json")
+
+
+def cmd_verify(args: argparse.Namespace) -> None:
+    from populace.engine import storage
+    from populace.engine.simulation import CHECKPOINT_FORMAT
+
+    path = Path(args.path)
+    if path.is_file():
+        data = storage.read_sealed(path, CHECKPOINT_FORMAT, "populace checkpoint or folder")
+        print(f"{path}: intact checkpoint ({len(data)} bytes)")
+    else:
+        manifest = storage.verify_folder(path)
+        print(f"{path}: intact {manifest['kind']} folder ({len(manifest['files'])} files)")
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -230,7 +256,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         record["device_name"] = device_name(device)
         if args.save:
             print(f"saved {harness.save(record, args.save)}", file=sys.stderr)
-        print(json.dumps(record))
+        print(storage.dumps(record))
         return
     try:
         models.builder(args.model)
@@ -248,7 +274,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.save:
         path = harness.save(record, args.save)
         print(f"saved {path}", file=sys.stderr)
-    print(json.dumps(record))
+    print(storage.dumps(record))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -256,9 +282,11 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     matplotlib.use("Agg")  # a command line writes PNG files; no window
     from populace.demo import flagship
+    from populace.engine.storage import dumps
 
     record = flagship(
         args.out,
+        overwrite=args.overwrite,
         scale=args.scale,
         days=args.days,
         seeds=args.seeds,
@@ -269,7 +297,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     )
     print((Path(args.out) / "summary.md").read_text())
     print(f"report written to {Path(args.out).resolve()}/")
-    print(json.dumps({k: record[k] for k in ("agents", "attack_rate", "seconds")}))
+    print(dumps({k: record[k] for k in ("agents", "attack_rate", "seconds")}))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -279,7 +307,10 @@ def parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a model and record its metrics")
     add_run_options(run, steps_default=100)
-    run.add_argument("--out", help="folder for metrics.parquet and run.json")
+    run.add_argument("--out", help="folder for metrics.parquet and run.json (new or empty)")
+    run.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it holds a populace output"
+    )
     run.add_argument(
         "--json",
         action="store_true",
@@ -316,6 +347,9 @@ def parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", default="report", help="report folder (must be new or empty)")
     demo.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it holds a populace output"
+    )
+    demo.add_argument(
         "--scale",
         type=float,
         default=None,
@@ -337,11 +371,39 @@ def parser() -> argparse.ArgumentParser:
     demo.set_defaults(fn=cmd_demo)
     population_cli.add_parser(sub)
     calibration_cli.add_parser(sub)
+    verify = sub.add_parser(
+        "verify", help="check an output folder against its manifest, or a checkpoint's digest"
+    )
+    verify.add_argument("path", help="a folder written by populace, or a checkpoint file")
+    verify.set_defaults(fn=cmd_verify)
     return p
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (or SIGINT) while a command runs: staged outputs are removed on the way out."""
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; user errors print one line (exit 2), Ctrl-C/SIGTERM one line (130/143)."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_signal) if in_main_thread else None
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as err:
+        name = err.args[0] if isinstance(err, Interrupted) else "SIGINT"
+        print(f"populace: interrupted ({name}); no output was written", file=sys.stderr)
+        return 128 + signal.Signals[name].value
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str]) -> int:
     if len(argv) >= 2 and argv[0] == "bench":
         from populace.benchmarks import KERNEL_BENCHES
 

@@ -15,8 +15,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from populace.engine.context import resolve_device
 from populace.engine.intervention import ScaleParam
 from populace.engine.plotting import plot_series
 from populace.engine.provenance import device_name, now, versions
+from populace.engine.storage import dumps, staged_folder
 from populace.engine.study import Scenario, study
 from populace.models import covid_behavior
 from populace.populations import nyc
@@ -42,21 +41,17 @@ def attack_rate_by(codes: torch.Tensor, susceptible: torch.Tensor, groups: int) 
     return torch.bincount(codes, weights=ever, minlength=groups) / size.clamp_min(1)
 
 
-def flagship(out: str | Path = "report", **options: Any) -> dict[str, Any]:
+def flagship(
+    out: str | Path = "report", *, overwrite: bool = False, **options: Any
+) -> dict[str, Any]:
     """Run the flagship demo into the report folder ``out``; see :func:`run_demo` for options.
 
-    On failure the folder is removed again: nothing half-written stays behind.
+    The report is written into a hidden sibling folder and swapped in at the end with its
+    ``manifest.json`` (:func:`~populace.engine.storage.staged_folder`): a failure or an
+    interrupt leaves nothing behind. A non-empty ``out`` is refused unless ``overwrite``.
     """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"report folder {out} is a file; give a folder")
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"report folder {out} exists and is not empty; choose another")
-    try:
-        return run_demo(out, **options)
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
-        raise
+    with staged_folder(out, kind="report", overwrite=overwrite, info={"demo": "flagship"}) as tmp:
+        return run_demo(tmp, **options)
 
 
 def run_demo(
@@ -192,7 +187,7 @@ def run_demo(
         "versions": versions(),
         "date": now(),
     }
-    (out / "summary.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / "summary.json").write_text(dumps(record, indent=2) + "\n")
     files = ["metrics.parquet", "I.png", "isolating_share.png"]
     files += ["attack_rate_map.png"] if population.areas is not None else []
     (out / "summary.md").write_text(_markdown(record, lockdown_day, contact_factor, files))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
@@ -21,8 +20,11 @@ def _scale(text: str) -> float:
 
 
 def cmd_nyc(args: argparse.Namespace) -> None:
+    from populace.engine import storage
     from populace.populations.nyc import LAYERS, nyc, summary
 
+    if args.out is not None:  # refused before any work: '', a file, a non-empty folder
+        storage.check_target(storage.output_path(args.out, "--out"), args.overwrite)
     layers = LAYERS if args.layers is None else tuple(x for x in args.layers.split(",") if x)
     t0 = time.perf_counter()
     population = nyc(
@@ -33,9 +35,9 @@ def cmd_nyc(args: argparse.Namespace) -> None:
     with pl.Config(tbl_rows=20, tbl_hide_dataframe_shape=True):
         for name in ("borough", "age", "layers", "totals"):
             print(tables[name])
-    if args.out:
+    if args.out is not None:
         t1 = time.perf_counter()
-        folder = population.save(args.out)
+        folder = population.save(args.out, overwrite=args.overwrite)
         print(f"saved {folder} in {time.perf_counter() - t1:.2f} s", file=sys.stderr)
     record = {
         "agents": population.n,
@@ -44,7 +46,7 @@ def cmd_nyc(args: argparse.Namespace) -> None:
         "seconds": round(seconds, 3),
         "stages": population.meta["seconds"],
     }
-    print(json.dumps(record))
+    print(storage.dumps(record))
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -54,7 +56,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     nyc = which.add_parser("nyc", help="New York City (177 MODZCTA areas, ~8.33 M residents)")
     nyc.add_argument("--scale", type=_scale, default=0.01, help="fraction of residents")
     nyc.add_argument("--seed", type=int, default=0)
-    nyc.add_argument("--out", metavar="DIR", help="save attributes.parquet + tensors.safetensors")
+    nyc.add_argument(
+        "--out", metavar="DIR", help="save the population (new or empty folder, see --overwrite)"
+    )
+    nyc.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it holds a populace output"
+    )
     nyc.add_argument("--layers", help="comma-separated subset of household,school,work,community")
     nyc.add_argument("--no-homes", action="store_true", help="skip home points (no geo extra)")
     nyc.add_argument("--device", default="cpu")

@@ -4,9 +4,6 @@ layers (CSR), and save/load as parquet (attributes) + safetensors (layers, homes
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,9 +12,13 @@ import polars as pl
 import torch
 
 from populace.engine.data import Data
+from populace.engine.storage import IntegrityError, dumps, staged_folder, verify_folder
 from populace.populations.contacts import layer_stats
+from populace.populations.graphs import csr_layer
 
-FORMAT_VERSION = 1
+#: meta.json's format; 2 added manifest.json (folders of format 1 are refused: save again)
+FORMAT_VERSION = 2
+KIND = "population"
 
 
 @dataclass
@@ -129,23 +130,22 @@ class Population:
             total += self.home.numel() * self.home.element_size()
         return total + sum(layer_stats(layer)["bytes"] for layer in self.layers.values())
 
-    def save(self, folder: str | Path) -> Path:
-        """Write ``attributes.parquet``, ``tensors.safetensors`` (layers, homes), ``meta.json``.
+    def save(self, folder: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``attributes.parquet``, ``tensors.safetensors`` (layers, homes), ``meta.json``
+        and ``manifest.json`` (size and sha256 of each file, agents, edges per layer).
 
-        The files are written into a temporary sibling folder first and moved in at the end
-        (``meta.json`` last), so a failure leaves no half-written population behind.
+        The files are written into a hidden sibling folder and swapped in with one rename
+        (:func:`~populace.engine.storage.staged_folder`): a failure or a kill leaves no
+        half-written or mixed population. An existing non-empty ``folder`` is refused unless
+        ``overwrite`` (and then replaced only if it is a populace output).
         """
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-        try:
+        info = {
+            "agents": self.n,
+            "edges": {name: int(layer.values().numel()) for name, layer in self.layers.items()},
+        }
+        with staged_folder(folder, kind=KIND, overwrite=overwrite, info=info) as tmp:
             self._write(tmp)
-            folder.mkdir(exist_ok=True)
-            for name in ("attributes.parquet", "tensors.safetensors", "meta.json"):
-                os.replace(tmp / name, folder / name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return folder
+        return Path(folder)
 
     def _write(self, folder: Path) -> None:
         from safetensors.torch import save_file
@@ -168,42 +168,71 @@ class Population:
             "layers": list(self.layers),
             "meta": self.meta,
         }
-        (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+        (folder / "meta.json").write_text(dumps(meta, indent=1, non_finite="raise"))
 
     @classmethod
     def load(cls, folder: str | Path) -> Population:
-        """Read a population written by :meth:`save` (``areas`` is not restored)."""
-        from safetensors.torch import load_file
+        """Read a population written by :meth:`save` (``areas`` is not restored).
 
+        Every file is checked against ``manifest.json`` first (:func:`verify_folder`), so a
+        truncated, damaged or swapped file raises :class:`IntegrityError` naming it.
+        """
         folder = Path(folder)
-        for required in ("meta.json", "attributes.parquet", "tensors.safetensors"):
-            if not (folder / required).exists():
-                raise FileNotFoundError(f"{folder}: no {required}; not a saved population")
-        meta = json.loads((folder / "meta.json").read_text())
-        if meta.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{folder}: format {meta.get('format')}, expected {FORMAT_VERSION}")
-        frame = pl.read_parquet(folder / "attributes.parquet")
-        attributes = {}
-        for name, dtype in meta["attribute_dtypes"].items():
-            attributes[name] = torch.from_numpy(frame[name].to_numpy().copy()).to(
-                getattr(torch, dtype.removeprefix("torch."))
+        verify_folder(folder, KIND, "saved population")
+        meta = _read(folder / "meta.json", lambda p: json.loads(p.read_text()))
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+            found = meta.get("format") if isinstance(meta, dict) else meta
+            raise IntegrityError(f"{folder}: format {found!r}, expected {FORMAT_VERSION}")
+        frame = _read(folder / "attributes.parquet", pl.read_parquet)
+        tensors = _read(folder / "tensors.safetensors", _load_tensors)
+        try:
+            n = meta["n"]
+            attributes = {
+                name: torch.from_numpy(frame[name].to_numpy().copy()).to(
+                    _dtype(dtype.removeprefix("torch."))
+                )
+                for name, dtype in meta["attribute_dtypes"].items()
+            }
+            layers = {
+                name: csr_layer(
+                    tensors[f"layer.{name}.crow"],
+                    tensors[f"layer.{name}.col"],
+                    tensors[f"layer.{name}.values"],
+                    n,
+                    check_invariants=True,
+                )
+                for name in meta["layers"]
+            }
+            population = cls(
+                attributes=attributes,
+                codebook={k: tuple(v) for k, v in meta["codebook"].items()},
+                layers=layers,
+                home=tensors.get("home"),
+                meta=meta["meta"],
             )
-        tensors = load_file(str(folder / "tensors.safetensors"))
-        n = meta["n"]
-        layers = {
-            name: torch.sparse_csr_tensor(
-                tensors[f"layer.{name}.crow"],
-                tensors[f"layer.{name}.col"],
-                tensors[f"layer.{name}.values"],
-                size=(n, n),
-                check_invariants=True,  # files from disk may be damaged
-            )
-            for name in meta["layers"]
-        }
-        return cls(
-            attributes=attributes,
-            codebook={k: tuple(v) for k, v in meta["codebook"].items()},
-            layers=layers,
-            home=tensors.get("home"),
-            meta=meta["meta"],
-        )
+        except (KeyError, TypeError, ValueError, RuntimeError, pl.exceptions.PolarsError) as err:
+            raise IntegrityError(f"{folder}: files disagree with meta.json ({err!r})") from None
+        if population.n != n:
+            raise IntegrityError(f"{folder}: {population.n} agents, meta.json records {n}")
+        return population
+
+
+def _dtype(name: str) -> torch.dtype:
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"unknown dtype {name!r}")
+    return dtype
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def _read(path: Path, reader):
+    """``reader(path)``, any parser error re-raised as one naming the file."""
+    try:
+        return reader(path)
+    except Exception as err:  # polars, safetensors, json: their messages never name the file
+        raise IntegrityError(f"{path}: unreadable ({type(err).__name__}: {err})") from None

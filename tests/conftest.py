@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import pytest
 import torch
@@ -63,3 +64,32 @@ def decay_model(agents: int = 16) -> Model:
 @pytest.fixture
 def decay() -> Model:
     return decay_model()
+
+
+@pytest.fixture
+def sigkill_child():
+    """``run(script, after)``: start ``python -c script``, wait for its first stdout line, let it
+    go on ``after`` seconds more, SIGKILL it (bounded: 60 s to its first line)."""
+    import signal
+    import subprocess
+    import sys
+
+    def run(script: str, after: float) -> None:
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        try:
+            timer = threading.Timer(60, proc.kill)
+            timer.start()
+            first = proc.stdout.readline().strip()
+            timer.cancel()
+            assert first == "ready", f"the child said {first!r}"
+            proc.stdout.close()
+            try:
+                proc.wait(timeout=after)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            proc.kill()
+        assert proc.returncode == -signal.SIGKILL, "the child ended before the kill"
+
+    return run

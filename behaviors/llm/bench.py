@@ -73,8 +73,8 @@ def bench_llm(
         cache=None,
         max_retries=0,
         # the bench times the backend and discards the values: an invalid answer is counted
-        # (invalid, fallbacks), not raised; the prior is never used as a result
-        fallback=Fallback("prior", prior=0.5),
+        # (invalid, fallbacks), not raised, whatever their share; the prior is never a result
+        fallback=Fallback("prior", prior=0.5, max_share=1.0),
     )
     qs = questions(archetypes)
     query.ask(qs[: min(2, archetypes)])  # warm-up: first-call allocations

@@ -7,7 +7,9 @@ goes to the backend as one batch, each answer with its own seed (:func:`request_
 prompt, sample index and attempt), so an answer never depends on what else was asked or cached.
 Answers come from the disk cache when present. An answer the schema rejects is asked again (a new
 attempt, a new cache key) up to ``max_retries`` times; then the :class:`Fallback` policy decides:
-raise (the default) or a declared value, counted.
+raise (the default) or a declared value, counted. A query whose answers mostly fall back is not
+quietly a run on priors: past ``Fallback.max_share`` of its answers it warns with
+a :class:`FallbackShareWarning` once (or raises :class:`FallbackShareError`, by policy).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -32,10 +36,20 @@ from populace.behaviors.llm.prompts import PromptTemplate
 from populace.behaviors.llm.schema import InvalidAnswer, Schema
 
 POLICIES = ("previous", "prior", "error")
+#: what a query does when more than ``max_share`` of its answers fell back.
+ON_EXCESS = ("error", "warn")
 
 
 class FallbackError(RuntimeError):
     """An answer stayed invalid (or the backend failed) under the ``"error"`` policy."""
+
+
+class FallbackShareError(FallbackError):
+    """More than ``Fallback.max_share`` of a query's answers fell back (``on_excess="error"``)."""
+
+
+class FallbackShareWarning(UserWarning):
+    """More than ``Fallback.max_share`` of a query's answers fell back (``on_excess="warn"``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,11 +65,18 @@ class Fallback:
         prior: the stated prior value; required by ``"previous"`` and ``"prior"``.
         on_backend_error: ``"fallback"`` (apply the policy to the lost samples, counted) or
             ``"raise"`` (propagate the :class:`BackendError`).
+        max_share: the largest share of a query's answers (all its :meth:`ArchetypeQuery.ask`
+            calls so far) that may fall back, in ``[0, 1]``; 1 accepts any share.
+        on_excess: past ``max_share``: ``"warn"`` (the default: one
+            :class:`FallbackShareWarning` naming the share, its causes and the limit, then the
+            run goes on) or ``"error"`` (raise :class:`FallbackShareError` with that line).
     """
 
     policy: str = "error"
     prior: float | None = None
     on_backend_error: str = "raise"
+    max_share: float = 0.5
+    on_excess: str = "warn"
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -68,6 +89,11 @@ class Fallback:
             raise ValueError(
                 f"on_backend_error must be 'fallback' or 'raise', got {self.on_backend_error!r}"
             )
+        share = self.max_share
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+            raise ValueError(f"max_share must be a share in [0, 1], got {share!r}")
+        if self.on_excess not in ON_EXCESS:
+            raise ValueError(f"on_excess must be one of {ON_EXCESS}, got {self.on_excess!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,29 +143,69 @@ class ArchetypeQuery:
         self.fallback = fallback or Fallback()
         #: totals over every :meth:`ask`.
         self.total = Accounting()
+        #: failed requests per kind (:attr:`BackendError.kind`) over every :meth:`ask`.
+        self.error_kinds: Counter[str] = Counter()
+        self._first_invalid = ""  # an example for the fallback-share message
+        self._warned = False
 
-    def _generate(self, prompts, seeds, acc: Accounting) -> list[Completion] | None:
+    def _generate(self, prompts, seeds, acc: Accounting) -> list[Completion | None]:
+        """One completion per prompt; None where its request failed (``"fallback"`` only)."""
         start = time.perf_counter()
         try:
-            out = self.backend.generate(prompts, self.sampling, self.schema, seeds)
-        except BackendError:
+            out: list[Completion | None] = list(
+                self.backend.generate(prompts, self.sampling, self.schema, seeds)
+            )
+        except BackendError as err:
             acc.seconds += time.perf_counter() - start
             if self.fallback.on_backend_error == "raise":
                 raise
-            acc.backend_errors += 1
-            return None
-        acc.seconds += time.perf_counter() - start
-        if len(out) != len(prompts):
+            partial = err.partial if err.partial and len(err.partial) == len(prompts) else None
+            out = partial or [None] * len(prompts)
+            failed = sum(c is None for c in out)
+            acc.backend_errors += failed
+            # a batch-wide error counts each of its requests under the error's kind
+            self.error_kinds.update(err.kinds if partial else {err.kind: failed})
+        else:
+            acc.seconds += time.perf_counter() - start
+            if len(out) != len(prompts):
+                raise BackendError(
+                    f"backend {self.backend.name!r} returned {len(out)} completions for "
+                    f"{len(prompts)} prompts"
+                )
+        bad = [c for c in out if c is not None and not isinstance(c, Completion)]
+        if bad:
             raise BackendError(
-                f"backend {self.backend.name!r} returned {len(out)} completions for "
-                f"{len(prompts)} prompts"
+                f"backend {self.backend.name!r} returned a {type(bad[0]).__name__}, "
+                "not a Completion"
             )
-        acc.calls += len(prompts)
+        answered = [c for c in out if c is not None]
+        acc.calls += len(answered)
         acc.batches += 1
-        for c in out:
+        for c in answered:
             acc.prompt_tokens += c.prompt_tokens
             acc.completion_tokens += c.completion_tokens
         return out
+
+    def _check_share(self) -> None:
+        """Raise (or warn once) when the totals' fallback share passes ``max_share``."""
+        total, limit = self.total, self.fallback.max_share
+        if total.fallback_share <= limit or (self._warned and self.fallback.on_excess == "warn"):
+            return
+        causes = f"{total.fallbacks - total.lost} invalid after {self.max_retries} retries"
+        if total.lost:
+            kinds = ", ".join(f"{k} {n}" for k, n in self.error_kinds.most_common())
+            causes += f", {total.lost} lost to failed requests ({kinds})"
+        example = f"; e.g. {self._first_invalid}" if self._first_invalid else ""
+        message = (
+            f"{total.fallbacks} of {total.answers} LLM answers "
+            f"({100 * total.fallback_share:.0f}%) fell back to the {self.fallback.policy} value, "
+            f"more than max_share={limit:g} allows ({causes}{example}); check the backend "
+            f"{self.backend.name}:{self.backend.model} and the prompt, or raise max_share"
+        )
+        if self.fallback.on_excess == "error":
+            raise FallbackShareError(message)
+        self._warned = True
+        warnings.warn(message, FallbackShareWarning, stacklevel=3)
 
     def ask(
         self, questions: Sequence[Question], previous: torch.Tensor | None = None
@@ -158,19 +224,23 @@ class ArchetypeQuery:
         q_count = len(questions)
         if previous is not None and previous.shape != (q_count,):
             raise ValueError(f"previous has shape {tuple(previous.shape)}, expected [{q_count}]")
-        acc = Accounting()
+        acc = Accounting(answers=q_count * self.samples)
         prompts = [self.template.render(q.labels, q.env, self.schema) for q in questions]
         answers = torch.full((q_count, self.samples), float("nan"), dtype=torch.float64)
         pending = [(q, s) for q in range(q_count) for s in range(self.samples)]
         lost = []  # samples left unanswered by a backend error: they take the fallback
         down = False  # the backend failed this call: later rounds use the cache only
         name, model, sampling = self.backend.name, self.backend.model, self.sampling
+        endpoint = str(getattr(self.backend, "endpoint", ""))  # the server of an HTTP backend
         for attempt in range(self.max_retries + 1):
             if not pending:
                 break
             if attempt:
                 acc.retries += len(pending)
-            keys = [cache_key(name, model, prompts[q], sampling, s, attempt) for q, s in pending]
+            keys = [
+                cache_key(name, model, prompts[q], sampling, s, attempt, endpoint)
+                for q, s in pending
+            ]
             acc.prompts += len(keys)
             found: dict[str, Completion] = {}
             if self.cache is not None:
@@ -187,13 +257,11 @@ class ArchetypeQuery:
                 batch = [prompts[q] for q, _ in asked]
                 seeds = [request_seed(sampling.seed, prompts[q], s, attempt) for q, s in asked]
                 out = self._generate(batch, seeds, acc)
-                if out is None:
-                    down = True
-                else:
-                    fresh = list(zip(order, out, strict=True))
-                    found.update(fresh)
-                    if self.cache is not None:
-                        self.cache.put_many(fresh)
+                down = all(c is None for c in out)
+                fresh = [(k, c) for k, c in zip(order, out, strict=True) if c is not None]
+                found.update(fresh)
+                if self.cache is not None and fresh:
+                    self.cache.put_many(fresh)
             still = []
             for (q, s), key in zip(pending, keys, strict=True):
                 if key not in found:  # only after a backend error
@@ -201,11 +269,13 @@ class ArchetypeQuery:
                     continue
                 try:
                     answers[q, s] = self.schema.parse(found[key].text)
-                except InvalidAnswer:
+                except InvalidAnswer as err:
                     acc.invalid += 1
+                    self._first_invalid = self._first_invalid or str(err)[:120]
                     still.append((q, s))
             pending = still
         pending += lost
+        acc.lost += len(lost)
         if pending:
             if self.fallback.policy == "error":
                 raise FallbackError(
@@ -219,4 +289,5 @@ class ArchetypeQuery:
                 answers[q, s] = prev if use_previous else self.fallback.prior
             acc.fallbacks += len(pending)
         self.total = self.total + acc
+        self._check_share()
         return answers.mean(dim=1), acc

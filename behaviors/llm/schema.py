@@ -10,7 +10,9 @@ reason (``"No, because ..."``) and JSON ``{"answer": ...}``. A yes/no or option 
 *start* with the answer (after quotes, markdown and punctuation; any case): ``"Not sure, yes"``,
 ``"I will not stay home"`` and ``"N/A"`` are rejected, never read as the option they mention.
 Non-answers that begin like one (``"No idea"``, ``"No comment"``) and ambiguous text (both "yes"
-and "no" leading, two numbers, a second option after the first) are rejected too.
+and "no" leading, two numbers, a second option after the first) are rejected too, and so is an
+answer that is not text at all (a number, None, a list: what a malformed server reply may carry)
+or a JSON ``answer`` that is not a string, number or boolean.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class Schema(Protocol):
 
 def _unwrap_json(text: str) -> str:
     """The ``answer`` of a JSON object answer, else the stripped text."""
+    if not isinstance(text, str):
+        raise InvalidAnswer(f"answer is a {type(text).__name__} ({str(text)[:40]}), not text")
     t = text.strip()
     if t.startswith("```"):
         t = t.strip("`").removeprefix("json").strip()
@@ -58,10 +62,15 @@ def _unwrap_json(text: str) -> str:
         try:
             obj = json.loads(t)
         except json.JSONDecodeError as err:
-            raise InvalidAnswer(f"malformed JSON answer {text!r}: {err.msg}") from None
+            raise InvalidAnswer(f"malformed JSON answer {text[:80]!r}: {err.msg}") from None
+        except (ValueError, RecursionError) as err:  # a 5000-digit integer, deep nesting
+            raise InvalidAnswer(f"unreadable JSON answer {text[:80]!r}: {err!r:.80}") from None
         if not isinstance(obj, dict) or "answer" not in obj:
-            raise InvalidAnswer(f"JSON answer without an 'answer' key: {text!r}")
-        return str(obj["answer"]).strip()
+            raise InvalidAnswer(f"JSON answer without an 'answer' key: {text[:80]!r}")
+        answer = obj["answer"]
+        if not isinstance(answer, str | int | float):  # bool is an int; None, lists, objects
+            raise InvalidAnswer(f"JSON answer is a {type(answer).__name__}: {text[:80]!r}")
+        return str(answer).strip()
     return t
 
 

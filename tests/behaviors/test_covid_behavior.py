@@ -99,7 +99,14 @@ def test_llm_rerun_hits_the_cache_and_reproduces(scripted, tmp_path):
 
 def test_llm_fallbacks_are_counted_in_metrics(scripted):
     backend, result = llm_run(
-        scripted, lambda t, s: "banana", 400, steps=2, samples=1, max_retries=1, prior=0.0
+        scripted,
+        lambda t, s: "banana",
+        400,
+        steps=2,
+        samples=1,
+        max_retries=1,
+        prior=0.0,
+        max_fallback_share=1.0,
     )
     fallbacks = result.metrics["llm_fallbacks"].sum()
     assert fallbacks == backend.calls // 2  # every answer invalid twice, then the prior
@@ -132,3 +139,10 @@ def test_state_stays_finite_so_check_finite_can_be_on(scripted, behavior):
     model = covid_behavior.build(agents=300, initial_infected=10, behavior=behavior, **options)
     result = Simulation(model, members=2, device="cpu", check_finite=True).run(9)
     assert torch.isfinite(result.final_state.p_isolate).all()
+
+
+def test_a_run_where_most_answers_fall_back_stops_with_one_line(scripted):
+    from populace.behaviors.llm.query import FallbackShareError
+
+    with pytest.raises(FallbackShareError, match="fell back"):
+        llm_run(scripted, lambda t, s: "banana", 400, steps=2, samples=1, max_retries=0, prior=0.0)

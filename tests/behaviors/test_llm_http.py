@@ -144,11 +144,16 @@ def test_concurrency_limit_is_respected():
     assert seconds >= 8 / 2 * 0.2 * 0.95  # at most 2 at a time: 4 rounds of 0.2 s
 
 
-def test_timeout_is_an_error_after_retries():
-    with Server(delay=1.0) as server:
-        backend = OpenAIBackend(server.url, "m", timeout=0.1, retries=1, backoff=0.0)
-        with pytest.raises(BackendError, match="2 attempt"):
+def test_timeout_is_one_deadline_for_the_whole_request():
+    # timeout bounds the request, retries included: a server slower than it costs one
+    # deadline, not (retries + 1) of them
+    with Server(delay=1.5) as server:
+        backend = OpenAIBackend(server.url, "m", timeout=0.3, retries=3, backoff=0.0)
+        start = time.monotonic()
+        with pytest.raises(BackendError, match=r"1 attempt\(s\).*\[deadline\]") as err:
             backend.generate([[{"role": "user", "content": "1 new"}]], Sampling())
+        assert time.monotonic() - start < 1.0
+    assert err.value.kind == "deadline" and backend.errors == {"deadline": 1}
 
 
 def closed_port() -> str:
@@ -166,11 +171,12 @@ def test_server_down_is_a_clear_error():
 
 def test_server_down_with_declared_fallback_is_counted():
     backend = OpenAIBackend(closed_port(), "m", retries=0)
-    fallback = Fallback("prior", prior=0.2, on_backend_error="fallback")
+    fallback = Fallback("prior", prior=0.2, on_backend_error="fallback", max_share=1.0)
     query = ArchetypeQuery(backend, TEMPLATE, YesNo(), samples=2, fallback=fallback)
     values, acc = query.ask(questions(1, 300))
     assert values.tolist() == [0.2, 0.2]
-    assert acc.backend_errors == 1 and acc.fallbacks == 4 and acc.calls == 0
+    assert acc.backend_errors == 4 and acc.fallbacks == 4 and acc.calls == 0
+    assert query.error_kinds == {"connection": 4} == backend.errors
 
 
 def test_client_errors_are_not_retried():

@@ -12,6 +12,7 @@ from populace.behaviors.llm import (
     Completion,
     Fallback,
     FallbackError,
+    FallbackShareError,
     PromptTemplate,
     Question,
     Sampling,
@@ -117,12 +118,14 @@ def test_backend_down_raises_or_falls_back_counted(scripted):
     down = scripted(lambda t, s: "yes", down=True)
     with pytest.raises(BackendError, match="down"):
         ArchetypeQuery(down, TEMPLATE, YesNo()).ask(questions(1))
-    query = ArchetypeQuery(
-        down, TEMPLATE, YesNo(), samples=2, fallback=Fallback("prior", 0.3, "fallback")
-    )
+    # every answer falls back: accepted here only because max_share=1 says so
+    fallback = Fallback("prior", 0.3, "fallback", max_share=1.0)
+    query = ArchetypeQuery(down, TEMPLATE, YesNo(), samples=2, fallback=fallback)
     values, acc = query.ask(questions(1, 2))
     assert values.tolist() == [0.3, 0.3]
-    assert acc.backend_errors == 1 and acc.fallbacks == 4 and acc.calls == 0
+    # backend_errors counts the failed requests (2 questions x 2 samples), of kind "backend"
+    assert (acc.backend_errors, acc.fallbacks, acc.lost, acc.answers, acc.calls) == (4, 4, 4, 4, 0)
+    assert query.error_kinds == {"backend": 4}
 
 
 def test_backend_down_keeps_the_cached_answers(scripted, cases_rule, tmp_path):
@@ -223,6 +226,11 @@ def test_missing_prompt_field_is_named():
 def test_bad_settings():
     with pytest.raises(ValueError, match="fallback policy"):
         Fallback("zero")
+    for share in (-0.1, 1.5, float("nan"), "half", True):
+        with pytest.raises(ValueError, match="max_share"):
+            Fallback("prior", 0.1, max_share=share)
+    with pytest.raises(ValueError, match="on_excess"):
+        Fallback("prior", 0.1, on_excess="ignore")
     with pytest.raises(ValueError, match="temperature"):
         Sampling(temperature=-1)
 
@@ -234,3 +242,23 @@ def test_request_seed_is_stable_and_bounded():
     assert seed == 1317008448
     assert 0 <= seed < 2**31
     assert len({request_seed(0, prompt, s, a) for s in range(50) for a in range(3)}) == 150
+
+
+def test_the_fallback_share_is_judged_on_the_totals_so_far(scripted):
+    # "yes" for 10 cases, garbage otherwise: question 2 always falls back
+    backend = scripted(lambda text, seen: "yes" if text.startswith("10 ") else "banana")
+    fallback = Fallback("prior", 0.3, max_share=0.5, on_excess="error")
+    query = ArchetypeQuery(backend, TEMPLATE, YesNo(), samples=2, max_retries=0, fallback=fallback)
+    values, acc = query.ask(questions(10, 20))  # 2 of 4: exactly the limit, accepted
+    assert values.tolist() == [1.0, 0.3] and acc.fallback_share == 0.5
+    with pytest.raises(FallbackShareError, match=r"4 of 6 LLM answers \(67%\).*banana"):
+        query.ask(questions(20))  # 2 more of 2: 4 of 6 in all
+    assert query.total.answers == 6 and query.total.fallbacks == 4
+
+
+def test_the_error_policy_needs_no_share(scripted):
+    # with policy "error" a single fallback already raises; the share never comes into it
+    query = ArchetypeQuery(scripted(lambda t, s: "?"), TEMPLATE, YesNo(), max_retries=0)
+    with pytest.raises(FallbackError) as err:
+        query.ask(questions(1))
+    assert not isinstance(err.value, FallbackShareError)

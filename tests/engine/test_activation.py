@@ -74,3 +74,20 @@ def test_activation_batches_split_a_random_order_evenly():
     batch = activation_batches(ctx_of(members=2), 10, 3)
     for b in range(2):
         assert sorted(torch.bincount(batch[b], minlength=3).tolist()) == [3, 3, 4]
+
+
+def test_arrival_cellmates_are_those_present_at_each_agents_turn():
+    from populace.engine.activation import arrival_cellmates
+
+    ctx = ctx_of()
+    # agent 0 moves first into cell 1, where agents 1 and 2 still are; agent 1 then finds cell 0
+    # empty (agent 0 left it), agent 2 moves last into empty cell 2; agent 3 arrives in cell 1
+    # after 0 (arrived) and while nobody else stayed (1 and 2 left)
+    origin = torch.tensor([[0, 1, 1, 3]])
+    dest = torch.tensor([[1, 0, 2, 1]])
+    rank = torch.tensor([[0, 1, 2, 3]])
+    picks = torch.stack([arrival_cellmates(origin, dest, rank, 4, ctx)[0] for _ in range(2000)])
+    assert set(picks[:, 0].tolist()) == {1, 2}
+    assert abs((picks[:, 0] == 1).double().mean().item() - 0.5) < 0.05
+    assert (picks[:, 1] == -1).all() and (picks[:, 2] == -1).all()
+    assert (picks[:, 3] == 0).all()

@@ -158,3 +158,9 @@ def test_bad_recording_arguments_and_a_bad_initial_state(decay):
     )
     with pytest.raises(NonFiniteError, match="the initial state: field DecayState.x"):
         Simulation(nan_init, device="cpu", check_finite=True)
+
+
+def test_absurd_member_counts_are_refused_before_building_seeds(decay):
+    # (the old code looped building a billion seeds before failing)
+    with pytest.raises(ValueError, match="members must be at most 1,048,576 in one run"):
+        Simulation(decay, members=10**9, device="cpu")

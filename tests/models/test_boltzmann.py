@@ -9,38 +9,37 @@ import pytest
 import torch
 
 from populace.engine import Simulation
-from populace.engine.activation import random_rank, rounds
+from populace.engine.activation import random_rank
 from populace.models import boltzmann
 
 
-def test_sequential_rounds_equal_a_one_at_a_time_loop_with_the_same_numbers():
+def test_the_step_equals_a_one_at_a_time_loop_with_the_same_numbers():
     agents, side, steps = 60, 5, 8
     model = boltzmann.build(agents=agents, width=side, height=side)
     sim = Simulation(model, members=2, seed=4, device="cpu")
     state = sim.state
     ref = Simulation(model, members=2, seed=4, device="cpu")  # the same streams, re-drawn below
     cell, wealth = ref.state.cell.clone(), ref.state.wealth.clone()
-    index = torch.arange(agents)
     for t in range(steps):
         ctx = ref.ctx.at(t)
+        ref.rng.begin(t)
         dest = boltzmann.random_neighbour_cell(cell, side, side, ctx)
         rank = random_rank(ctx, agents)
-        when = rounds(rank, torch.stack([cell, dest], -1), side * side)
-        keys = [
-            ctx.rng.integers(0, 2**31, agents) * agents + index for _ in range(int(when.max()) + 1)
-        ]
+        u = ctx.rng.uniform(agents, dtype=torch.float64)  # the draw that picks whom one meets
         for b in range(2):
+            moved = torch.zeros(agents, dtype=torch.bool)
             for a in torch.argsort(rank[b]).tolist():  # one agent at a time, in the random order
-                cell[b, a] = dest[b, a]
-                if wealth[b, a] > 0:
-                    mates = [j for j in range(agents) if j != a and cell[b, j] == cell[b, a]]
-                    if mates:
-                        key = keys[int(when[b, a])][b]
-                        j = max(mates, key=lambda m: int(key[m]))
-                        wealth[b, a] -= 1
-                        wealth[b, j] += 1
+                cell[b, a], moved[a] = dest[b, a], True
+                here = [j for j in range(agents) if j != a and cell[b, j] == cell[b, a]]
+                # numbered as the engine does: earlier arrivals, then those still here, by rank
+                here.sort(key=lambda j: (not moved[j], int(rank[b, j])))
+                if wealth[b, a] > 0 and here:
+                    j = here[min(int(u[b, a] * len(here)), len(here) - 1)]
+                    wealth[b, a] -= 1
+                    wealth[b, j] += 1
+        sim.rng.begin(t)
         state = sim.model.step(state, sim.params.at(t), sim.ctx.at(t))
-    assert torch.equal(state.cell, cell) and torch.equal(state.wealth, wealth)
+        assert torch.equal(state.cell, cell) and torch.equal(state.wealth, wealth), t
     assert int(wealth.sum()) == 2 * agents
 
 
@@ -77,3 +76,18 @@ def test_moves_stay_on_the_grid_next_to_the_old_cell():
     assert ((after >= 0) & (after < 28)).all()
     with pytest.raises(ValueError, match="unknown activation"):
         boltzmann.build(activation="random")
+
+
+def test_each_on_grid_neighbour_is_equally_likely():
+    from populace.engine import Context, Streams
+
+    ctx = Context(0, Streams([7]), torch.device("cpu"), torch.float64)
+    width, height = 5, 4
+    corner, edge, inner = 0, 2, 1 * height + 2  # (0, 0), (0, 2), (1, 2)
+    cell = torch.tensor([[corner, edge, inner]]).repeat(1, 4000)
+    picks = boltzmann.random_neighbour_cell(cell, width, height, ctx)[0].view(4000, 3)
+    for column, size in ((0, 3), (1, 5), (2, 8)):
+        counts = torch.bincount(picks[:, column], minlength=width * height)
+        hit = counts[counts > 0].double() / 4000
+        assert hit.numel() == size
+        assert (hit - 1 / size).abs().max() < 0.03
