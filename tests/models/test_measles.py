@@ -83,3 +83,11 @@ def test_r0_and_bad_params():
         measles.build(agents=100, capacity=0.5)
     with pytest.raises(ValueError, match="unknown vaccine 'nasal'"):
         measles.build(agents=100, vaccine="nasal")
+
+
+def test_cli_help_lists_the_measles_params():
+    from populace import models
+
+    text = models.describe("measles")
+    for name in ("routine_coverage", "campaign_rate", "birth_rate", "ve_infection", "capacity"):
+        assert name in text
