@@ -148,3 +148,25 @@ def check_matrix(matrix: torch.Tensor, labels: Sequence[str], name: str = "conta
             f"{name}: contacts must be >= 0, got {float(m[tuple(i)]):g} at "
             f"[{labels[i[-2]]}, {labels[i[-1]]}]"
         )
+
+
+def row_edges(
+    layer: torch.Tensor, rows: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The contacts of some agents on a CSR layer, without touching the other rows.
+
+    Args:
+        layer: ``[N, N]`` sparse CSR.
+        rows: ``[K]`` int64 agents.
+
+    Returns:
+        owner ``[E]`` (position in ``rows`` of each edge's agent), contact ``[E]`` (the column)
+        and weight ``[E]``, for the E edges of those rows.
+    """
+    crow, col, val = layer.crow_indices(), layer.col_indices(), layer.values()
+    start = crow[rows]
+    degree = crow[rows + 1] - start
+    owner = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), degree)
+    offset = torch.cumsum(degree, 0) - degree
+    pos = start[owner] + torch.arange(owner.numel(), device=rows.device) - offset[owner]
+    return owner, col[pos], val[pos]

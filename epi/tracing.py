@@ -2,9 +2,8 @@
 
 When an agent is diagnosed, each of its contacts on layer l is traced with probability
 ``trace_coverage[l]`` per unit of contact weight: an agent with ``n_l`` diagnosed contacts
-(weighted) on layer l escapes tracing with probability ``prod_l (1 - coverage_l)^{n_l}``, counted
-with one sparse product per layer (:func:`~populace.kernels.graph.contact_pressure`). A traced
-agent is told ``trace_delay`` days later (0: the same day, before that day's transmission) and
+(weighted) on layer l escapes tracing with probability ``prod_l (1 - coverage_l)^{n_l}``,
+counted from the diagnosed agents' rows of each layer only. A traced agent is told ``trace_delay`` days later (0: the same day, before that day's transmission) and
 quarantines for ``quarantine_days``; in quarantine its contacts on each layer are multiplied by
 ``quarantine[layer]``, on both ends. Diagnosed, isolating, hospitalised and dead agents are not
 quarantined. Only contact layers can be traced: a well-mixed channel has no contact list.
@@ -21,7 +20,7 @@ from collections.abc import Sequence
 import torch
 
 from populace.engine import Context, Params, State, member_view, param, tensor_field
-from populace.kernels.graph import contact_pressure
+from populace.epi.contact import row_edges
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -79,16 +78,24 @@ def traced_probability(
 ) -> torch.Tensor:
     """``[B, N]``: probability that each agent is traced from today's diagnoses.
 
+    The diagnosed agents' rows of each layer are their contacts: only those rows are read
+    (a day diagnoses few agents), one ``nonzero`` finds them.
+
     Args:
         diagnosed: ``[B, N]`` 0/1, agents diagnosed today.
-        layers: CSR ``[N, N]`` contact layers.
+        layers: CSR ``[N, N]`` contact layers (row j: agent j's contacts and weights).
         coverage: per layer, ``[]`` or ``[B]`` probability a contact (of weight 1) is traced.
     """
+    b, n = diagnosed.shape
     log_escape = torch.zeros_like(diagnosed)
+    mb, mj = torch.nonzero(diagnosed.detach() > 0.5, as_tuple=True)
     for layer, c in zip(layers, coverage, strict=True):
-        n = contact_pressure(layer, diagnosed)  # weighted count of diagnosed contacts
-        per_contact = torch.log1p(-member_view(c, 2).to(diagnosed.dtype))  # -inf at coverage 1
-        log_escape = log_escape + torch.where(n > 0, n * per_contact, torch.zeros_like(n))
+        owner, i, w = row_edges(layer, mj)
+        member = mb[owner]
+        per_contact = torch.log1p(-torch.as_tensor(c, dtype=diagnosed.dtype).expand(b))[member]
+        w = w.to(diagnosed.dtype)
+        term = torch.where(w > 0, w * per_contact, torch.zeros_like(w))  # -inf at coverage 1
+        log_escape = log_escape.index_put((member, i), term, accumulate=True)
     return -torch.expm1(log_escape)
 
 

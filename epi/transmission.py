@@ -26,6 +26,7 @@ import polars as pl
 import torch
 
 from populace.engine import Context, State, tensor_field
+from populace.epi.contact import row_edges
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -114,15 +115,9 @@ def attribute(
     x = channels.infectiousness.detach().to(torch.float64)
     owners, weights, sources, codes = [], [], [], []
     for code, (layer, f) in enumerate(zip(channels.layers, channels.factors, strict=True)):
-        crow, col, val = layer.crow_indices(), layer.col_indices(), layer.values()
-        start = crow[mi]
-        deg = crow[mi + 1] - start
-        owner = torch.repeat_interleave(torch.arange(k, device=mi.device), deg)
-        offset = torch.cumsum(deg, 0) - deg
-        pos = start[owner] + torch.arange(owner.numel(), device=mi.device) - offset[owner]
-        j = col[pos]
+        owner, j, val = row_edges(layer, mi)
         fb = f.detach().to(torch.float64).expand(b, n)
-        w = val[pos].to(torch.float64) * fb[mb[owner], j] * x[mb[owner], j] * fb[mb, mi][owner]
+        w = val.to(torch.float64) * fb[mb[owner], j] * x[mb[owner], j] * fb[mb, mi][owner]
         owners.append(owner)
         weights.append(w / channels.norm)
         sources.append(j)
