@@ -3,8 +3,9 @@
 When an agent is diagnosed, each of its contacts on layer l is traced with probability
 ``trace_coverage[l]`` per unit of contact weight: an agent with ``n_l`` diagnosed contacts
 (weighted) on layer l escapes tracing with probability ``prod_l (1 - coverage_l)^{n_l}``,
-counted from the diagnosed agents' rows of each layer only. A traced agent is told ``trace_delay`` days later (0: the same day, before that day's transmission) and
-quarantines for ``quarantine_days``; in quarantine its contacts on each layer are multiplied by
+counted from the diagnosed agents' rows of each layer only. A traced agent is told
+``trace_delay`` days later (0: the same day, before that day's transmission) and quarantines for
+``quarantine_days``; in quarantine its contacts on each layer are multiplied by
 ``quarantine[layer]``, on both ends. Diagnosed, isolating, hospitalised and dead agents are not
 quarantined. Only contact layers can be traced: a well-mixed channel has no contact list.
 

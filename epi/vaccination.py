@@ -15,9 +15,9 @@ Efficacy, waning and the two semantics of a vaccine's efficacy ``e`` against inf
 
 Both give the same mean protection; the final sizes differ (:func:`final_size`: a leaky vaccine
 leaves more infections, since its agents stay exposed the whole epidemic). Protection starts on
-the day of the dose; gradients reach ``ve_infection`` through the leaky factor only. Efficacy against
-severe disease ``e_s`` multiplies a vaccinated agent's probability of severe disease, once
-infected, by ``1 - e_s w(t)``.
+the day of the dose; gradients reach ``ve_infection`` through the leaky factor only. Efficacy
+against severe disease ``e_s`` multiplies a vaccinated agent's probability of severe disease,
+once infected, by ``1 - e_s w(t)``.
 
 Who is vaccinated:
 
