@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from populace.engine import ParamError, Simulation
-from populace.epi.contact import age_mixed, check_matrix, proportionate_matrix, well_mixed
 from populace.epi import severity, vaccination
+from populace.epi.contact import age_mixed, check_matrix, proportionate_matrix, well_mixed
 from populace.models import covid
 
 LABELS = ("0-17", "18-64", "65+")
