@@ -13,7 +13,7 @@ TORCH_CPU_ARGS ?=
 EXTRAS ?= dev,geo,llm,notebooks,bench,numba
 STAMP := $(VENV)/.populace-installed
 
-.PHONY: setup demo test lint format clean setup-vllm test-vllm
+.PHONY: setup demo test lint format clean setup-vllm test-vllm setup-peers bench-peers
 
 setup: $(STAMP)
 
@@ -69,3 +69,27 @@ setup-vllm: $(VLLM_VENV)/.installed
 
 test-vllm: setup-vllm
 	HF_HUB_OFFLINE=1 $(VLLM_VENV)/bin/python -m pytest -q tests/behaviors/vllm_backend_check.py
+
+# The epidemic and ABM peers (starsim, covasim, laser-generic, mesa) in a venv of their own, so
+# their numpy/numba/pandas pins never move the main venv's. CPU torch first: a bare torch
+# requirement would pull the multi-GB CUDA build. The pins resolve together with torch 2.13.0
+# (covasim 4.0.1 itself requires starsim>=3.7.2; pip picks numpy 2.4, numba 0.68, mesa 3.3.1).
+PEERS_VENV ?= .venv-peers
+PEERS_PKGS ?= "starsim==3.7.2" "covasim==4.0.1" "laser-generic==1.1.0" "mesa>=3.0,<4" pytest
+# matched sizes for `make bench-peers`; e.g. EPI_SIZES="10000 100000 1000000"
+EPI_SIZES ?= 10000 100000
+
+$(PEERS_VENV)/.installed: pyproject.toml
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install "torch==$(TORCH_VERSION)" $(TORCH_CPU_ARGS)
+	$(PEERS_VENV)/bin/pip install $(PEERS_PKGS)
+	$(PEERS_VENV)/bin/pip install -e .
+	$(PEERS_VENV)/bin/pip check
+	touch $@
+
+setup-peers: $(PEERS_VENV)/.installed
+
+bench-peers: setup-peers
+	STARSIM_INSTALL_FONTS=0 $(PEERS_VENV)/bin/python -m populace.benchmarks.epi_compare \
+		--sizes $(EPI_SIZES) --save benchmarks/results
+	$(PEERS_VENV)/bin/python -m populace.benchmarks.report

@@ -1,7 +1,9 @@
-"""The ABM framework comparison suite: populace and Mesa 3 side by side, in one process.
+"""The ABM framework comparison suite: populace, our Mesa 3 peers and Mesa's official examples
+side by side; with ``--epi-sizes``, the epidemic peers (starsim, covasim, LASER) in the same run.
 
     python -m populace.benchmarks.compare [--sizes small large] [--models flocking ...]
-        [--device auto] [--mesa-limit 120] [--mesa-max-agents 1000000] [--save DIR]
+        [--device auto] [--mesa-limit 120] [--mesa-max-agents 1000000] [--no-official]
+        [--epi-sizes 10000 100000 --epi-python .venv-peers/bin/python] [--save DIR]
 
 For each suite model and size, times ``steps`` steps of the populace zoo model (after one
 untimed warm-up step) and of its Mesa peer (``benchmarks/peers``) built with the same sizes and
@@ -13,8 +15,18 @@ finished, and the record says so), and Mesa is not built at all above ``--mesa-m
 agents (the record gives the reason). The suite's outcome statistics (Schelling similarity,
 ForestFire burnt fraction, ...) of both sides go into the record as well.
 
-A suite model missing from ``populace.models.ZOO`` (Flocking needs ``boids`` from issue #4) is
-reported as missing with the reason, and only its Mesa side runs.
+Mesa's official example of a suite model (``mesa.examples``: Schelling, WolfSheep, boid
+flockers, Boltzmann wealth; ``benchmarks/peers/mesa_official.py`` says how each is mapped onto
+the suite's sizes) runs as a third side, in a process of its own
+(:func:`populace.benchmarks.peers.side.spawn`), under the same ``--mesa-limit``; its ratio is
+its time per step over populace's.
+
+A suite model missing from ``populace.models.ZOO`` (Boltzmann until the zoo has ``boltzmann``)
+is reported as missing with the reason, and only its Mesa sides run. A suite model without a
+peer of ours (Boltzmann: the official example is the peer) reports its Mesa peer as not run.
+
+``--epi-sizes`` also runs :mod:`populace.benchmarks.epi_compare` (every epidemic scenario, each
+side in its own process) and puts its record under ``epidemic``.
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ import torch
 
 from populace import models
 from populace.benchmarks import harness
+from populace.benchmarks.peers.side import spawn
 from populace.engine.context import resolve_device
 from populace.engine.provenance import device_name, now, versions
 
@@ -44,18 +57,21 @@ class SuiteModel:
 
     Attributes:
         model: populace zoo name.
-        peer: class name in ``benchmarks/peers/<module>``.
+        peer: class name in ``benchmarks/peers/<module>`` (None: no peer of ours).
         steps: steps per run (the suite's).
         sizes: size label → keyword arguments shared by ``build`` (options and params) and the
             Mesa peer's constructor.
         outcomes: statistics reported by both sides (populace metric = Mesa method name).
+        official: function of ``benchmarks/peers/mesa_official.py`` running Mesa's official
+            example at a size (None: Mesa ships no such example).
     """
 
     model: str
-    peer: str
+    peer: str | None
     steps: int
     sizes: dict[str, dict[str, Any]]
     outcomes: tuple[str, ...]
+    official: str | None = None
 
 
 #: The suite. "small"/"large" follow the suite's declared large specs (see the issue) and a
@@ -72,6 +88,7 @@ SUITE: dict[str, SuiteModel] = {
             "x10000": dict(agents=3_000_000, extent=10_000.0, visual_distance=5.0),
         },
         ("order",),
+        official="flocking",
     ),
     "schelling": SuiteModel(
         "schelling",
@@ -84,6 +101,7 @@ SUITE: dict[str, SuiteModel] = {
             "x10000": dict(agents=80_000_000, width=10_000, radius=2, min_similar=8),
         },
         ("similarity", "happy"),
+        official="schelling",
     ),
     "wolfsheep": SuiteModel(
         "wolfsheep",
@@ -96,6 +114,7 @@ SUITE: dict[str, SuiteModel] = {
             "x10000": dict(agents=15_000_000, width=10_000, regrowth=10),
         },
         ("sheep", "wolves"),
+        official="wolfsheep",
     ),
     "forestfire": SuiteModel(
         "forestfire",
@@ -108,6 +127,22 @@ SUITE: dict[str, SuiteModel] = {
             "x10000": dict(agents=2_500_000_000, density=0.9),
         },
         ("burnt_fraction",),
+    ),
+    # Mesa's official Boltzmann wealth example is the peer; small = its defaults, large = 10,000
+    # agents at its density of one per cell. The populace side runs once the zoo has `boltzmann`
+    # (options width, height; metric gini).
+    "boltzmann": SuiteModel(
+        "boltzmann",
+        None,
+        100,
+        {
+            "small": dict(agents=100, width=10, height=10),
+            "large": dict(agents=10_000, width=100, height=100),
+            "x100": dict(agents=1_000_000, width=1_000, height=1_000),
+            "x10000": dict(agents=100_000_000, width=10_000, height=10_000),
+        },
+        ("gini",),
+        official="boltzmann",
     ),
 }
 
@@ -148,15 +183,21 @@ def run_populace(
     }
 
 
+def _too_many(size: dict[str, Any], max_agents: int) -> dict[str, Any]:
+    return {
+        "status": "not run",
+        "reason": f"{size['agents']:,} agents is above --mesa-max-agents={max_agents:,}",
+    }
+
+
 def run_mesa(
     suite: SuiteModel, size: dict[str, Any], steps: int, seed: int, limit: float, max_agents: int
 ) -> dict[str, Any]:
     """Time the Mesa peer, stopping after ``limit`` seconds of steps."""
+    if suite.peer is None:
+        return {"status": "not run", "reason": "no Mesa peer of ours: the official example is"}
     if size["agents"] > max_agents:
-        return {
-            "status": "not run",
-            "reason": f"{size['agents']:,} agents is above --mesa-max-agents={max_agents:,}",
-        }
+        return _too_many(size, max_agents)
     try:
         from populace.benchmarks.peers import peer
     except ImportError as err:  # pragma: no cover - depends on the environment
@@ -185,6 +226,18 @@ def run_mesa(
     return out
 
 
+def run_official(
+    suite: SuiteModel, size: dict[str, Any], steps: int, seed: int, limit: float, max_agents: int
+) -> dict[str, Any]:
+    """Time Mesa's official example in a child process (same limits as our peer)."""
+    if suite.official is None:
+        return {"status": "not run", "reason": "Mesa ships no official example of this model"}
+    if size["agents"] > max_agents:
+        return _too_many(size, max_agents)
+    kwargs = {**size, "steps": steps, "seed": seed, "limit": limit}
+    return spawn(f"mesa_official:{suite.official}", kwargs, mode="1", timeout=20 * limit + 600)
+
+
 def compare(
     names: list[str],
     sizes: list[str],
@@ -194,8 +247,10 @@ def compare(
     mesa_max_agents: int = 1_000_000,
     steps: int | None = None,
     overrides: dict[str, dict[str, dict[str, Any]]] | None = None,
+    official: bool = True,
 ) -> dict[str, Any]:
     """Run the suite; returns the JSON record (``cases``: one per model and size).
+    ``official``: also time Mesa's official examples.
 
     ``steps`` replaces each model's step count; ``overrides[name][size]`` replaces the size's
     arguments (the tests use both to run the suite at tiny sizes).
@@ -214,7 +269,12 @@ def compare(
             n = steps or suite.steps
             ours = run_populace(suite, size, n, dev, seed)
             theirs = run_mesa(suite, size, n, seed, mesa_limit, mesa_max_agents)
+            if official:
+                shipped = run_official(suite, size, n, seed, mesa_limit, mesa_max_agents)
+            else:
+                shipped = {"status": "not run", "reason": "--no-official"}
             ok = ours["status"] == "ok" and theirs["status"] in ("ok", "stopped")
+            ok_official = ours["status"] == "ok" and shipped["status"] in ("ok", "stopped")
             cases.append(
                 {
                     "suite": name,
@@ -225,7 +285,11 @@ def compare(
                     "steps": n,
                     "populace": ours,
                     "mesa": theirs,
+                    "mesa_official": shipped,
                     "ratio": theirs["s_per_step"] / ours["s_per_step"] if ok else None,
+                    "official_ratio": shipped["s_per_step"] / ours["s_per_step"]
+                    if ok_official
+                    else None,
                 }
             )
             print(_line(cases[-1]), file=sys.stderr, flush=True)
@@ -253,18 +317,13 @@ def _line(case: dict[str, Any]) -> str:
     ratio = f"x{case['ratio']:.3g}" if case["ratio"] else "no ratio"
     return (
         f"{case['suite']:<10} {case['size']:<6} populace {side(case['populace'])}; "
-        f"mesa {side(case['mesa'])}; {ratio}"
+        f"mesa {side(case['mesa'])}; {ratio}; official {side(case['mesa_official'])}"
     )
 
 
 def save(record: dict[str, Any], folder: str | Path = RESULTS) -> Path:
     """Write ``folder/compare-<device>-<date>.json``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = record["date"].replace(":", "").replace("-", "")
-    path = folder / f"compare-{record['device']}-{stamp}.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    return path
+    return harness.save(record, folder)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,11 +334,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mesa-limit", type=float, default=120.0, help="seconds per Mesa run")
     p.add_argument("--mesa-max-agents", type=int, default=1_000_000)
+    p.add_argument("--no-official", action="store_true", help="skip Mesa's official examples")
+    p.add_argument("--epi-sizes", nargs="+", type=int, help="also run the epidemic peers")
+    p.add_argument("--epi-repeats", type=int, default=3)
+    p.add_argument("--epi-python", default=sys.executable, help="interpreter of the peers venv")
     p.add_argument("--save", metavar="DIR", help="write the JSON record into DIR")
     args = p.parse_args(argv)
     record = compare(
-        args.models, args.sizes, args.device, args.seed, args.mesa_limit, args.mesa_max_agents
+        args.models,
+        args.sizes,
+        args.device,
+        args.seed,
+        args.mesa_limit,
+        args.mesa_max_agents,
+        official=not args.no_official,
     )
+    if args.epi_sizes:
+        from populace.benchmarks import epi_compare
+
+        epi = epi_compare.compare(
+            list(epi_compare.SCENARIOS), args.epi_sizes, args.epi_repeats, python=args.epi_python
+        )
+        record["epidemic"] = epi
     record["command"] = "python -m populace.benchmarks.compare " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )

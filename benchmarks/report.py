@@ -29,34 +29,105 @@ def _ms(rec: dict[str, Any]) -> str:
     return f"{rec['status']}: {rec['reason']}"
 
 
-def _outcomes(case: dict[str, Any]) -> str:
-    ours = case["populace"].get("outcomes", {})
-    theirs = case["mesa"].get("outcomes", {})
+def _outcomes(case: dict[str, Any], sides: tuple[str, ...] = ("populace", "mesa")) -> str:
+    values = [case.get(side, {}).get("outcomes", {}) for side in sides]
     parts = []
-    for key in ours.keys() | theirs.keys():
-        a = f"{ours[key]:.3g}" if key in ours else "–"
-        b = f"{theirs[key]:.3g}" if key in theirs else "–"
-        parts.append(f"{key} {a} / {b}")
+    for key in set().union(*values):
+        shown = [f"{v[key]:.3g}" if key in v else "–" for v in values]
+        parts.append(f"{key} {' / '.join(shown)}")
     return "; ".join(sorted(parts))
 
 
+def _ratio(value: float | None) -> str:
+    return f"**{value:.3g}×**" if value else "–"
+
+
 def compare_table(record: dict[str, Any]) -> list[str]:
-    lines = [
+    official = any("mesa_official" in c for c in record["cases"])
+    head = (
         f"`{record.get('command', 'python -m populace.benchmarks.compare')}` on "
         f"{record['device_name']} ({record['device']}, {record['threads']} threads), "
         f"{record['date']}, mesa {record['versions'].get('mesa')}, "
-        f"torch {record['versions'].get('torch')}",
+        f"torch {record['versions'].get('torch')}"
+    )
+    if not official:  # records from before the official examples joined the suite
+        lines = [
+            head,
+            "",
+            "| model | size | agents | steps | populace ms/step | Mesa ms/step | Mesa / populace "
+            "| outcome populace / Mesa |",
+            "|---|---|--:|--:|--:|--:|--:|---|",
+        ]
+        for c in record["cases"]:
+            lines.append(
+                f"| {c['suite']} | {c['size']} | {c['agents']:,} | {c['steps']} | "
+                f"{_ms(c['populace'])} | {_ms(c['mesa'])} | {_ratio(c['ratio'])} | "
+                f"{_outcomes(c)} |"
+            )
+        return lines
+    lines = [
+        head,
         "",
-        "| model | size | agents | steps | populace ms/step | Mesa ms/step | Mesa / populace "
-        "| outcome populace / Mesa |",
-        "|---|---|--:|--:|--:|--:|--:|---|",
+        "| model | size | agents | steps | populace ms/step | Mesa peer ms/step | peer / populace "
+        "| Mesa official ms/step | official / populace | outcome populace / peer / official |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for c in record["cases"]:
-        ratio = f"**{c['ratio']:.3g}×**" if c["ratio"] else "–"
+        shipped = c.get("mesa_official", {"status": "not run", "reason": "no record"})
         lines.append(
             f"| {c['suite']} | {c['size']} | {c['agents']:,} | {c['steps']} | "
-            f"{_ms(c['populace'])} | {_ms(c['mesa'])} | {ratio} | {_outcomes(c)} |"
+            f"{_ms(c['populace'])} | {_ms(c['mesa'])} | {_ratio(c['ratio'])} | "
+            f"{_ms(shipped)} | {_ratio(c.get('official_ratio'))} | "
+            f"{_outcomes(c, ('populace', 'mesa', 'mesa_official'))} |"
         )
+    return lines
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.0f}"
+
+
+def epi_table(record: dict[str, Any]) -> list[str]:
+    """One row per scenario, size, threading mode and peer side, against populace."""
+    load = record.get("load_average", {})
+    lines = [
+        f"`{record.get('command', 'python -m populace.benchmarks.epi_compare')}` on "
+        f"{record['device_name']}, {record['date']}, {record['repeats']} repeats (seeds) "
+        f"interleaved, torch {record['versions'].get('torch')}; load average "
+        f"{load.get('before', ['?'])[0]:.3g} before, {load.get('after', ['?'])[0]:.3g} after",
+        "",
+        "| scenario | agents | threads | peer | populace ms/step | peer ms/step "
+        "| peer / populace | memory MiB populace / peer | attack rate populace / peer "
+        "| gap ± SE |",
+        "|---|--:|---|---|--:|--:|--:|--:|---|--:|",
+    ]
+    for case in record["cases"]:
+        ref, *peers = list(case["sides"])
+        for mode, ours in case["sides"][ref].items():
+            for peer in peers:
+                theirs = case["sides"][peer].get(mode, {"status": "not run", "reason": ""})
+                if ours["status"] != "ok" or theirs["status"] != "ok":
+                    bad = theirs if theirs["status"] != "ok" else ours
+                    lines.append(
+                        f"| {case['scenario']} | {case['agents']:,} | {mode} | {peer} | "
+                        f"{bad['status']}: {bad.get('reason', '')} | | | | | |"
+                    )
+                    continue
+                gap = f"{theirs['attack_rate_gap']:+.1%}"
+                if theirs.get("attack_rate_gap_se"):
+                    gap += f" ± {theirs['attack_rate_gap_se']:.1%}"
+                if case["matched"]:
+                    gap += "" if theirs["agree"] else " (outside ±2%)"
+                else:
+                    gap += " (approximate)"
+                lines.append(
+                    f"| {case['scenario']} | {case['agents']:,} | {mode} | {peer} "
+                    f"{theirs['version']} | {ours['s_per_step'] * 1e3:.3g} | "
+                    f"{theirs['s_per_step'] * 1e3:.3g} | "
+                    f"{_ratio(theirs['populace_speedup'])} | "
+                    f"{_mib(ours['peak_rss_bytes'])} / {_mib(theirs['peak_rss_bytes'])} | "
+                    f"{ours['attack_rate']:.4f} / {theirs['attack_rate']:.4f} | {gap} |"
+                )
     return lines
 
 
@@ -83,11 +154,15 @@ def gpu_table(record: dict[str, Any]) -> list[str]:
 
 def render(folder: Path = RESULTS) -> str:
     """The generated section (markers included) from every JSON record in ``folder``."""
-    compares, gpus = [], []
+    compares, gpus, epis = [], [], []
     for path in sorted(Path(folder).glob("*.json")):
         record = json.loads(path.read_text())
         if record.get("name") == "compare":
             compares.append((path.name, record))
+            if "epidemic" in record:
+                epis.append((path.name, record["epidemic"]))
+        elif record.get("name") == "epi_compare":
+            epis.append((path.name, record))
         elif record.get("name") == "gpu_suite" and not record.get("tiny"):
             gpus.append((path.name, record))
     out = [BEGIN, "", "_Generated by `python -m populace.benchmarks.report`; do not edit._", ""]
@@ -96,6 +171,11 @@ def render(folder: Path = RESULTS) -> str:
         out += ["No comparison records yet.", ""]
     for name, record in compares:
         out += [f"From `results/{name}`:", "", *compare_table(record), ""]
+    out += ["### Populace vs starsim, covasim and LASER (the epidemic peers)", ""]
+    if not epis:
+        out += ["No epidemic comparison records yet.", ""]
+    for name, record in epis:
+        out += [f"From `results/{name}`:", "", *epi_table(record), ""]
     out += ["### GPU suite", ""]
     if not gpus:
         out += ["No GPU-suite records yet (run the command above on a GPU).", ""]

@@ -247,23 +247,31 @@ def random_cellmate(cell: torch.Tensor, cells: int, ctx: Context) -> torch.Tenso
     return torch.where(ok, chosen, torch.full_like(chosen, -1)).view(b, n)
 
 
-def random_neighbour(layer: torch.Tensor, ctx: Context) -> torch.Tensor:
-    """A uniformly random contact of each agent in a contact layer.
+def random_neighbour(
+    layer: torch.Tensor, ctx: Context, rows: torch.Tensor | None = None
+) -> torch.Tensor:
+    """A uniformly random contact in a contact layer: of each agent (row i for agent i), or of
+    the row each agent stands on (``rows``: e.g. its cell in a grid graph, for a move to a
+    random neighbouring cell).
 
     Args:
-        layer: sparse CSR ``[N, N]``; row i lists agent i's contacts (weights ignored).
+        layer: sparse CSR ``[R, R]``; row r lists r's contacts (weights ignored).
+        rows: optional ``[B, N]`` int64 row of each agent (default: agent i's own row i).
 
     Returns:
-        ``[B, N]`` int64 index of the chosen contact, -1 for agents without contacts.
+        ``[B, N]`` int64 chosen contact (a column index), -1 where the row has no contacts.
     """
     if layer.layout != torch.sparse_csr:
         raise ValueError(f"layer must be a sparse CSR tensor, got {layer.layout}")
     crow, col = layer.crow_indices(), layer.col_indices()
-    n = crow.numel() - 1
-    degree = (crow[1:] - crow[:-1]).unsqueeze(0)  # [1, N]
+    n = crow.numel() - 1 if rows is None else rows.shape[1]
+    start, end = crow[:-1], crow[1:]
+    if rows is not None:
+        start, end = start[rows], end[rows]  # [B, N]
+    degree = end - start
     u = ctx.rng.uniform(n, dtype=torch.float64)  # [B, N]
     offset = torch.minimum((u * degree).long(), (degree - 1).clamp_min(0))
-    edge = (crow[:-1].unsqueeze(0) + offset).clamp_max(max(col.numel() - 1, 0))
+    edge = (start + offset).clamp_max(max(col.numel() - 1, 0))
     chosen = col[edge] if col.numel() else torch.zeros_like(edge)
     return torch.where(degree > 0, chosen, torch.full_like(chosen, -1))
 

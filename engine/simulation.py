@@ -23,6 +23,7 @@ from populace.engine.params import Params, _as_tensor
 from populace.engine.recorder import Recorder
 from populace.engine.rng import Streams, member_seed
 from populace.engine.state import State, StateError, load_state_dict, state_dict
+from populace.engine.threads import use_threads
 
 CHECKPOINT_FORMAT = "populace-checkpoint/2"
 #: ensemble members refused before any work (one run of more is not a sensible batch)
@@ -135,6 +136,8 @@ class Simulation:
         chunk: records per host copy.
         triggers: metric-triggered rules (:class:`~populace.engine.intervention.Trigger`); each
             rule's on/off flag per member is recorded as a metric column named by its label.
+        threads: CPU threads for torch: ``"auto"`` (the cores this process may use, see
+            :func:`~populace.engine.threads.use_threads`), a count, or None (leave torch's).
     """
 
     def __init__(
@@ -152,7 +155,9 @@ class Simulation:
         check_finite: bool = False,
         chunk: int = 64,
         triggers: Sequence[Trigger] = (),
+        threads: int | str | None = "auto",
     ) -> None:
+        self.threads = use_threads(threads)
         if seeds is None:
             if isinstance(members, bool) or not isinstance(members, int) or members < 1:
                 raise ValueError(f"members must be a positive integer, got {members!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import torch
@@ -17,6 +18,13 @@ except ImportError:  # pragma: no cover - depends on the platform
 #: Triton's CPU interpreter is on (tests run kernels on CPU this way).
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
+#: numba is installed (the optional ``numba`` extra): CPU kernels of some families. Found without
+#: importing it (numba takes a while to import); the kernel modules import it on first use.
+HAS_NUMBA = importlib.util.find_spec("numba") is not None
+
+BACKENDS = ("auto", "triton", "torch")
+CPU_BACKENDS = ("auto", "triton", "numba", "torch")
+
 
 def use_triton(*tensors: torch.Tensor) -> bool:
     """Whether a dispatcher should launch its Triton kernel for these tensors.
@@ -27,22 +35,48 @@ def use_triton(*tensors: torch.Tensor) -> bool:
     return HAS_TRITON and all(t.is_cuda for t in tensors)
 
 
-def check_backend(backend: str) -> str:
-    """Validate a dispatcher's ``backend`` argument: ``"auto" | "triton" | "torch"``."""
-    if backend not in ("auto", "triton", "torch"):
-        raise ValueError(f"unknown backend {backend!r}; valid: auto, triton, torch")
+def check_backend(backend: str, valid: tuple[str, ...] = BACKENDS) -> str:
+    """Validate a dispatcher's ``backend`` argument (``"auto" | "triton" | "torch"``, and
+    ``"numba"`` for the families that have a CPU kernel)."""
+    if backend not in valid:
+        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(valid)}")
     if backend == "triton" and not HAS_TRITON:
         raise RuntimeError("backend 'triton' asked for, but triton does not import")
+    if backend == "numba" and not HAS_NUMBA:
+        raise RuntimeError(
+            "backend 'numba' asked for, but numba is not installed (pip install populace[numba])"
+        )
     return backend
 
 
 def pick(backend: str, *tensors: torch.Tensor) -> bool:
     """True when the Triton kernel should run: forced, or ``auto`` on CUDA tensors."""
     backend = check_backend(backend)
-    if backend == "triton":
-        if not INTERPRET and not all(t.is_cuda for t in tensors):
-            raise RuntimeError(
-                "backend 'triton' on CPU tensors needs TRITON_INTERPRET=1 (set before import)"
-            )
-        return True
-    return backend == "auto" and use_triton(*tensors)
+    return _triton_forced(backend, tensors) or (backend == "auto" and use_triton(*tensors))
+
+
+def _triton_forced(backend: str, tensors) -> bool:
+    if backend != "triton":
+        return False
+    if not INTERPRET and not all(t.is_cuda for t in tensors):
+        raise RuntimeError(
+            "backend 'triton' on CPU tensors needs TRITON_INTERPRET=1 (set before import)"
+        )
+    return True
+
+
+def choose(backend: str, *tensors: torch.Tensor) -> str:
+    """Which implementation a family with a CPU kernel runs: ``"triton" | "numba" | "torch"``.
+
+    ``auto``: Triton on CUDA tensors, numba on CPU tensors when it is installed, else torch.
+    Forcing ``numba`` on CUDA tensors is an error.
+    """
+    backend = check_backend(backend, CPU_BACKENDS)
+    if _triton_forced(backend, tensors) or (backend == "auto" and use_triton(*tensors)):
+        return "triton"
+    on_cpu = all(t.device.type == "cpu" for t in tensors)
+    if backend == "numba":
+        if not on_cpu:
+            raise RuntimeError("backend 'numba' runs on CPU tensors only")
+        return "numba"
+    return "numba" if backend == "auto" and HAS_NUMBA and on_cpu else "torch"

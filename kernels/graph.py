@@ -8,18 +8,30 @@ on agent ``i`` of ensemble member ``b`` is
 
 where ``scale_l`` (``[]`` or ``[B]``) switches layer ``l`` on/off or weakens it (interventions).
 
-The Triton kernel gives one row to each lane and loops over the longest row of its block, so each
-row is summed in a fixed order: results are the same from run to run on a GPU (no atomics). The
-torch reference (``index_add`` over edges) is the CPU path and the autograd oracle.
+Frontier contagion: only infectious agents' edges can transmit, so while they are few the
+pressure is *pushed* from their rows of the transposed layer (work proportional to their edges);
+once their edges pass a measured fraction of all edges (:data:`PUSH_FRACTION`) it is *pulled* over
+every row. Both give every agent the same terms in the same order for a layer with sorted columns.
+Pushing needs no gradient: whenever the node values or the layer weights require one, the pull
+paths run (the torch reference is the autograd oracle).
+
+The Triton pull kernel gives one row to each lane and loops over the longest row of its block, so
+each row is summed in a fixed order: results are the same from run to run on a GPU (no atomics).
+The Triton push kernel adds with atomics: exact (so deterministic) for 0/1 infectiousness and
+integer weights, else the float rounding may vary between GPU runs. On CPU the numba kernel (the
+optional ``numba`` extra) does push and pull; without it the torch reference pushes with
+``index_add`` and pulls with ``torch.sparse.mm``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import weakref
 from collections.abc import Sequence
 
 import torch
 
-from populace.kernels._backend import HAS_TRITON, pick
+from populace.kernels._backend import HAS_TRITON, choose
 
 if HAS_TRITON:
     import triton
@@ -57,8 +69,47 @@ if HAS_TRITON:
         prev = tl.load(out_ptr + b * N + rows, mask=rmask, other=0.0)
         tl.store(out_ptr + b * N + rows, prev + s * acc, mask=rmask)
 
+    @triton.jit
+    def _push_kernel(
+        crow_ptr,  # [N + 1] int64 row offsets of the transposed layer A^T
+        col_ptr,  # [E] int64 column of each edge of A^T (the receiving agent)
+        weight_ptr,  # [E] edge weights of A^T
+        x_ptr,  # [B, N] contiguous node values
+        member_ptr,  # [F] int64 member of each frontier entry
+        agent_ptr,  # [F] int64 agent of each frontier entry (x != 0)
+        out_ptr,  # [B, N] zeroed, accumulated by atomics: out[b] = A @ x[b]
+        F,
+        N,
+        BLOCK: tl.constexpr,
+    ):
+        pid = tl.program_id(0)
+        f = pid * BLOCK + tl.arange(0, BLOCK)
+        fmask = f < F
+        b = tl.load(member_ptr + f, mask=fmask, other=0)
+        j = tl.load(agent_ptr + f, mask=fmask, other=0)
+        v = tl.load(x_ptr + b * N + j, mask=fmask, other=0.0)
+        start = tl.load(crow_ptr + j, mask=fmask, other=0)
+        end = tl.load(crow_ptr + j + 1, mask=fmask, other=0)
+        length = end - start
+        longest = tl.max(length, axis=0)
+        for k in range(0, longest):
+            emask = fmask & (k < length)
+            e = start + k
+            i = tl.load(col_ptr + e, mask=emask, other=0)
+            w = tl.load(weight_ptr + e, mask=emask, other=0.0)
+            tl.atomic_add(out_ptr + b * N + i, (w * v).to(out_ptr.dtype.element_ty), mask=emask)
+
 
 _BLOCK = 128
+
+#: Push from the infectious rows while their edges are at most this fraction of all edges, per
+#: implementation; above it, pull over all rows. Set where the two cost the same on one layer of
+#: 1e6 agents, mean degree 10, one thread (``python -m populace.benchmarks.contagion --crossover``,
+#: benchmarks/results/contagion-crossover-*): torch's index_add push overtakes sparse.mm between
+#: 0.15 and 0.2; the numba push beat its pull at every fraction up to 1 (its scattered adds do not
+#: stall the way the pull's scattered reads do). Triton: not measured yet (no GPU), a guess.
+PUSH_FRACTION = {"numba": 1.0, "torch": 0.15, "triton": 0.1}
+STRATEGIES = ("auto", "push", "pull")
 
 
 # -- checks --------------------------------------------------------------------------------------
@@ -102,6 +153,94 @@ def edge_rows(crow: torch.Tensor) -> torch.Tensor:
     """``[E]`` int64: the row of each edge of a CSR matrix with row offsets ``crow`` ``[N+1]``."""
     n = crow.shape[0] - 1
     return torch.repeat_interleave(torch.arange(n, device=crow.device), crow.diff())
+
+
+@dataclasses.dataclass(frozen=True)
+class Transposed:
+    """A layer's transpose A^T as CSR arrays, for pushing from its columns.
+
+    Attributes:
+        crow: ``[N + 1]`` int64; col: ``[E]`` int64; weight: ``[E]``. For a symmetric layer these
+            are the layer's own arrays (no copy).
+        unit: every weight is 1.
+        symmetric: A^T == A.
+    """
+
+    crow: torch.Tensor
+    col: torch.Tensor
+    weight: torch.Tensor
+    unit: bool
+    symmetric: bool
+
+
+_TRANSPOSED: dict[int, tuple[weakref.ref, int, Transposed]] = {}
+
+
+def transposed(layer: torch.Tensor) -> Transposed:
+    """The transpose of a CSR layer, computed once per layer (and again if its weights change
+    in place) and kept while the layer lives."""
+    w = layer.values()
+    hit = _TRANSPOSED.get(id(layer))
+    if hit is not None and hit[0]() is layer and hit[1] == w._version:
+        return hit[2]
+    crow, col = layer.crow_indices(), layer.col_indices()
+    n = layer.shape[0]
+    with torch.no_grad():
+        # stable sort by column: each column's rows come out ascending (sorted columns of A^T)
+        by_col = torch.sort(col, stable=True).indices
+        col_t = edge_rows(crow).index_select(0, by_col)
+        crow_t = torch.zeros(n + 1, dtype=torch.int64, device=col.device)
+        crow_t[1:] = torch.cumsum(torch.bincount(col, minlength=n), 0)
+        w_t = w.detach().index_select(0, by_col)
+        symmetric = bool(torch.equal(crow_t, crow) and torch.equal(col_t, col)) and bool(
+            torch.equal(w_t, w.detach())
+        )
+        unit = bool((w == 1).all())
+    if symmetric:
+        crow_t, col_t, w_t = crow, col, w.detach()
+    del by_col
+    out = Transposed(crow_t, col_t, w_t, unit, symmetric)
+    key = id(layer)
+    _TRANSPOSED[key] = (
+        weakref.ref(layer, lambda _, k=key: _TRANSPOSED.pop(k, None)),
+        w._version,
+        out,
+    )
+    return out
+
+
+Frontier = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def frontier(t: Transposed, x: torch.Tensor) -> Frontier:
+    """The nonzero entries of ``x`` ``[B, N]``: ``(member, agent, edges)``, each ``[F]`` int64,
+    member-major then agent ascending; ``edges`` counts each one's edges in A^T."""
+    member, agent = x.nonzero(as_tuple=True)
+    return member, agent, t.crow.index_select(0, agent + 1) - t.crow.index_select(0, agent)
+
+
+def push_reference(t: Transposed, x: torch.Tensor, front: Frontier | None = None) -> torch.Tensor:
+    """``[B, N]``: ``A @ x[b]`` pushed from the nonzero entries of ``x`` along the rows of A^T
+    (torch, ``index_add`` in frontier order; no gradient)."""
+    b, n = x.shape
+    member, agent, counts = frontier(t, x) if front is None else front
+    out = x.new_zeros(b * n)
+    total = int(counts.sum()) if counts.numel() else 0
+    if total == 0:
+        return out.view(b, n)
+    first = t.crow.index_select(0, agent)
+    # edge of pair p of entry f: first[f] + (p - first pair of f), as neighbors.candidate_pairs
+    base = first - (torch.cumsum(counts, 0) - counts)
+    edge = torch.repeat_interleave(base, counts, output_size=total)
+    edge += torch.arange(total, device=x.device)
+    entry = torch.repeat_interleave(
+        torch.arange(agent.numel(), device=x.device), counts, output_size=total
+    )
+    value = x[member, agent].index_select(0, entry)
+    if not t.unit:
+        value = t.weight.index_select(0, edge).to(x.dtype) * value
+    target = t.col.index_select(0, edge) + member.index_select(0, entry) * n
+    return out.index_add_(0, target, value).view(b, n)
 
 
 # -- reference -----------------------------------------------------------------------------------
@@ -182,6 +321,55 @@ class _LayerPressure(torch.autograd.Function):
         return None, None, grad_w, grad_x, grad_s
 
 
+def _numba_part(layer: torch.Tensor, x: torch.Tensor, strategy: str) -> torch.Tensor:
+    """``A @ x[b]`` by the numba kernel (push or pull, chosen inside by :data:`PUSH_FRACTION`)."""
+    from populace.kernels import _numba_graph
+
+    t = transposed(layer)
+    x = x.detach().contiguous()
+    part = torch.empty_like(x)
+    fraction = {"auto": PUSH_FRACTION["numba"], "push": float("inf"), "pull": -1.0}[strategy]
+    w = layer.values().detach().to(x.dtype)
+    w_t = w if t.symmetric else t.weight.to(x.dtype)
+    _numba_graph.layer_pressure(
+        layer.crow_indices().numpy(),
+        layer.col_indices().numpy(),
+        w.numpy(),
+        t.crow.numpy(),
+        t.col.numpy(),
+        w_t.numpy(),
+        t.unit,
+        x.numpy(),
+        fraction,
+        part.numpy(),
+    )
+    return part
+
+
+def _push_triton(t: Transposed, x: torch.Tensor, front: Frontier) -> torch.Tensor:
+    x = x.contiguous()
+    member, agent, _ = front
+    out = torch.zeros_like(x)
+    if agent.numel():
+        grid = (triton.cdiv(agent.numel(), _BLOCK),)
+        w = t.weight.to(x.dtype)
+        f, n = agent.numel(), x.shape[1]
+        _push_kernel[grid](t.crow, t.col, w, x, member, agent, out, f, n, BLOCK=_BLOCK)
+    return out
+
+
+def _push_frontier(layer, x, where: str, strategy: str) -> Frontier | None:
+    """The frontier when pushing wins (or is forced), else None (pull)."""
+    if strategy == "pull":
+        return None
+    t = transposed(layer)
+    front = frontier(t, x)
+    if strategy == "push":
+        return front
+    edges = max(int(t.col.numel()) * x.shape[0], 1)
+    return front if int(front[2].sum()) <= PUSH_FRACTION[where] * edges else None
+
+
 # -- public dispatcher ---------------------------------------------------------------------------
 def contact_pressure(
     layers: torch.Tensor | Sequence[torch.Tensor],
@@ -189,6 +377,7 @@ def contact_pressure(
     susceptibility: torch.Tensor | None = None,
     scales: Sequence | None = None,
     backend: str = "auto",
+    strategy: str = "auto",
 ) -> torch.Tensor:
     """Infection pressure on every agent from its infectious contacts, over several layers.
 
@@ -197,7 +386,10 @@ def contact_pressure(
         infectious: ``[B, N]`` floating, infectiousness of each agent (0/1 or a weight).
         susceptibility: optional ``[B, N]`` (or broadcastable) factor on the receiving agent.
         scales: optional, one per layer: a number, ``[]`` or ``[B]`` tensor (0 turns a layer off).
-        backend: ``"auto"`` (Triton on CUDA), ``"triton"`` or ``"torch"``.
+        backend: ``"auto"`` (Triton on CUDA, numba on CPU when installed), ``"triton"``,
+            ``"numba"`` or ``"torch"``.
+        strategy: ``"auto"`` (push while the infectious agents' edges are few, else pull),
+            ``"push"`` or ``"pull"``; where a gradient is needed the pull paths always run.
 
     Returns:
         ``[B, N]`` pressure ``lambda``; differentiable w.r.t. ``infectious``, ``susceptibility``,
@@ -207,20 +399,41 @@ def contact_pressure(
         layers = [layers]
     if not layers:
         raise ValueError("contact_pressure needs at least one layer")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
     _check_nodes(infectious, "infectious")
     n = infectious.shape[1]
     for k, layer in enumerate(layers):
         check_layer(layer, n, f"layers[{k}]")
     if scales is not None and len(scales) != len(layers):
         raise ValueError(f"{len(scales)} scales for {len(layers)} layers")
-    if not pick(backend, infectious, *layers):
-        return contact_pressure_reference(layers, infectious, susceptibility, scales)
+    where = choose(backend, infectious, *layers)
     b = infectious.shape[0]
+    grad = torch.is_grad_enabled() and (
+        infectious.requires_grad or any(layer.values().requires_grad for layer in layers)
+    )
+    if grad and where == "numba":
+        where = "torch" if backend == "auto" else where
+    if grad and where == "numba":
+        raise RuntimeError("backend 'numba' gives no gradient; use 'torch' or 'auto'")
+    if where == "torch" and (grad or strategy == "pull"):
+        return contact_pressure_reference(layers, infectious, susceptibility, scales)
     out = None
     for k, layer in enumerate(layers):
         s = _scale_vector(1.0 if scales is None else scales[k], b, infectious, f"scales[{k}]")
-        part = _LayerPressure.apply(
-            layer.crow_indices(), layer.col_indices(), layer.values(), infectious, s
+        front = (
+            None if where == "numba" or grad else _push_frontier(layer, infectious, where, strategy)
         )
-        out = part if out is None else out + part
+        if where == "numba":
+            part = _numba_part(layer, infectious, strategy)
+        elif front is not None:
+            push = push_reference if where == "torch" else _push_triton
+            part = push(transposed(layer), infectious, front)
+        elif where == "torch":
+            part = contact_pressure_reference([layer], infectious)
+        else:
+            crow, col, w = layer.crow_indices(), layer.col_indices(), layer.values()
+            part = _LayerPressure.apply(crow, col, w, infectious, torch.ones_like(s))
+        term = s.unsqueeze(1) * part
+        out = term if out is None else out + term
     return out if susceptibility is None else out * susceptibility

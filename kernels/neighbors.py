@@ -5,6 +5,11 @@ pair closer than ``radius`` lies in the same or in adjacent cells (the 3**D sten
 sorted by cell id (the permutation is kept) and each cell gets ``start``/``end`` offsets into the
 sorted order; neighbour walks then read contiguous runs of agents.
 
+The walks are clustering-proof: :func:`candidate_pairs` lists, chunk by chunk, exactly the
+candidates of each agent's stencil cells (work proportional to the occupancy of the cells
+visited, never to the densest cell of the box), and the Triton kernels bound each block's loop by
+the occupancy of the cells its lanes visit.
+
 Periodic boxes use the minimum-image convention. A periodic axis with fewer than 3 cells becomes
 one cell (its stencil is then the cell itself), so no pair is visited twice. A bounded box clamps
 cell coordinates, so agents that stray outside the box are still found (clamping keeps adjacent
@@ -17,6 +22,7 @@ of the tests.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 from collections.abc import Iterator, Sequence
@@ -110,7 +116,6 @@ class CellList:
         sorted_cell: ``[B, N]`` int64, cell id of sorted slot ``k`` (non-decreasing).
         start: ``[B, C]`` int64, first sorted slot of each cell.
         end: ``[B, C]`` int64, one past the last sorted slot of each cell.
-        max_occupancy: the most agents in one cell over all members (a host int: loop bound).
     """
 
     grid: CellGrid
@@ -119,7 +124,21 @@ class CellList:
     sorted_cell: torch.Tensor
     start: torch.Tensor
     end: torch.Tensor
-    max_occupancy: int
+
+    @functools.cached_property
+    def max_occupancy(self) -> int:
+        """The most agents in one cell over all members (a host int: reading it synchronises)."""
+        return int((self.end - self.start).max()) if self.order.shape[1] else 0
+
+    @functools.cached_property
+    def runs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(first, length)``, each ``[B, C, S]`` int64: the run of sorted slots of every
+        stencil cell (S = 3**D offsets, :meth:`CellGrid.offsets` order) of every cell; length 0
+        where a bounded box has no cell."""
+        nb, inside = stencil_table(self.grid, self.start.device)  # [C, S]
+        first = self.start[:, nb]  # [B, C, S]
+        length = torch.where(inside, self.end[:, nb] - first, 0)
+        return first, length
 
     def sort(self, values: torch.Tensor) -> torch.Tensor:
         """Reorder a ``[B, N, ...]`` agent tensor into sorted-by-cell order."""
@@ -138,14 +157,17 @@ def _gather_agents(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.gather(values, 1, idx)
 
 
-def check_positions(pos: torch.Tensor, grid: CellGrid, name: str = "pos") -> None:
-    """Raise ValueError unless ``pos`` is a finite floating ``[B, N, D]`` tensor for ``grid``."""
+def check_positions(
+    pos: torch.Tensor, grid: CellGrid, name: str = "pos", *, finite: bool = True
+) -> None:
+    """Raise ValueError unless ``pos`` is a (finite, unless ``finite=False``) floating
+    ``[B, N, D]`` tensor for ``grid``."""
     if not isinstance(pos, torch.Tensor) or pos.dim() != 3 or pos.shape[2] != grid.dim:
         shape = tuple(pos.shape) if isinstance(pos, torch.Tensor) else type(pos).__name__
         raise ValueError(f"{name} must be a [B, N, {grid.dim}] tensor, got {shape}")
     if not pos.is_floating_point():
         raise ValueError(f"{name} must be floating point, got {pos.dtype}")
-    if not torch.isfinite(pos).all():
+    if finite and not torch.isfinite(pos).all():
         raise ValueError(f"{name} has NaN/Inf values")
 
 
@@ -198,50 +220,91 @@ def build_cells(pos: torch.Tensor, grid: CellGrid) -> CellList:
     ids = torch.arange(grid.count, device=pos.device).expand(pos.shape[0], -1).contiguous()
     start = torch.searchsorted(sorted_cell, ids)
     end = torch.searchsorted(sorted_cell, ids, right=True)
-    occupancy = int((end - start).max()) if pos.shape[1] else 0
-    return CellList(grid, cell, order, sorted_cell, start, end, occupancy)
+    return CellList(grid, cell, order, sorted_cell, start, end)
 
 
-def neighbour_candidates(
-    cells: CellList, coords: torch.Tensor, *, slots: bool = False
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Walk the stencil of every agent: yield ``(j, valid)`` per (offset, slot-in-cell).
+@functools.lru_cache(maxsize=16)
+def stencil_table(grid: CellGrid, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The stencil of every cell, computed once per grid and device.
 
-    Every agent ``j`` in a stencil cell of agent ``i`` is yielded exactly once per ``i``,
-    ``i`` itself included; the caller filters by distance. Memory stays ``O(B N)``.
+    Returns:
+        nb: ``[C, S]`` int64 id of each stencil cell (clamped into the grid where bounded).
+        inside: ``[C, S]`` bool, False where a bounded box has no such cell.
+    """
+    ids = torch.arange(grid.count, device=device)
+    coords = torch.stack(
+        [(ids // math.prod(grid.cells[:axis])) % n for axis, n in enumerate(grid.cells)], dim=-1
+    )  # [C, D], axis 0 fastest, as cell_ids
+    n_cells = torch.tensor(grid.cells, device=device)
+    offsets = torch.tensor(grid.offsets(), device=device)  # [S, D]
+    nb = coords[:, None, :] + offsets[None, :, :]  # [C, S, D]
+    if grid.periodic:
+        inside = torch.ones(nb.shape[:2], dtype=torch.bool, device=device)
+        nb = torch.remainder(nb, n_cells)
+    else:
+        inside = ((nb >= 0) & (nb < n_cells)).all(dim=-1)
+        nb = torch.minimum(torch.clamp(nb, min=0), n_cells - 1)
+    return cell_ids(nb, grid), inside
+
+
+#: candidate pairs per chunk of :func:`candidate_pairs` (memory: about 100 bytes per pair).
+PAIR_BUDGET = 1 << 20
+
+
+def candidate_pairs(
+    cells: CellList, budget: int = PAIR_BUDGET
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, slice]]:
+    """Every (agent, stencil candidate) pair, listed chunk by chunk of sorted agents.
+
+    Each chunk holds whole agents and at most about ``budget`` pairs (more only when one
+    agent alone has more candidates), so the work and memory follow the occupancy of the cells
+    actually visited. Within a chunk, pairs come agent by agent, then stencil offset by offset
+    (:meth:`CellGrid.offsets` order), then by sorted slot: the summation order of the kernels.
 
     Args:
         cells: from :func:`build_cells`.
-        coords: ``[B, N, D]`` cell coordinates of the querying agents (:func:`cell_coords`).
-        slots: yield sorted slots instead of agent indices (for data already in sorted order:
-            neighbours of a cell are then contiguous in memory).
+        budget: pairs per chunk, >= 1.
 
     Yields:
-        j: ``[B, N]`` int64 candidate agent index (original order), or sorted slot with
-            ``slots=True``; arbitrary where not valid.
-        valid: ``[B, N]`` bool.
+        i: ``[P]`` int64 flat sorted slot ``b * N + k`` of the querying agent (non-decreasing).
+        j: ``[P]`` int64 flat sorted slot of the candidate (every agent of the stencil cells,
+            ``i`` itself included); the caller filters by distance.
+        rows: the slice of flat sorted slots this chunk covers.
     """
-    grid = cells.grid
-    n_cells = torch.tensor(grid.cells, device=coords.device)
-    last = cells.order.shape[1] - 1
-    for offset in grid.offsets():
-        nb = coords + torch.tensor(offset, device=coords.device)
-        if grid.periodic:
-            nb = torch.remainder(nb, n_cells)
-            inside = torch.ones(coords.shape[:2], dtype=torch.bool, device=coords.device)
-        else:
-            inside = ((nb >= 0) & (nb < n_cells)).all(dim=-1)
-            nb = torch.minimum(torch.clamp(nb, min=0), n_cells - 1)
-        nb_id = cell_ids(nb, grid)
-        first = torch.gather(cells.start, 1, nb_id)
-        stop = torch.where(inside, torch.gather(cells.end, 1, nb_id), first)
-        for k in range(cells.max_occupancy):
-            slot = first + k
-            valid = slot < stop
-            if not valid.any():
-                break
-            slot = slot.clamp(max=last)
-            yield (slot if slots else torch.gather(cells.order, 1, slot)), valid
+    if budget < 1:
+        raise ValueError(f"budget must be >= 1, got {budget}")
+    B, N = cells.order.shape
+    if N == 0:
+        return
+    device = cells.order.device
+    C = cells.grid.count
+    first, length = cells.runs  # [B, C, S]
+    S = first.shape[-1]
+    first = (first + (torch.arange(B, device=device) * N)[:, None, None]).reshape(B * C, S)
+    length = length.reshape(B * C, S)
+    row_cell = (cells.sorted_cell + (torch.arange(B, device=device) * C)[:, None]).reshape(-1)
+    per_agent = length.sum(dim=1).index_select(0, row_cell)  # [B N] candidates per agent
+    ends = torch.cumsum(per_agent, 0)
+    total = int(ends[-1])
+    bounds = [0, B * N]
+    if total > budget:  # chunk k ends with the first agent whose running total reaches k budgets
+        targets = torch.arange(budget, total, budget, device=device)
+        cuts = torch.searchsorted(ends, targets) + 1
+        bounds = [0, *sorted(set(cuts.tolist()) - {B * N}), B * N]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        rows = slice(lo, hi)
+        counts = per_agent[rows]
+        size = int(ends[hi - 1] - (ends[lo - 1] if lo else 0))
+        if size == 0:
+            continue
+        i = torch.repeat_interleave(torch.arange(lo, hi, device=device), counts, output_size=size)
+        run_len = length.index_select(0, row_cell[rows]).reshape(-1)  # [M S]
+        run_first = first.index_select(0, row_cell[rows]).reshape(-1)
+        # pair p of run q is slot run_first[q] + (p - first pair of q)
+        base = run_first - (torch.cumsum(run_len, 0) - run_len)
+        j = torch.repeat_interleave(base, run_len, output_size=size)
+        j += torch.arange(size, device=device)
+        yield i, j, rows
 
 
 def _pairs(member: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
@@ -286,17 +349,17 @@ def pairs_cell_list(
         ``[P, 3]`` int64 ``(member, i, j)``, sorted lexicographically.
     """
     cells = build_cells(pos, grid)
-    coords = cell_coords(pos, grid)
     B, N = pos.shape[:2]
-    agent = torch.arange(N, device=pos.device).expand(B, N)
-    member = torch.arange(B, device=pos.device)[:, None].expand(B, N)
+    rows = cells.sort(pos).reshape(B * N, grid.dim)
+    agent = (cells.order + (torch.arange(B, device=pos.device) * N)[:, None]).reshape(-1)
     found = []
-    for j, valid in neighbour_candidates(cells, coords):
-        delta = minimum_image(_gather_agents(pos, j) - pos, grid)
-        keep = valid & ((delta * delta).sum(-1) <= grid.radius**2)
+    for i, j, _ in candidate_pairs(cells):
+        delta = minimum_image(rows.index_select(0, j) - rows.index_select(0, i), grid)
+        keep = (delta * delta).sum(-1) <= grid.radius**2
         if not include_self:
-            keep &= j != agent
-        found.append(torch.stack([member[keep], agent[keep], j[keep]], dim=1))
+            keep &= i != j
+        i, j = i[keep], j[keep]
+        found.append(torch.stack([i // N, agent[i] - (i // N) * N, agent[j] - (j // N) * N], 1))
     if not found:
         return torch.empty(0, 3, dtype=torch.int64, device=pos.device)
     pairs = torch.cat(found)

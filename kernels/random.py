@@ -15,18 +15,14 @@ ensemble batching and population sharding. One launch draws for every member.
 
 from __future__ import annotations
 
-import importlib.util
-
 import torch
 
-from populace.kernels._backend import HAS_TRITON, check_backend, use_triton
+from populace.kernels._backend import HAS_TRITON, choose
 
 GOLDEN = 0x9E3779B97F4A7C15
 MIX1 = 0xBF58476D1CE4E5B9
 MIX2 = 0x94D049BB133111EB
 _MASK = (1 << 64) - 1
-#: numba is installed (optional): the fast CPU kernel. Imported on first use.
-HAS_NUMBA = importlib.util.find_spec("numba") is not None
 
 
 def signed(x: int) -> int:
@@ -157,26 +153,12 @@ def uniform(
     if not dtype.is_floating_point:
         raise ValueError(f"uniform: dtype must be floating, got {dtype}")
     c &= _MASK
-    wide = dtype == torch.float64
-    if backend == "numba":
-        if not HAS_NUMBA:
-            raise RuntimeError("backend 'numba' asked for, but numba is not installed")
-        return _uniform_numba(member, c, start, n, torch.float64 if wide else torch.float32)
-    if backend == "triton" or (backend == "auto" and use_triton(member)):
-        check_backend("triton")
-        return _uniform_triton(member, c, start, n, torch.float64 if wide else torch.float32).to(
-            dtype
+    how = choose(backend, member)
+    if how == "triton":
+        out = _uniform_triton(
+            member, c, start, n, torch.float64 if dtype == torch.float64 else torch.float32
         )
-    check_backend(backend if backend != "numba" else "torch")
-    if (
-        backend == "auto"
-        and HAS_NUMBA
-        and member.device.type == "cpu"
-        and dtype
-        in (
-            torch.float32,
-            torch.float64,
-        )
-    ):
+        return out.to(dtype)
+    if how == "numba" and dtype in (torch.float32, torch.float64):
         return _uniform_numba(member, c, start, n, dtype)
     return uniform_reference(member, c, start, n, dtype)

@@ -27,17 +27,17 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
-from populace.kernels._backend import HAS_TRITON, pick
+from populace.kernels._backend import HAS_TRITON, choose
 from populace.kernels.neighbors import (
     CellGrid,
     CellList,
     build_cells,
-    cell_coords,
+    candidate_pairs,
     check_positions,
     minimum_image,
-    neighbour_candidates,
 )
 
 if HAS_TRITON:
@@ -62,7 +62,6 @@ if HAS_TRITON:
         count_ptr,  # [B, N] neighbour count
         N,
         C,
-        max_occupancy,
         box_x,
         box_y,
         box_z,
@@ -124,7 +123,10 @@ if HAS_TRITON:
                     nb = nx + n_x * (ny + n_y * nz)
                     first = tl.load(start_ptr + member * C + nb, mask=inside, other=0)
                     stop = tl.load(end_ptr + member * C + nb, mask=inside, other=0)
-                    for k in range(0, max_occupancy):
+                    # loop to the fullest cell this block visits at this offset, not the box's
+                    # (lanes hold consecutive sorted agents, so they mostly share cells)
+                    longest = tl.max(stop - first, axis=0)
+                    for k in range(0, longest):
                         j = first + k
                         ok = inside & (j < stop)
                         col = member * N + j
@@ -191,8 +193,10 @@ if HAS_TRITON:
         tl.store(count_ptr + row, count, mask=lane)
 
 
-def _check(pos: torch.Tensor, vel: torch.Tensor | None, grid: CellGrid) -> None:
-    check_positions(pos, grid)
+def _check(pos: torch.Tensor, vel: torch.Tensor | None, grid: CellGrid, finite=True) -> None:
+    """Shapes, dtypes and devices; NaN/Inf too unless ``finite=False`` (the numba kernel checks
+    them in its first pass, sparing two tensor reductions and a sync)."""
+    check_positions(pos, grid, finite=finite)
     if vel is not None:
         if vel.shape != pos.shape:
             raise ValueError(
@@ -202,8 +206,54 @@ def _check(pos: torch.Tensor, vel: torch.Tensor | None, grid: CellGrid) -> None:
             raise ValueError(
                 f"vel ({vel.dtype}, {vel.device}) must match pos ({pos.dtype}, {pos.device})"
             )
-        if not torch.isfinite(vel).all():
+        if finite and not torch.isfinite(vel).all():
             raise ValueError("vel has NaN/Inf values")
+
+
+def _neighbour_sums_numba(
+    rule: int,
+    pos: torch.Tensor,
+    vel: torch.Tensor | None,
+    grid: CellGrid,
+    radius: float,
+    separation: float,
+) -> tuple[torch.Tensor, ...]:
+    """Run the numba CPU kernel (cell list built inside); ``(a, b, c, count)``, original order."""
+    from populace.kernels import _numba_swarm as nb
+
+    B, N, D = pos.shape
+    pos = pos.detach().contiguous()
+    vel = vel.detach().contiguous() if vel is not None else pos
+    out = [torch.empty_like(pos) for _ in range(3 if rule == BOIDS else 1)]
+    count = torch.empty(B, N, dtype=pos.dtype)
+    np_dtype = pos.numpy().dtype
+    consts = np.zeros(8, dtype=np_dtype)
+    consts[[nb.RADIUS2, nb.RADIUS, nb.SEPARATION2, nb.ONE, nb.HALF, nb.MINUS_TWO, nb.PI]] = (
+        radius * radius,
+        radius,
+        separation * separation,
+        1.0,
+        0.5,
+        -2.0,
+        math.pi,
+    )
+    arrays = [t.numpy() for t in out] + [out[0].numpy()] * (3 - len(out))
+    kernel = nb.neighbour_sums(rule, D, int(grid.periodic))
+    status = kernel(
+        pos.numpy(),
+        vel.numpy(),
+        np.asarray((*grid.box, 1.0)[:3], dtype=np_dtype),
+        np.asarray((*grid.cell_size, 1.0)[:3], dtype=np_dtype),
+        np.asarray((*grid.cells, 1)[:3], dtype=np.int64),
+        consts,
+        *arrays,
+        count.numpy(),
+    )
+    if status != 0:
+        raise ValueError("pos or vel has NaN/Inf values")
+    if rule == BOIDS:
+        return out[0], out[1], out[2], count
+    return out[0], None, None, count
 
 
 def _neighbour_sums_triton(
@@ -240,7 +290,6 @@ def _neighbour_sums_triton(
         count,
         N,
         grid.count,
-        cells.max_occupancy,
         *box,
         *n,
         radius * radius,
@@ -261,6 +310,16 @@ def _neighbour_sums_triton(
     return a, cells.unsort(outs[1]), cells.unsort(outs[2]), cells.unsort(count)
 
 
+def _near(rule: int, d2: torch.Tensor, other: torch.Tensor, radius: float) -> torch.Tensor:
+    """Which candidates count: within the radius (vicsek: itself included; boids: others;
+    circles: others at ``0 < d < radius``)."""
+    if rule == VICSEK:
+        return d2 <= radius * radius
+    if rule == BOIDS:
+        return (d2 <= radius * radius) & other
+    return (d2 < radius * radius) & (d2 > 0) & other
+
+
 def _neighbour_sums_reference(
     rule: int,
     pos: torch.Tensor,
@@ -271,67 +330,76 @@ def _neighbour_sums_reference(
     method: str,
 ) -> tuple[torch.Tensor, ...]:
     """Torch version of the kernel's sums: ``(a, b, c, count)``, each ``[B, N, D]`` / ``[B, N]``."""
-    B, N, D = pos.shape
-    if method == "brute":
-        delta = minimum_image(pos[:, None, :, :] - pos[:, :, None, :], grid)  # [B, i, j, D]
-        d2 = (delta * delta).sum(-1)
-        other = ~torch.eye(N, dtype=torch.bool, device=pos.device)
-        candidates = [(delta, d2, other, vel[:, None, :, :] if vel is not None else None)]
-    elif method == "cells":
-        # walk in sorted-by-cell order so neighbour reads are contiguous; unsort at the end
-        cells = build_cells(pos, grid)
-        pos = cells.sort(pos)
-        vel = cells.sort(vel) if vel is not None else None
-        coords = cell_coords(pos, grid)
-        own = torch.arange(N, device=pos.device).expand(B, N)
-
-        base = (torch.arange(B, device=pos.device) * N)[:, None]
-        rows = pos.reshape(B * N, D)
-        vel_rows = vel.reshape(B * N, D) if vel is not None else None
-
-        def walk():  # lazily: one (offset, slot) term in memory at a time
-            for j, valid in neighbour_candidates(cells, coords, slots=True):
-                flat = (j + base).reshape(-1)  # row gathers: faster than gather on [B, N, D]
-                delta = minimum_image(rows.index_select(0, flat).view(B, N, D) - pos, grid)
-                sq = delta * delta
-                d2 = sq[..., 0] + sq[..., 1] + (sq[..., 2] if D == 3 else 0)  # faster than sum(-1)
-                d2 = torch.where(valid, d2, math.inf)
-                vj = vel_rows.index_select(0, flat).view(B, N, D) if vel is not None else None
-                yield delta, d2, valid & (j != own), vj
-
-        candidates = walk()
-    else:
-        raise ValueError(f"unknown reference method {method!r}; valid: cells, brute")
-
-    a = torch.zeros_like(pos)
-    b = torch.zeros_like(pos)
-    c = torch.zeros_like(pos)
-    count = torch.zeros(B, N, dtype=pos.dtype, device=pos.device)
-    # the brute-force terms are [B, i, j, ...]: sum over j (dim 2); cell terms are [B, i, ...]
-    reduce = (lambda t: t.sum(2)) if method == "brute" else (lambda t: t)
-    for delta, d2, other, vj in candidates:
-        if rule == VICSEK:
-            near = d2 <= radius * radius
-        elif rule == BOIDS:
-            near = (d2 <= radius * radius) & other
-        else:
-            near = (d2 < radius * radius) & (d2 > 0) & other
-        w = near.to(pos.dtype)
-        count = count + reduce(w)
-        if rule == CIRCLES:
-            d = torch.sqrt(torch.where(near, d2, 1.0))
-            f = torch.where(near, torch.sin(d / radius * -2 * math.pi) / d, 0.0)
-            a = a + reduce(f[..., None] * delta)
-        elif rule == VICSEK:
-            a = a + reduce(w[..., None] * vj)
-        else:
-            s = (near & (d2 < separation * separation)).to(pos.dtype)
-            a = a + reduce(w[..., None] * delta)
-            b = b - reduce(s[..., None] * delta)
-            c = c + reduce(w[..., None] * vj)
     if method == "cells":
-        return cells.unsort(a), cells.unsort(b), cells.unsort(c), cells.unsort(count)
-    return a, b, c, count
+        return _cell_walk_reference(rule, pos, vel, grid, radius, separation)
+    if method != "brute":
+        raise ValueError(f"unknown reference method {method!r}; valid: cells, brute")
+    N = pos.shape[1]
+    delta = minimum_image(pos[:, None, :, :] - pos[:, :, None, :], grid)  # [B, i, j, D]
+    d2 = (delta * delta).sum(-1)
+    other = ~torch.eye(N, dtype=torch.bool, device=pos.device)
+    vj = vel[:, None, :, :] if vel is not None else None
+    near = _near(rule, d2, other, radius)
+    w = near.to(pos.dtype)
+    count = w.sum(2)  # sum over j
+    zero = torch.zeros_like(pos)
+    if rule == CIRCLES:
+        d = torch.sqrt(torch.where(near, d2, 1.0))
+        f = torch.where(near, torch.sin(d / radius * -2 * math.pi) / d, 0.0)
+        return (f[..., None] * delta).sum(2), zero, zero, count
+    if rule == VICSEK:
+        return (w[..., None] * vj).sum(2), zero, zero, count
+    s = (near & (d2 < separation * separation)).to(pos.dtype)
+    return (
+        (w[..., None] * delta).sum(2),
+        -(s[..., None] * delta).sum(2),
+        (w[..., None] * vj).sum(2),
+        count,
+    )
+
+
+def _cell_walk_reference(
+    rule: int,
+    pos: torch.Tensor,
+    vel: torch.Tensor | None,
+    grid: CellGrid,
+    radius: float,
+    separation: float,
+) -> tuple[torch.Tensor, ...]:
+    """The cell-list sums in torch: candidates chunk by chunk (:func:`candidate_pairs`), kept
+    by distance, added with ``index_add`` in pair order (the kernels' summation order)."""
+    B, N, D = pos.shape
+    cells = build_cells(pos, grid)
+    rows = cells.sort(pos).reshape(B * N, D)  # sorted by cell: neighbour reads are near
+    vel_rows = cells.sort(vel).reshape(B * N, D) if vel is not None else None
+    a = torch.zeros_like(rows)
+    b = torch.zeros_like(rows) if rule == BOIDS else None
+    c = torch.zeros_like(rows) if rule == BOIDS else None
+    count = torch.zeros(B * N, dtype=pos.dtype, device=pos.device)
+    for i, j, _ in candidate_pairs(cells):
+        delta = minimum_image(rows.index_select(0, j) - rows.index_select(0, i), grid)  # [P, D]
+        sq = delta * delta
+        d2 = sq[:, 0] + sq[:, 1] + (sq[:, 2] if D == 3 else 0)  # faster than sum(-1)
+        keep = _near(rule, d2, i != j, radius).nonzero().squeeze(1)
+        i, j = i.index_select(0, keep), j.index_select(0, keep)
+        delta, d2 = delta.index_select(0, keep), d2.index_select(0, keep)
+        count.index_add_(0, i, torch.ones_like(d2))
+        if rule == CIRCLES:
+            d = torch.sqrt(d2)
+            a.index_add_(0, i, (torch.sin(d / radius * -2 * math.pi) / d)[:, None] * delta)
+        elif rule == VICSEK:
+            a.index_add_(0, i, vel_rows.index_select(0, j))
+        else:
+            a.index_add_(0, i, delta)
+            close = (d2 < separation * separation).nonzero().squeeze(1)
+            b.index_add_(0, i.index_select(0, close), -delta.index_select(0, close))
+            c.index_add_(0, i, vel_rows.index_select(0, j))
+    shape = (B, N, D)
+    out = [cells.unsort(t.view(shape)) if t is not None else None for t in (a, b, c)]
+    if rule == BOIDS:
+        return out[0], out[1], out[2], cells.unsort(count.view(B, N))
+    zero = torch.zeros_like(pos)
+    return out[0], zero, zero, cells.unsort(count.view(B, N))
 
 
 def _dispatch(
@@ -344,15 +412,21 @@ def _dispatch(
     backend: str,
     cells: CellList | None,
 ) -> tuple[torch.Tensor, ...]:
-    _check(pos, vel, grid)
+    where = choose(backend, pos)
+    if where == "numba" and backend == "auto" and torch.is_grad_enabled():
+        if pos.requires_grad or (vel is not None and vel.requires_grad):
+            where = "torch"  # the reference is differentiable, the CPU kernel is not
+    _check(pos, vel, grid, finite=where != "numba")
     if radius > grid.radius * (1 + 1e-12):
         raise ValueError(
             f"radius {radius} exceeds the cell grid's radius {grid.radius}: neighbours would be "
             "missed"
         )
-    if pick(backend, pos):
+    if where == "triton":
         cells = cells if cells is not None else build_cells(pos, grid)
         return _neighbour_sums_triton(rule, pos, vel, grid, cells, radius, separation)
+    if where == "numba":
+        return _neighbour_sums_numba(rule, pos, vel, grid, radius, separation)
     return _neighbour_sums_reference(rule, pos, vel, grid, radius, separation, "cells")
 
 

@@ -24,8 +24,8 @@ from collections.abc import Mapping
 import networkx as nx
 import torch
 
-from populace.engine import Context, Model, Params, member_view, param
-from populace.epi.contact import layered
+from populace.engine import Context, Data, Model, Params, member_view, param
+from populace.epi.contact import layer_scale, layered
 from populace.epi.disease import Disease, InfectionState
 from populace.epi.observation import compartment, flow
 from populace.kernels.graph import check_layer
@@ -62,15 +62,22 @@ class NetworkSIRParams(Params):
     )
 
 
-def layer_params(names: tuple[str, ...]) -> type[NetworkSIRParams]:
-    """A params class with one scale field per contact layer (default 1.0; 0 turns it off)."""
+def layer_params(names: tuple[str, ...], axis: str | None = None) -> type[NetworkSIRParams]:
+    """A params class with one scale field per contact layer (default 1.0; 0 turns it off),
+    per entry of the model-data axis ``axis`` when given (close one borough's schools)."""
     for name in names:
         if not name.isidentifier() or name in NetworkSIRParams.names() or hasattr(Params, name):
             raise ValueError(
                 f"layer name {name!r} must be an identifier, not a parameter or Params attribute"
             )
+    axes = (axis,) if axis else ()
+    per = f" per {axis} (both ends of a contact)" if axis else ""
     fields = [
-        (n, float | torch.Tensor, param(1.0, low=0, unit="scale", doc=f"weight of layer {n!r}"))
+        (
+            n,
+            float | torch.Tensor,
+            param(1.0, low=0, unit="scale", axes=axes, doc=f"weight of layer {n!r}{per}"),
+        )
         for n in names
     ]
     cls = dataclasses.make_dataclass(
@@ -123,7 +130,7 @@ def make_layers(
     return layers
 
 
-def transmit(names: tuple[str, ...], disease: Disease):
+def transmit(names: tuple[str, ...], disease: Disease, axis: str | None = None):
     """The step: infection over the layers, then E→I (SEIR) and I→R, all from the old state.
 
     Agent i escapes every infectious contact with probability ``(1 - T)^lambda_i``, i.e. the
@@ -132,7 +139,8 @@ def transmit(names: tuple[str, ...], disease: Disease):
 
     def step(state: NetworkSIRState, params: NetworkSIRParams, ctx: Context) -> NetworkSIRState:
         layers = [ctx.data[n] for n in names]
-        scales = [getattr(params, n) for n in names]
+        codes = ctx.data[axis] if axis else None
+        scales = [layer_scale(getattr(params, n), codes) for n in names]
         pressure = layered(layers, disease.share(state, "I"), scales)
         per_contact = member_view(-torch.log1p(-params.transmissibility), 2)
         hazard = torch.where(pressure > 0, pressure * per_contact, torch.zeros_like(pressure))
@@ -150,6 +158,8 @@ def build(
     seir: bool = False,
     estimator: str = "none",
     temperature: float = 0.1,
+    data: Data | None = None,
+    layer_axis: str | None = None,
     **params: float,
 ) -> Model:
     """Network SIR (or SEIR) on ``agents`` agents.
@@ -163,12 +173,29 @@ def build(
             probability ``initial`` (fittable).
         seir: add an exposed state (E→I with probability ``sigma`` per step).
         estimator: gradient estimator of the transitions (``"none"``: not differentiable).
+        data: more model data for the agents (e.g. ``Population.data(layers=False)``: borough
+            codes and their labels), kept beside the layers.
+        layer_axis: an axis of ``data``: each layer scale is then a param along it, applied to
+            both ends of a contact, so ``SetParam("school", 0.0, 10, where={"borough": "BX"})``
+            closes the Bronx's schools only.
         params: transmissibility, gamma, sigma, initial and the layer scales.
     """
     if initial_infected is not None and not 0 <= initial_infected <= agents:
         raise ValueError(f"initial_infected={initial_infected} must be in [0, agents={agents}]")
     layers = make_layers(agents, graph, degree, graph_seed)
-    cls = PARAMS if tuple(layers) == ("contacts",) else layer_params(tuple(layers))
+    extra = data if data is not None else Data()
+    clash = sorted(set(extra) & set(layers))
+    if clash:
+        raise ValueError(f"data names {clash} repeat layer names")
+    if layer_axis is not None and layer_axis not in extra.axes:
+        raise ValueError(
+            f"layer_axis {layer_axis!r} is not an axis of the data; axes: {sorted(extra.axes)}"
+        )
+    names = tuple(layers)
+    if names == ("contacts",) and layer_axis is None:
+        cls = PARAMS
+    else:
+        cls = layer_params(names, layer_axis)
     disease = Disease(latent=seir, estimator=estimator, temperature=temperature)
 
     def init(params: NetworkSIRParams, ctx: Context) -> NetworkSIRState:
@@ -182,10 +209,10 @@ def build(
         name=NAME,
         params=cls().replace(**params),
         init=init,
-        steps=(transmit(tuple(layers), disease),),
+        steps=(transmit(names, disease, layer_axis),),
         metrics=metrics,
         agents=agents,
-        data=layers,
+        data=Data({**dict(extra), **layers}, axes=extra.axes),
         options={
             "agents": agents,
             "graph": graph if isinstance(graph, str) else type(graph).__name__,
@@ -195,6 +222,7 @@ def build(
             "initial_infected": initial_infected,
             "seir": seir,
             "estimator": estimator,
+            "layer_axis": layer_axis,
         },
     )
 

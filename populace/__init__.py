@@ -10,6 +10,12 @@ The user API in one place::
     result.metrics  # polars DataFrame (member, step, S, I, R)
 """
 
+import os as _os
+
+# idle OpenMP threads sleep instead of spinning (engine/threads.py), unless the user chose a
+# policy; OpenMP reads it once, when torch loads, so this comes before the first torch import
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from populace.engine import (
     Context,
     Data,

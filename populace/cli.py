@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -139,6 +140,11 @@ def add_run_options(p: argparse.ArgumentParser, steps_default: int) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="a parameter or build option; repeatable",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int("--threads"),
+        help="CPU threads (default: the cores this process may use; sets POPULACE_THREADS)",
     )
 
 
@@ -422,6 +428,8 @@ def _main(argv: list[str]) -> int:
             print(epilog)
             return 0
     args = parser().parse_args(argv)
+    if getattr(args, "threads", None) is not None:  # Simulation's threads="auto" reads it
+        os.environ["POPULACE_THREADS"] = str(args.threads)
     try:
         args.fn(args)
     except CLIError as err:

@@ -219,3 +219,28 @@ def degrees(layer: torch.Tensor) -> torch.Tensor:
     """``[N]`` int64: the number of contacts of each agent (stored entries per row)."""
     check_layer(layer)
     return layer.crow_indices().diff()
+
+
+def grid(width: int, height: int, moore: bool = True, torus: bool = False) -> torch.Tensor:
+    """The cell graph of a ``width x height`` grid as a CSR layer (cell ``x * height + y``):
+    each cell's 8 Moore (or 4 von Neumann) neighbours, wrapped on a ``torus`` or cut at the
+    edges; a cell is not its own neighbour. With
+    :func:`populace.engine.activation.random_neighbour` (``rows=`` the agents' cells) it draws
+    moves to a uniformly random neighbouring cell, as Mesa's ``select_random_cell`` does."""
+    if width < 1 or height < 1:
+        raise ValueError(f"grid needs width, height >= 1, got {width} x {height}")
+    steps = [(dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1) if (dx, dy) != (0, 0)]
+    if not moore:
+        steps = [(dx, dy) for dx, dy in steps if dx == 0 or dy == 0]
+    x = torch.arange(width).repeat_interleave(height)
+    y = torch.arange(height).repeat(width)
+    src, dst = [], []
+    for dx, dy in steps:
+        nx, ny = x + dx, y + dy
+        if torus:
+            nx, ny, ok = nx % width, ny % height, torch.ones_like(nx, dtype=torch.bool)
+        else:
+            ok = (nx >= 0) & (nx < width) & (ny >= 0) & (ny < height)
+        src.append((x * height + y)[ok])
+        dst.append((nx * height + ny)[ok])
+    return csr_from_edges(torch.cat(src), torch.cat(dst), width * height, symmetric=False)

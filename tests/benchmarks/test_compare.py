@@ -16,6 +16,7 @@ TINY = {
     "schelling": {"small": dict(agents=120, width=15, radius=1, min_similar=3)},
     "wolfsheep": {"small": dict(agents=45, width=10, regrowth=10)},
     "forestfire": {"small": dict(agents=400, density=0.7)},
+    "boltzmann": {"small": dict(agents=50, width=8, height=8)},
 }
 
 
@@ -24,27 +25,43 @@ def record():
     return compare.compare(list(TINY), ["small"], device="cpu", steps=3, overrides=TINY)
 
 
-def test_every_suite_model_runs_on_both_sides_with_a_ratio(record):
+def test_every_suite_model_runs_on_every_side_with_a_ratio(record):
     cases = {c["suite"]: c for c in record["cases"]}
     assert set(cases) == set(compare.SUITE)
     for name, case in cases.items():
-        assert case["mesa"]["status"] == "ok" and case["mesa"]["steps"] == 3
-        assert case["mesa"]["s_per_step"] > 0
-        if compare.SUITE[name].model not in models.ZOO:  # flocking before issue #4 is merged
+        suite = compare.SUITE[name]
+        if suite.peer is None:  # Boltzmann: Mesa's official example is the peer
+            assert case["mesa"]["status"] == "not run" and case["ratio"] is None
+        else:
+            assert case["mesa"]["status"] == "ok" and case["mesa"]["steps"] == 3
+            assert case["mesa"]["s_per_step"] > 0
+        shipped = case["mesa_official"]
+        if suite.official is None:  # ForestFire: Mesa ships none
+            assert shipped["status"] == "not run" and case["official_ratio"] is None
+        else:
+            assert shipped["status"] == "ok" and shipped["steps_done"] == 3
+            assert shipped["model"].startswith("mesa.examples.") and shipped["outcomes"]
+            assert shipped["peak_rss_bytes"] > 0
+        if suite.model not in models.ZOO:  # boltzmann until the lead's model lands
             assert case["populace"]["status"] == "missing"
             assert "not in populace.models.ZOO" in case["populace"]["reason"]
-            assert case["ratio"] is None
+            assert case["ratio"] is None and case["official_ratio"] is None
             continue
         ours = case["populace"]
         assert ours["status"] == "ok"
-        ratio = case["mesa"]["s_per_step"] / ours["s_per_step"]
-        assert case["ratio"] == pytest.approx(ratio)
-        assert (
-            set(ours["outcomes"])
-            == set(case["mesa"]["outcomes"])
-            == set(compare.SUITE[name].outcomes)
-        )
+        if suite.peer is not None:
+            assert case["ratio"] == pytest.approx(case["mesa"]["s_per_step"] / ours["s_per_step"])
+            assert set(ours["outcomes"]) == set(case["mesa"]["outcomes"]) == set(suite.outcomes)
+        if suite.official is not None:
+            assert case["official_ratio"] == pytest.approx(
+                shipped["s_per_step"] / ours["s_per_step"]
+            )
     assert record["versions"]["mesa"] and record["device"] == "cpu" and record["date"]
+
+
+def test_official_boltzmann_at_the_lead_sizes():
+    assert compare.SUITE["boltzmann"].sizes["small"] == dict(agents=100, width=10, height=10)
+    assert compare.SUITE["boltzmann"].sizes["large"] == dict(agents=10_000, width=100, height=100)
 
 
 def test_forestfire_outcome_is_a_fraction_on_both_sides(record):

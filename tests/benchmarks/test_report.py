@@ -87,3 +87,72 @@ def test_tables_list_every_case_with_ratio_and_skip_tiny_gpu_records(tmp_path):
     first = report.update(readme, tmp_path)
     readme.write_text(first + "\nafter\n")
     assert report.update(readme, tmp_path) == first + "\nafter\n"  # regenerating is stable
+
+
+def test_official_columns_and_epidemic_tables(tmp_path):
+    ok = {"status": "ok", "s_per_step": 0.004, "steps": 20, "outcomes": {"happy": 0.9}}
+    compare_rec = {
+        "name": "compare",
+        "device": "cpu",
+        "device_name": "test CPU",
+        "threads": 1,
+        "versions": {"mesa": "3.3.1", "torch": "2"},
+        "date": "2026-01-01T00:00:00+00:00",
+        "cases": [
+            {
+                "suite": "schelling",
+                "size": "small",
+                "agents": 2000,
+                "steps": 20,
+                "populace": {**ok, "s_per_step": 0.001},
+                "mesa": {**ok, "s_per_step": 0.02},
+                "mesa_official": {**ok, "s_per_step": 0.04, "outcomes": {"happy": 0.8}},
+                "ratio": 20.0,
+                "official_ratio": 40.0,
+            }
+        ],
+    }
+    side = {
+        "status": "ok",
+        "s_per_step": 0.002,
+        "peak_rss_bytes": 300 * 2**20,
+        "attack_rate": 0.80,
+        "version": "3.7.2",
+    }
+    epi = {
+        "name": "epi_compare",
+        "device_name": "test CPU",
+        "date": "2026-01-02T00:00:00+00:00",
+        "repeats": 3,
+        "versions": {"torch": "2"},
+        "load_average": {"before": [4.0, 0, 0], "after": [5.0, 0, 0]},
+        "command": "python -m populace.benchmarks.epi_compare --sizes 10000",
+        "cases": [
+            {
+                "scenario": "sir",
+                "agents": 10_000,
+                "matched": True,
+                "sides": {
+                    "populace": {"1": {**side, "s_per_step": 0.001, "version": "0.1.0"}},
+                    "starsim": {
+                        "1": {
+                            **side,
+                            "populace_speedup": 2.0,
+                            "attack_rate_gap": 0.03,
+                            "attack_rate_gap_se": 0.01,
+                            "agree": False,
+                        }
+                    },
+                    "laser-generic": {"1": {"status": "timed out", "reason": "no result"}},
+                },
+            }
+        ],
+    }
+    (tmp_path / "compare-cpu-1.json").write_text(json.dumps({**compare_rec, "epidemic": epi}))
+    (tmp_path / "epi_compare-cpu-2.json").write_text(json.dumps(epi))
+    text = report.render(tmp_path)
+    assert "| 1 | 20 | **20×** | 40 | **40×** | happy 0.9 / 0.9 / 0.8 |" in text
+    row = "| sir | 10,000 | 1 | starsim 3.7.2 | 1 | 2 | **2×** | 300 / 300 | 0.8000 / 0.8000 |"
+    assert text.count(row) == 2  # from the standalone record and the one inside compare
+    assert "+3.0% ± 1.0% (outside ±2%)" in text
+    assert "| laser-generic | timed out: no result |" in text and "load average 4 before" in text

@@ -91,3 +91,19 @@ def test_arrival_cellmates_are_those_present_at_each_agents_turn():
     assert abs((picks[:, 0] == 1).double().mean().item() - 0.5) < 0.05
     assert (picks[:, 1] == -1).all() and (picks[:, 2] == -1).all()
     assert (picks[:, 3] == 0).all()
+
+
+def test_a_random_neighbouring_cell_of_a_grid_is_uniform_over_the_moore_cells():
+    from populace.populations.graphs import grid
+
+    ctx = ctx_of()
+    moore = grid(4, 3)  # 12 cells; cell 0 is a corner with 3 neighbours, 4 = (1, 1) has 8
+    rows = torch.tensor([[0, 4]]).repeat(1, 3000)
+    picks = random_neighbour(moore, ctx, rows=rows)[0].view(3000, 2)
+    corner = torch.bincount(picks[:, 0], minlength=12)
+    assert set(corner.nonzero().flatten().tolist()) == {1, 3, 4}
+    inner = torch.bincount(picks[:, 1], minlength=12)
+    assert set(inner.nonzero().flatten().tolist()) == {0, 1, 2, 3, 5, 6, 7, 8}
+    assert ((inner[inner > 0].double() / 3000) - 1 / 8).abs().max() < 0.03
+    wrapped = grid(4, 3, moore=False, torus=True)
+    assert (wrapped.crow_indices().diff() == 4).all()  # von Neumann on a torus: 4 each

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from populace.kernels import HAS_TRITON, INTERPRET
-from populace.kernels.graph import contact_pressure, contact_pressure_reference, spmv_reference
+from populace.kernels._backend import HAS_NUMBA
+from populace.kernels.graph import (
+    contact_pressure,
+    contact_pressure_reference,
+    spmv_reference,
+    transposed,
+)
+from populace.populations.graphs import erdos_renyi
 
 triton_ok = pytest.mark.skipif(
     not (HAS_TRITON and (INTERPRET or torch.cuda.is_available())),
@@ -120,3 +127,78 @@ def test_bad_layers_raise_naming_the_problem():
         contact_pressure([torch.eye(4).to_sparse_csr()], x, scales=[1.0, 2.0])
     with pytest.raises(ValueError, match="scales"):
         contact_pressure(torch.eye(4).to_sparse_csr(), x, scales=[torch.ones(3)])
+
+
+# -- frontier contagion: push from the infectious rows == pull over all rows ------------------
+
+BACKENDS = ["torch"] + (["numba"] if HAS_NUMBA else [])
+
+
+def sparse_infectious(b, n, fraction, dtype, seed=4, weighted=False):
+    gen = torch.Generator().manual_seed(seed)
+    on = torch.rand(b, n, generator=gen) < fraction
+    value = torch.rand(b, n, generator=gen, dtype=dtype) + 0.5 if weighted else 1.0
+    return torch.where(on, value, torch.zeros((), dtype=dtype))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("strategy", ["push", "pull", "auto"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("fraction", [0.0, 0.02, 0.5])
+def test_push_and_pull_match_the_reference(backend, strategy, dtype, fraction):
+    layers = [random_layer(150, 0.04, dtype, seed=s)[0] for s in (0, 1)]  # not symmetric
+    x = sparse_infectious(3, 150, fraction, dtype, weighted=True)
+    sus = _nodes(3, 150, dtype, seed=2)
+    scales = [torch.tensor([0.0, 0.5, 1.0], dtype=dtype), 2.0]
+    got = contact_pressure(layers, x, sus, scales, backend=backend, strategy=strategy)
+    want = contact_pressure_reference(layers, x, sus, scales)
+    torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_push_equals_pull_bit_for_bit_on_a_contact_network(backend):
+    """Symmetric unit-weight layer (sorted columns): both visit each agent's infectious contacts
+    in the same order, so the sums agree exactly, not just closely."""
+    layer = erdos_renyi(2000, 8.0, seed=3)
+    x = sparse_infectious(2, 2000, 0.1, torch.float32)
+    push = contact_pressure(layer, x, backend=backend, strategy="push")
+    pull = contact_pressure(layer, x, backend=backend, strategy="pull")
+    assert torch.equal(push, pull)
+    assert torch.equal(push, torch.sparse.mm(layer, x.T).T)  # integer counts: exact
+    t = transposed(layer)
+    assert t.symmetric and t.unit
+    assert t.col.data_ptr() == layer.col_indices().data_ptr()  # no copy kept
+
+
+def test_transpose_is_a_transpose_and_follows_in_place_weight_changes():
+    layer, dense = random_layer(40, 0.1)
+    t = transposed(layer)
+    assert not t.symmetric and not t.unit
+    rebuilt = torch.sparse_csr_tensor(t.crow, t.col, t.weight, size=(40, 40)).to_dense()
+    assert torch.equal(rebuilt, dense.T)
+    assert transposed(layer) is t  # cached while the layer lives
+    layer.values().mul_(2.0)
+    assert torch.equal(transposed(layer).weight, t.weight * 2)
+
+
+def test_auto_keeps_gradients_by_pulling():
+    layer, w, x, sus, s = _pressure_inputs()
+    xa = x.detach().clone().requires_grad_(True)
+    contact_pressure(layer, xa, sus.detach(), [s.detach()]).sum().backward()
+    xr = x.detach().clone().requires_grad_(True)
+    contact_pressure_reference([layer], xr, sus.detach(), [s.detach()]).sum().backward()
+    torch.testing.assert_close(xa.grad, xr.grad)
+    with pytest.raises(ValueError, match="unknown strategy"):
+        contact_pressure(layer, x.detach(), strategy="frontier")
+
+
+@triton_ok
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("strategy", ["push", "pull"])
+def test_triton_push_and_pull_match_the_reference(dtype, strategy):
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    layer = random_layer(90, 0.05, dtype, seed=5)[0]
+    x = sparse_infectious(2, 90, 0.1, dtype, weighted=True)
+    got = contact_pressure(layer.to(dev), x.to(dev), backend="triton", strategy=strategy)
+    tol = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {}
+    torch.testing.assert_close(got.cpu(), contact_pressure_reference([layer], x), **tol)

@@ -7,6 +7,7 @@ import torch
 
 from populace.kernels.neighbors import (
     build_cells,
+    candidate_pairs,
     cell_grid,
     minimum_image,
     pairs_brute_force,
@@ -82,6 +83,34 @@ def test_cell_list_offsets_cover_every_agent_once():
     assert torch.equal(cells.sort(cells.cell[..., None])[..., 0], cells.sorted_cell)
     assert torch.equal(cells.unsort(cells.sort(pos)), pos)
     assert cells.max_occupancy == int((cells.end - cells.start).max())
+
+
+@pytest.mark.parametrize("budget", [1, 37, 1000, 1 << 20])
+def test_candidate_chunks_list_each_stencil_agent_once(budget):
+    """Whatever the chunking, every agent gets exactly the agents of its stencil cells."""
+    grid = cell_grid((7.0, 4.5), 1.3, periodic=True, dim=2)
+    pos = random_positions(2, 120, grid, seed=11)
+    pos[1, :60] *= 0.2  # member 1 clustered: occupancies far apart
+    cells = build_cells(pos, grid)
+    chunks = list(candidate_pairs(cells, budget))
+    i = torch.cat([c[0] for c in chunks])
+    j = torch.cat([c[1] for c in chunks])
+    covered = torch.cat([torch.arange(c[2].start, c[2].stop) for c in chunks])
+    assert torch.equal(covered, torch.arange(240))  # chunks tile the agents in order
+    assert all(c[0].numel() <= max(budget, 1) + 9 * cells.max_occupancy for c in chunks)
+    # brute force: j is a candidate of i iff their cells are stencil neighbours
+    n_cells = torch.tensor(grid.cells)
+    coords = torch.stack(
+        [cells.sorted_cell % grid.cells[0], cells.sorted_cell // grid.cells[0]], -1
+    )
+    flat = coords.reshape(240, 2)
+    member = torch.arange(240) // 120
+    gap = torch.remainder(flat[None, :, :] - flat[:, None, :] + 1, n_cells) - 1
+    want = ((gap.abs() <= 1).all(-1) & (member[:, None] == member[None, :])).nonzero()
+    got = torch.stack([i, j], 1)
+    assert torch.equal(torch.sort(i).values, i)  # grouped by querying agent
+    key = lambda p: p[:, 0] * 240 + p[:, 1]  # noqa: E731
+    assert torch.equal(torch.sort(key(got)).values, key(want))
 
 
 def test_grid_shapes_and_stencil():

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from populace.kernels import HAS_TRITON, INTERPRET
+from populace.kernels._backend import HAS_NUMBA
 from populace.kernels.neighbors import cell_grid, pairs_brute_force
 from populace.kernels.swarm import (
     boids_steer,
@@ -133,6 +134,79 @@ def test_dispatcher_torch_backend_matches_brute_force(dtype):
     assert_all_close(
         circles_force(pos, grid, backend="torch"), circles_force_reference(pos, grid), dtype
     )
+
+
+# -- numba CPU kernel vs reference ------------------------------------------------------------
+
+needs_numba = pytest.mark.skipif(not HAS_NUMBA, reason="the optional numba extra is not installed")
+
+
+def clustered_swarm(b, n, grid, seed, dtype):
+    """Most agents packed into a corner cell, the rest spread out: occupancies far apart."""
+    pos, vel = swarm(b, n, grid, seed, dtype)
+    side = torch.tensor(grid.cell_size, dtype=dtype)
+    pos[:, : 2 * n // 3] = pos[:, : 2 * n // 3] / torch.tensor(grid.box, dtype=dtype) * side
+    return pos, vel
+
+
+@needs_numba
+@pytest.mark.parametrize("rule", sorted(RULES))
+@pytest.mark.parametrize("dim,box,radius,periodic", GEOMETRIES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", [swarm, clustered_swarm])
+def test_numba_matches_reference(rule, dim, box, radius, periodic, dtype, layout):
+    grid = cell_grid(box, radius, periodic=periodic, dim=dim)
+    pos, vel = layout(2, 150, grid, seed=dim + periodic, dtype=dtype)
+    if not periodic:
+        pos[:, :5] -= 0.7  # strays outside a bounded box keep their clamped cells
+    kernel, reference = RULES[rule]
+    got = kernel(pos, vel, grid, "numba")
+    assert got[-1].sum() > 0
+    assert_all_close(got, reference(pos, vel, grid), dtype)
+    # same candidates in the same order as the torch cell walk: sums equal bit for bit,
+    # but for circles' sin (a different libm)
+    cells = kernel(pos, vel, grid, "torch")
+    if rule != "circles":
+        for g, w in zip(got, cells, strict=True):
+            assert torch.equal(g, w)
+
+
+@needs_numba
+def test_numba_is_what_auto_runs_on_cpu_and_checks_values():
+    grid = cell_grid(6.0, 1.0, periodic=True, dim=2)
+    pos, vel = swarm(1, 50, grid, seed=3, dtype=torch.float32)
+    assert torch.equal(
+        vicsek_align(pos, vel, grid)[0], vicsek_align(pos, vel, grid, backend="numba")[0]
+    )
+    with pytest.raises(ValueError, match="NaN"):
+        vicsek_align(pos, vel * float("nan"), grid, backend="numba")
+    bad = pos.clone()
+    bad[0, 7, 1] = float("inf")
+    with pytest.raises(ValueError, match="NaN"):
+        circles_force(bad, grid, backend="numba")
+
+
+def test_auto_keeps_gradients_through_the_reference():
+    grid = cell_grid(6.0, 1.0, periodic=False, dim=2)
+    pos, _ = swarm(1, 40, grid, seed=5, dtype=torch.float64)
+    pos.requires_grad_(True)
+    force, _ = circles_force(pos, grid)
+    force.sum().backward()
+    assert pos.grad is not None and torch.isfinite(pos.grad).all()
+
+
+@needs_triton
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_triton_on_clustered_agents_matches_reference(rule):
+    """Blocks loop to the occupancy of the cells they visit: a packed cell beside sparse ones."""
+    if not torch.cuda.is_available() and not INTERPRET:
+        pytest.skip("Triton on CPU tensors needs TRITON_INTERPRET=1")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    grid = cell_grid(6.0, 1.0, periodic=True, dim=2)
+    pos, vel = clustered_swarm(1, 300, grid, seed=8, dtype=torch.float32)
+    kernel, reference = RULES[rule]
+    got = kernel(pos.to(device), vel.to(device), grid, "triton")
+    assert_all_close(got, reference(pos, vel, grid), torch.float32)
 
 
 # -- invariants, independent of the implementation -------------------------------------------

@@ -114,3 +114,34 @@ def test_zoo_and_errors():
     for bad in ("values", "check", "replace", "beta-2"):
         with pytest.raises(ValueError, match=f"layer name '{bad}'"):
             network_sir.build(agents=10, graph={bad: layer, "home": layer})
+
+
+def test_a_layer_closed_in_one_area_only_stops_that_areas_transmission_on_it():
+    from populace.engine import Data
+    from populace.engine.intervention import SetParam
+
+    n = 2_000
+    area = torch.arange(n) % 2  # two areas, mixed by the contacts
+    layer = erdos_renyi(n, 8.0, seed=5)
+    model = network_sir.build(
+        agents=n,
+        graph={"school": layer},
+        data=Data({"area": area}, axes={"area": ("east", "west")}),
+        layer_axis="area",
+        initial_infected=20,
+        transmissibility=0.3,
+        gamma=0.3,
+    )
+    assert model.params.declarations()["school"].axes == ("area",)
+    closed = SetParam("school", 0.0, start=0, where={"area": "west"}).apply(
+        model.params, model.data
+    )
+    run = Simulation(model, params=closed, members=2, seed=1, device="cpu").run(40)
+    ever = 1 - run.final_state.health[:, 0]  # [B, N] ever infected
+    seeded = Simulation(model, params=closed, members=2, seed=1, device="cpu").state.health[:, 1]
+    west = area == 1
+    # westerners miss every school contact: only the seeded ones were ever infected
+    assert torch.equal(ever[:, west], seeded[:, west])
+    assert (ever[:, ~west].sum(dim=1) > 100).all()  # the east still has an epidemic
+    with pytest.raises(ValueError, match="layer_axis 'borough' is not an axis"):
+        network_sir.build(agents=n, graph={"school": layer}, layer_axis="borough")

@@ -5,7 +5,13 @@ The notebooks read ``POPULACE_NOTEBOOK_SCALE`` in their parameter cell; here it 
 runs in a fresh kernel of the Python running pytest (nbclient, kernel ``python3`` = ipykernel in
 this environment), with matplotlib's Agg backend, in a temporary working directory. A notebook
 fails the test on any error, including its own ``assert`` cells (checks against theory and
-expected orderings, so the notebooks are tests as well as stories).
+expected orderings, so the notebooks are tests as well as stories), and on torch's sparse-CSR
+"beta" warning in any cell's output (the engine's CSR layers suppress it; a notebook must not
+need its own filter).
+
+``PROBES`` are checks run in a notebook's kernel after its last cell, on the figures and
+objects it made: for defects that show on a figure without raising (a legend naming the wrong
+curve, a share plotted on an axis labelled like a count).
 """
 
 from __future__ import annotations
@@ -26,11 +32,44 @@ EXPECTED = {
     "counterfactual_lockdown",
     "llm_archetypes",
     "calibration_nyc",
+    "write_your_own_model",
     "epidemic_policies",
 }
 #: seconds any one cell may take before the run counts as hung. Generous: at the tiny size each
 #: whole notebook takes 5-20 s on an idle 2-core CPU, but CI machines are shared.
 CELL_TIMEOUT_S = 300
+#: torch's warning on first use of a sparse CSR tensor, which no notebook output may show.
+CSR_BETA_WARNING = "Sparse CSR tensor support is in beta"
+
+QUICKSTART_LEGEND = """
+import matplotlib.lines
+
+ax = fig.axes[0]
+legend = ax.get_legend()
+entries = list(zip([t.get_text() for t in legend.get_texts()], legend.legend_handles))
+assert [text for text, _ in entries] == ["S", "I", "R"], entries
+for text, handle in entries:
+    # each entry is drawn as the curve (not a band) of the metric it names
+    assert isinstance(handle, matplotlib.lines.Line2D), f"legend {text!r}: {handle!r}"
+    (line,) = [li for li in ax.lines if li.get_label() == text]
+    assert handle.get_color() == line.get_color(), f"legend {text!r} has another curve's colour"
+    mean = result.metrics.group_by("step").agg(pl.col(text).mean()).sort("step")[text]
+    assert list(line.get_ydata()) == mean.to_list(), f"the {text!r} curve is not mean {text}"
+"""
+
+LOCKDOWN_SHARE_AXIS = """
+ax = shut_fig.axes[0]
+label = ax.get_ylabel()
+assert label.startswith("share"), f"a share of members, labelled {label!r}"
+(band,) = ax.collections
+heights = band.get_paths()[0].vertices[:, 1]
+assert 0 <= heights.min() and heights.max() <= 1 and ax.get_ylim() == (0.0, 1.0)
+"""
+
+PROBES = {
+    "quickstart": QUICKSTART_LEGEND,
+    "counterfactual_lockdown": LOCKDOWN_SHARE_AXIS,
+}
 
 
 def test_the_expected_notebooks_are_there():
@@ -65,6 +104,8 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("POPULACE_NOTEBOOK_SCALE", "tiny")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     book = nbformat.read(path, as_version=4)
+    if path.stem in PROBES:
+        book.cells.append(nbformat.v4.new_code_cell(PROBES[path.stem]))
     client = nbclient.NotebookClient(
         book,
         kernel_name="python3",
@@ -80,3 +121,15 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path, monkeypatch):
         if out.output_type == "error"
     ]
     assert not errors
+    beta = [
+        out.get("text", "")
+        for cell in book.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
+        if CSR_BETA_WARNING in out.get("text", "")
+    ]
+    assert not beta, f"{path.name} shows torch's sparse-CSR beta warning: {beta[0][:200]}"
+
+
+def test_every_notebook_with_a_probe_exists():
+    assert set(PROBES) <= {p.stem for p in PATHS}
