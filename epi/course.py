@@ -89,19 +89,22 @@ class Moves:
 
     Attributes:
         health: ``[B, C, N]`` the new one-hot health.
-        entered: ``[B, C, N]`` 0/1, who entered which stage this step.
+        entered: stage code → ``[B, N]`` 0/1, who entered it this step (stages nobody can
+            enter this step are left out).
         timer: ``[B, N]`` timers counted down (0 for agents that left a stage).
         fate: ``[B, N]`` the fates before this step's draws.
         infected: ``[B, N]`` 0/1 newly infected.
         log_prob: ``[B]`` the trajectory's log-probability so far.
+        code: ``[B, N]`` the stage each agent entered (-1: none), as a float.
     """
 
     health: torch.Tensor
-    entered: torch.Tensor
+    entered: dict[int, torch.Tensor]
     timer: torch.Tensor
     fate: torch.Tensor
     infected: torch.Tensor
     log_prob: torch.Tensor
+    code: torch.Tensor
 
 
 def agent_value(params: Params, name: str, ctx: Context) -> torch.Tensor:
@@ -302,17 +305,17 @@ class Course:
             count: or exactly ``count`` seeded agents per member, chosen at random.
         """
         seeded, log_prob = seed(ctx, agents, self._choose, p=p, count=count)
-        b = ctx.members
         zeros = torch.zeros_like(seeded)
         target = self.index(stage or self.stages[0].next)
         if target == 0:
             raise ValueError(f"seeded agents cannot enter the susceptible stage {stage!r}")
         c = len(self.stages)
-        entered = torch.zeros(b, c, agents, dtype=ctx.dtype, device=ctx.device)
-        entered[:, target] = seeded
-        health = entered.clone()
-        health[:, 0] = 1 - seeded
-        moves = Moves(health, entered, zeros, zeros, seeded, log_prob)
+        rows = [zeros] * c
+        rows[0], rows[target] = 1 - seeded, seeded
+        health = torch.stack(rows, dim=1)
+        entered = {target: seeded}
+        code = target * seeded.detach() + seeded.detach() - 1  # the seeded entered `target`
+        moves = Moves(health, entered, zeros, zeros, seeded, log_prob, code)
         return self.settle(moves, self.branch_probs(params, ctx), ctx)
 
     def move(self, state: CourseState, hazard: torch.Tensor, ctx: Context) -> Moves:
@@ -327,23 +330,30 @@ class Course:
         log_prob = state.log_prob if lp is None else state.log_prob + (s * lp).sum(dim=1)
         up = (state.timer <= 1).to(h.dtype)  # time is up this step (in a timed stage)
         rows = [h[:, k] for k in range(c)]
-        incoming = [torch.zeros_like(s) for _ in range(c)]
+        incoming: dict[int, torch.Tensor] = {}
+
+        def arrive(k: int, flow: torch.Tensor) -> None:
+            incoming[k] = incoming[k] + flow if k in incoming else flow
+
         rows[0] = rows[0] - infected
-        incoming[self.index(self.stages[0].next)] += infected
+        arrive(self.index(self.stages[0].next), infected)
         for k, st in enumerate(self.stages):
             if st.duration is None:
                 continue
             out = h[:, k] * up
             rows[k] = rows[k] - out
             if st.branch is None:
-                incoming[self.index(st.next)] += out
+                arrive(self.index(st.next), out)
             else:
-                incoming[self.index(st.next)] += out * (1 - state.fate)
-                incoming[self.index(st.alt)] += out * state.fate
-        entered = torch.stack(incoming, dim=1)
-        health = torch.stack(rows, dim=1) + entered
+                arrive(self.index(st.next), out * (1 - state.fate))
+                arrive(self.index(st.alt), out * state.fate)
+        health = torch.stack(
+            [rows[k] + incoming[k] if k in incoming else rows[k] for k in range(c)], dim=1
+        )
+        # each agent enters one stage at most: its code is sum_k (k + 1) entered_k - 1
+        code = sum((k + 1) * flow.detach() for k, flow in incoming.items()) - 1
         timer = (state.timer - 1).clamp_min(0)
-        return Moves(health, entered, timer, state.fate, infected, log_prob)
+        return Moves(health, incoming, timer, state.fate, infected, log_prob, code)
 
     def settle(
         self, moves: Moves, probs: Mapping[str, torch.Tensor], ctx: Context
@@ -356,13 +366,10 @@ class Course:
         more than the rest of the step. The uniforms are drawn for every agent, so the draws
         do not depend on who entered.
         """
-        health, entered = moves.health, moves.entered
+        health, entered, code = moves.health, moves.entered, moves.code
         b, c, n = health.shape
         u_fate = ctx.rng.uniform(n, dtype=health.dtype)
         u_days = ctx.rng.uniform(n, dtype=health.dtype)
-        # each agent enters one stage at most: its code is sum_k (k + 1) entered_k - 1
-        rank = torch.arange(1, c + 1, dtype=health.dtype, device=health.device).view(1, c, 1)
-        code = (entered.detach() * rank).sum(dim=1) - 1  # [B, N]: -1 or the stage entered
         bi, ii = torch.nonzero(code >= 0, as_tuple=True)
         stage = code[bi, ii].to(torch.int64)
         took = torch.zeros(bi.shape, dtype=health.dtype, device=health.device)
@@ -376,7 +383,7 @@ class Course:
             rb, ri = bi[sel], ii[sel]
             p = probs[st.name].to(health.dtype).expand(b, n)[rb, ri]
             value, lp = self._choose(p, u_fate[rb, ri])
-            took = took.index_put((sel,), entered[rb, k, ri] * value)
+            took = took.index_put((sel,), entered[k][rb, ri] * value)
             if lp is not None:
                 log_prob = log_prob.index_add(0, rb, lp)
         stays = (code < 0).to(health.dtype)
@@ -384,7 +391,7 @@ class Course:
         slot = 2 * stage + (took.detach() > 0.5).to(torch.int64)
         days = self._table.sample(slot, u_days[bi, ii])
         timer = moves.timer.index_put((bi, ii), days)
-        onset = entered[:, self.index(self.onset)]
+        onset = entered.get(self.index(self.onset), torch.zeros_like(moves.infected))
         return {
             "health": health,
             "infected": moves.infected,

@@ -79,23 +79,35 @@ def initial(
     return {"alive": alive, "age_days": age, "born": none, "died": none, "births_dropped": dropped}
 
 
-def step(state: DemographyState, params: Params, ctx: Context) -> dict[str, torch.Tensor]:
-    """One day of deaths, births and ageing; returns the new :class:`DemographyState` fields."""
+def step(
+    state: DemographyState, params: Params, ctx: Context
+) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """One day of deaths, births and ageing.
+
+    Returns:
+        the new :class:`DemographyState` fields, and the day's two ``[B, N]`` uniforms (death,
+        birth). A newborn's slot was free, so its two uniforms decided nothing: the model may
+        give them to the newborn as fresh draws (its own attributes), drawing nothing more.
+    """
     n = state.dims["N"]
-    u_death = ctx.rng.uniform(n, dtype=torch.float64)
-    u_birth = ctx.rng.uniform(n, dtype=torch.float64)
+    u_death = ctx.rng.uniform(n, dtype=state.age_days.dtype)
+    u_birth = ctx.rng.uniform(n, dtype=state.age_days.dtype)
     alive = state.alive
     died = alive & (u_death < member_view(daily(params.death_rate), 2))
     mothers = alive & (u_birth < member_view(daily(params.birth_rate), 2))
     survivors = alive & ~died
-    born, overflow = claim_slots(survivors, mothers.sum(dim=1))
     wanted = mothers.sum(dim=1)
+    if bool((wanted > 0).any()):
+        born, overflow = claim_slots(survivors, wanted)
+    else:  # a day without births (no slots to look for)
+        born, overflow = torch.zeros_like(alive), torch.zeros_like(wanted, dtype=torch.bool)
     got = born.sum(dim=1)
-    age = torch.where(survivors, state.age_days + 1, torch.zeros_like(state.age_days))
-    return {
+    age = (state.age_days + 1) * survivors
+    fields = {
         "alive": survivors | born,
         "age_days": age,
         "born": born,
         "died": died,
         "births_dropped": torch.where(overflow, wanted - got, 0).to(state.births_dropped.dtype),
     }
+    return fields, (u_death, u_birth)

@@ -145,10 +145,10 @@ def build(
 
     def live(state: MeaslesState, params: MeaslesParams, ctx: Context) -> MeaslesState:
         """Deaths, births, ageing; newborns susceptible, unvaccinated, with fresh draws."""
-        demo = demography.step(state, params, ctx)
-        n = state.dims["N"]
-        fresh = vaccination.initial(ctx, n)
+        demo, (u_death, u_birth) = demography.step(state, params, ctx)
         alive, born = demo["alive"], demo["born"]
+        if not bool((demo["died"] | born).any()):  # a day without births or deaths: ageing
+            return state.replace(**demo)
         stays = alive & ~born  # a newborn may take the slot of an agent who died today
         rows = list((state.health * stays.unsqueeze(1)).unbind(1))
         rows[s] = torch.where(born, 1.0, rows[s])
@@ -159,14 +159,18 @@ def build(
             timer=torch.where(stays, state.timer, zero),
             fate=torch.where(stays, state.fate, zero),
             vaccinated_at=torch.where(stays, state.vaccinated_at, -1.0).to(zero.dtype),
-            vaccine_draw=torch.where(born, fresh["vaccine_draw"], state.vaccine_draw),
-            uptake_draw=torch.where(born, fresh["uptake_draw"], state.uptake_draw),
+            # the free slot's uniforms of today decided nothing: the newborn's own draws
+            vaccine_draw=torch.where(born, u_death.to(zero.dtype), state.vaccine_draw),
+            uptake_draw=torch.where(born, u_birth.to(zero.dtype), state.uptake_draw),
         )
 
     def immunise(state: MeaslesState, params: MeaslesParams, ctx: Context) -> MeaslesState:
         """Routine doses at ``routine_age``, campaign doses to the eligible ages."""
         n = state.dims["N"]
-        u = ctx.rng.uniform(n, dtype=ctx.dtype)
+        u = ctx.rng.uniform(n, dtype=ctx.dtype)  # every day, so the streams stay aligned
+        rates = (params.routine_coverage, params.campaign_rate)
+        if not any(bool((r > 0).any()) for r in rates):
+            return state
         age = state.age_days
         unvaccinated = state.alive & (state.vaccinated_at < 0)
         at = member_view(params.routine_age, 2)
