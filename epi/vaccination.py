@@ -121,8 +121,11 @@ def initial(
 
 def efficacy_left(state: VaccineState, params: Params, ctx: Context) -> torch.Tensor:
     """``[B, N]``: ``w(t) = exp(-waning * days since the dose)`` for the vaccinated, 0 else."""
+    vaccinated = (state.vaccinated_at >= 0).to(state.vaccinated_at.dtype)
+    waning = params.vax_waning
+    if not waning.requires_grad and not bool((waning > 0).any()):  # no waning, no exponential
+        return vaccinated
     days = (ctx.step - state.vaccinated_at).clamp_min(0)
-    vaccinated = (state.vaccinated_at >= 0).to(days.dtype)
     return torch.exp(-member_view(params.vax_waning, 2) * days) * vaccinated
 
 
