@@ -104,6 +104,8 @@ def initial(agents: int) -> int:
 SIR_RATES = dict(beta=0.5, gamma=0.25)  # R0 = 2, 4 days infectious
 NETWORK = dict(transmissibility=0.05, gamma=0.25)  # per-edge transmissibility 0.174
 COVASIM = dict(transmissibility=0.016, gamma=1 / 8, sigma=1 / 3.5)
+#: R0 3; half the agents vaccinated before the epidemic, all-or-nothing, efficacy 0.8
+SEIR_VACCINATION = dict(beta=0.75, sigma=1 / 3, gamma=0.25, coverage=0.5, efficacy=0.8, leaky=False)
 
 SCENARIOS: dict[str, Scenario] = {
     "sir": Scenario(
@@ -138,6 +140,26 @@ SCENARIOS: dict[str, Scenario] = {
             "SIR on one static Erdős–Rényi graph of mean degree 10 (the same edge list on both "
             "sides), per-contact transmission 0.05/day (starsim probperday), recovery "
             "Geometric(0.25) days (starsim dur_inf = 1 + Geometric), 0.1% seeded"
+        ),
+    ),
+    "seir_vaccination": Scenario(
+        "seir_vaccination",
+        steps=200,
+        warmup=5,
+        sides=(
+            Side("populace", "epi_populace:seir_vaccination"),
+            Side("starsim", "epi_starsim:seir_vaccination"),
+        ),
+        params=lambda n: {**SEIR_VACCINATION, "initial": initial(n)},
+        matching=(
+            "well-mixed SEIR, beta 0.75/day, exposed Geometric(1/3) and infectious "
+            "Geometric(0.25) days (R0 3), 0.1% seeded; before the epidemic each agent is "
+            "vaccinated with probability 0.5, all-or-nothing with efficacy 0.8. populace: the "
+            "measles model without births (infection 1 - exp(-beta I/N), vaccine_draw < 0.8 "
+            "protects); starsim: SEIR on a MixingPool (beta I/N), dur_exp = 1 + Geometric(1/3) "
+            "(starsim turns agents infectious before that day's transmission), dur_inf = "
+            "Geometric(0.25) (it recovers them before transmitting), simple_vx's rel_sus x 0 "
+            "for a dose that takes. Theory: A = s + (1 - s)(1 - v e)(1 - exp(-R0 A)), 0.441"
         ),
     ),
     "covid": Scenario(

@@ -1,1 +1,3 @@
-"""Epidemic modules a model composes: disease natural history, contact, observation."""
+"""Epidemic modules a model composes: natural history (disease, course, durations, severity),
+contact, interventions (vaccination, testing, tracing), rationing, demography, observation and
+the transmission log."""

@@ -119,3 +119,54 @@ def age_mixed(
         met = torch.einsum("bac,bc->ba", matrix, share)
     hazard = member_view(rate, 2) * met[:, age]
     return hazard if weight is None else hazard * weight
+
+
+def proportionate_matrix(age: torch.Tensor, bands: int) -> torch.Tensor:
+    """``[A, A]`` contact matrix ``M[a, c] = N_c / N``: with it, :func:`age_mixed` is
+    :func:`well_mixed` (contacts in proportion to the bands' sizes, one per day in all)."""
+    size = torch.bincount(age, minlength=bands).to(torch.get_default_dtype())
+    return (size / size.sum()).expand(bands, bands).clone()
+
+
+def check_matrix(matrix: torch.Tensor, labels: Sequence[str], name: str = "contact matrix") -> None:
+    """Refuse a contact matrix that is not ``[A, A]`` (or ``[B, A, A]``) for the age bands
+    ``labels``, or has negative or non-finite entries, naming the problem."""
+    if not isinstance(matrix, torch.Tensor):
+        raise ValueError(f"{name}: expected a tensor, got {type(matrix).__name__}")
+    a = len(labels)
+    if matrix.dim() not in (2, 3) or tuple(matrix.shape[-2:]) != (a, a):
+        raise ValueError(
+            f"{name}: shape {tuple(matrix.shape)}, expected [{a}, {a}] (or [B, {a}, {a}]) for "
+            f"the age bands {', '.join(labels)}"
+        )
+    m = matrix.detach()
+    if not torch.isfinite(m).all():
+        raise ValueError(f"{name}: has NaN/Inf entries")
+    if (m < 0).any():
+        i = torch.nonzero(m < 0)[0].tolist()
+        raise ValueError(
+            f"{name}: contacts must be >= 0, got {float(m[tuple(i)]):g} at "
+            f"[{labels[i[-2]]}, {labels[i[-1]]}]"
+        )
+
+
+def row_edges(
+    layer: torch.Tensor, rows: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The contacts of some agents on a CSR layer, without touching the other rows.
+
+    Args:
+        layer: ``[N, N]`` sparse CSR.
+        rows: ``[K]`` int64 agents.
+
+    Returns:
+        owner ``[E]`` (position in ``rows`` of each edge's agent), contact ``[E]`` (the column)
+        and weight ``[E]``, for the E edges of those rows.
+    """
+    crow, col, val = layer.crow_indices(), layer.col_indices(), layer.values()
+    start = crow[rows]
+    degree = crow[rows + 1] - start
+    owner = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), degree)
+    offset = torch.cumsum(degree, 0) - degree
+    pos = start[owner] + torch.arange(owner.numel(), device=rows.device) - offset[owner]
+    return owner, col[pos], val[pos]

@@ -62,6 +62,38 @@ class ProgressionParams(Params):
     )
 
 
+def seed(
+    ctx: Context,
+    agents: int,
+    choose,
+    *,
+    p: torch.Tensor | None = None,
+    count: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Agents infected at step 0: ``[B, N]`` 0/1 and the ``[B]`` log-probability of the draws.
+
+    Args:
+        choose: ``choose(probs, u) -> (value, log_prob or None)``, the caller's Bernoulli
+            choice (with its gradient estimator).
+        p: probability of each agent (``[]``, ``[B]`` or ``[B, N]``), drawn with ``choose``.
+        count: or exactly ``count`` agents per member, chosen at random.
+    """
+    if (p is None) == (count is None):
+        raise ValueError("give exactly one of p (a probability) or count")
+    b = ctx.members
+    zeros = torch.zeros(b, agents, dtype=ctx.dtype, device=ctx.device)
+    log_prob = torch.zeros(b, dtype=ctx.dtype, device=ctx.device)
+    if count is not None:
+        if not 0 <= count <= agents:
+            raise ValueError(f"initial count {count} must lie in [0, agents={agents}]")
+        order = ctx.rng.permutation(agents)[:, :count]
+        return zeros.scatter(1, order, 1.0), log_prob
+    u = ctx.rng.uniform(agents, dtype=ctx.dtype)
+    probs = (member_view(p, 2) if p.dim() < 2 else p).expand(b, agents)
+    seeded, lp = choose(probs, u)
+    return seeded, log_prob if lp is None else lp.sum(dim=1)
+
+
 @dataclasses.dataclass(frozen=True)
 class Disease:
     """SIR (``latent=False``) or SEIR natural history with geometric durations.
@@ -112,22 +144,8 @@ class Disease:
                 Bernoulli draws, differentiable with the estimator.
             count: or exactly ``count`` infectious agents per member, chosen at random.
         """
-        if (p is None) == (count is None):
-            raise ValueError("give exactly one of p (a probability) or count")
-        b = ctx.members
-        zeros = torch.zeros(b, agents, dtype=ctx.dtype, device=ctx.device)
-        log_prob = torch.zeros(b, dtype=ctx.dtype, device=ctx.device)
-        if count is not None:
-            if not 0 <= count <= agents:
-                raise ValueError(f"initial count {count} must lie in [0, agents={agents}]")
-            order = ctx.rng.permutation(agents)[:, :count]
-            sick = zeros.scatter(1, order, 1.0)
-        else:
-            u = ctx.rng.uniform(agents, dtype=ctx.dtype)
-            probs = (member_view(p, 2) if p.dim() < 2 else p).expand(b, agents)
-            sick, lp = self._choose(probs, u)
-            if lp is not None:
-                log_prob = lp.sum(dim=1)
+        sick, log_prob = seed(ctx, agents, self._choose, p=p, count=count)
+        zeros = torch.zeros_like(sick)
         rows = {name: zeros for name in self.compartments}
         rows["S"], rows["I"] = 1 - sick, sick
         health = torch.stack([rows[c] for c in self.compartments], dim=1)

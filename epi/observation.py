@@ -77,3 +77,39 @@ def case_trend(cases: torch.Tensor, agents: int) -> tuple[torch.Tensor, torch.Te
     average = cases.sum(dim=1) / (window / 7)
     change = 100 * (week - average) / average.clamp_min(1.0)
     return week * 1e5 / agents, change
+
+
+def compartments(disease, names: tuple[str, ...], label: str | None = None):
+    """Metric: agents in any of the compartments ``names`` (``[B]``), e.g. every infectious
+    stage of a :class:`~populace.epi.course.Course`."""
+    rows = [disease.index(n) for n in names]
+
+    def metric(state, params, ctx) -> torch.Tensor:
+        return sum(state.health[:, r].sum(dim=1, dtype=torch.float64) for r in rows)
+
+    metric.__qualname__ = f"compartments({label or '+'.join(names)!r})"
+    return metric
+
+
+def entries(disease, name: str):
+    """Metric: agents that entered compartment ``name`` in the last step (``[B]``), from the
+    ``entered`` codes of a :class:`~populace.epi.course.CourseState` (e.g. new deaths)."""
+    c = disease.index(name)
+
+    def metric(state, params, ctx) -> torch.Tensor:
+        return (state.entered == c).sum(dim=1, dtype=torch.float64)
+
+    metric.__qualname__ = f"entries({name!r})"
+    return metric
+
+
+def entries_by(disease, name: str, axis: str, prefix: str | None = None) -> AxisMetric:
+    """Metric per label of ``axis``: agents that entered ``name`` in the last step."""
+    c = disease.index(name)
+
+    def metric(state, params, ctx) -> torch.Tensor:
+        values = (state.entered == c).to(torch.float64)
+        return group_sum(values, ctx.data[axis], len(ctx.data.labels(axis)))
+
+    metric.__qualname__ = f"entries_by({name!r}, {axis!r})"
+    return per(axis, metric, prefix)

@@ -34,6 +34,8 @@ ZOO = (
     "forestfire",
     "covid_behavior",
     "boltzmann",
+    "covid",
+    "measles",
 )
 
 

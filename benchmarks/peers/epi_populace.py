@@ -38,10 +38,10 @@ def _run(model, steps: int, warmup: int, seed: int, build_seconds: float) -> dic
     sim = Simulation(model, seed=seed, device="cpu", progress=False, record_every=steps)
     setup = build_seconds + time.perf_counter() - start
     timing = timed_loop(sim.run, steps, warmup)  # metrics only at each run's ends
-    health = sim.state.health[0]  # [C, N] one-hot compartments, S first and R last
-    n = health.shape[1]
-    susceptible = int(health[0].sum())
-    recovered = int(health[-1].sum())
+    # the outcomes from the model's own S and R metrics (of the living, when agents die)
+    got = model.measure(sim.state, sim.params.at(sim.step), sim.ctx.at(sim.step))
+    n = float(got["alive"][0]) if "alive" in got else model.agents
+    susceptible, recovered = float(got["S"][0]), float(got["R"][0])
     return {
         "framework": "populace",
         "version": metadata.version("populace"),
@@ -90,5 +90,39 @@ def network_sir(
         transmissibility=transmissibility,
         gamma=gamma,
         sigma=sigma,
+    )
+    return _run(model, steps, warmup, seed, time.perf_counter() - start)
+
+
+def seir_vaccination(
+    agents: int,
+    steps: int,
+    warmup: int,
+    seed: int,
+    beta: float,
+    sigma: float,
+    gamma: float,
+    initial: int,
+    coverage: float,
+    efficacy: float,
+    leaky: bool,
+) -> dict[str, Any]:
+    """Well-mixed SEIR with a share ``coverage`` vaccinated before the epidemic: the
+    ``measles`` model without births or deaths (infection ``1 - exp(-beta I/N)`` a day,
+    exposed Geometric(sigma) and infectious Geometric(gamma) days, each agent vaccinated with
+    probability ``coverage``, efficacy ``efficacy`` leaky or all-or-nothing)."""
+    from populace.epi.durations import geometric
+
+    start = time.perf_counter()
+    model = models.module("measles").build(
+        agents=agents,
+        capacity=1.0,
+        initial_infected=initial,
+        latent=geometric(1 / sigma),
+        infectious=geometric(1 / gamma),
+        vaccine="leaky" if leaky else "all_or_nothing",
+        beta=beta,
+        initial_vaccinated=coverage,
+        ve_infection=efficacy,
     )
     return _run(model, steps, warmup, seed, time.perf_counter() - start)

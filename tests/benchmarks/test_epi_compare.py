@@ -113,6 +113,16 @@ def test_attack_rate_follows_the_final_size_relation():
     assert out["outcomes"]["attack_rate"] == pytest.approx(final_size(2.0), abs=0.02)
 
 
+def test_the_seir_vaccination_side_has_the_final_size_of_its_vaccine():
+    from populace.epi import vaccination
+
+    kw = {**epi_compare.SEIR_VACCINATION, "initial": 20}
+    out = epi_populace.seir_vaccination(agents=20_000, steps=200, warmup=1, seed=0, **kw)
+    want = vaccination.final_size(3.0, 0.5, 0.8, "all_or_nothing", seeded=20 / 20_000)
+    assert out["outcomes"]["attack_rate"] == pytest.approx(want, abs=0.02)
+    assert out["outcomes"]["active"] == 0
+
+
 def test_summary_reports_failures_and_bad_input_names_the_problem():
     scenario = twin_scenario()
     broken = dataclass_replace(

@@ -66,6 +66,18 @@ def test_starsim_network_sir_on_the_shared_graph_agrees_with_populace(tmp_path):
 
 
 @pytest.mark.slow
+def test_starsim_seir_with_vaccination_matches_its_final_size():
+    """Half vaccinated all-or-nothing (efficacy 0.8) before an R0 = 3 SEIR epidemic."""
+    from populace.epi import vaccination
+
+    kw = dict(agents=20_000, steps=200, warmup=2, initial=20, **epi_compare.SEIR_VACCINATION)
+    rates = [run("epi_starsim:seir_vaccination", seed=s, **kw)["outcomes"] for s in (0, 1)]
+    want = vaccination.final_size(3.0, 0.5, 0.8, "all_or_nothing", seeded=20 / 20_000)
+    assert sum(r["attack_rate"] for r in rates) / 2 == pytest.approx(want, abs=0.02)
+    assert all(r["active"] == 0 for r in rates)
+
+
+@pytest.mark.slow
 def test_covasim_default_runs_to_the_end_with_a_large_epidemic():
     out = run("epi_starsim:covasim", agents=5_000, steps=120, warmup=2, seed=0, initial=10)
     assert out["version"].startswith("4.") and out["steps_done"] == 120

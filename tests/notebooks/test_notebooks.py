@@ -33,6 +33,7 @@ EXPECTED = {
     "llm_archetypes",
     "calibration_nyc",
     "write_your_own_model",
+    "epidemic_policies",
 }
 #: seconds any one cell may take before the run counts as hung. Generous: at the tiny size each
 #: whole notebook takes 5-20 s on an idle 2-core CPU, but CI machines are shared.
