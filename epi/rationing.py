@@ -20,9 +20,15 @@ def random_order(ctx: Context, agents: int) -> torch.Tensor:
     return ctx.rng.permutation(agents)
 
 
-def grouped_order(ctx: Context, group: torch.Tensor) -> torch.Tensor:
-    """``[B, N]`` int64: agents sorted by ``group`` (``[N]`` int64 codes), random within a group."""
+def grouped_order(
+    ctx: Context, group: torch.Tensor, first: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``[B, N]`` int64: agents sorted by ``group`` (``[N]`` int64 codes), random within a group,
+    or with ``first`` (``[N]`` numbers) the highest first within a group, ties in random order."""
     order = ctx.rng.permutation(group.numel())
+    if first is not None:
+        by_key = torch.sort(first[order], dim=1, descending=True, stable=True).indices
+        order = order.gather(1, by_key)
     by_group = torch.sort(group[order], dim=1, stable=True).indices
     return order.gather(1, by_group)
 

@@ -35,7 +35,8 @@ Every intervention is a declared param, so the Scenario / study API drives it: c
 Metrics: every stage; ``I`` (infectious), ``hospitalised`` (beds held), ``new_infections``,
 ``new_deaths``, ``new_diagnoses`` (reported cases), ``tests``, ``isolating``, ``quarantined``,
 ``vaccinated``, ``doses``; per label of each axis in ``by`` (default age and area):
-``new_infections_<label>``, ``new_deaths_<label>``, ``new_diagnoses_<label>``, ``D_<label>``.
+``new_infections_<label>``, ``new_deaths_<label>``, ``new_diagnoses_<label>``, ``D_<label>``,
+``hospitalised_<label>``. With a stay-home behaviour (``behaviour=``), ``staying_home``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from populace.behaviors import stay_home
 from populace.behaviors.choice import ESTIMATORS
 from populace.engine import (
     Context,
@@ -93,6 +95,7 @@ NYC_RESIDENTS = 8_332_458
 
 @dataclasses.dataclass(frozen=True)
 class CovidParams(
+    stay_home.StayHomeParams,
     severity.SeverityParams,
     vaccination.VaccineParams,
     testing.DiagnosisParams,
@@ -175,6 +178,7 @@ PARAMS = params_class(("household", "community"), "borough", "none")
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class CovidState(
+    stay_home.StayHomeState,
     CourseState,
     vaccination.VaccineState,
     testing.DiagnosisState,
@@ -305,6 +309,11 @@ def rows(state: CovidState, names: Sequence[str]) -> torch.Tensor:
     return sum(h[:, COURSE_INDEX[x]] for x in names) > 0.5
 
 
+def decide_stay_home(state: CovidState, params: CovidParams, ctx: Context) -> CovidState:
+    """Step: each agent's weekly stay-home draw (:mod:`populace.behaviors.stay_home`)."""
+    return state.replace(**stay_home.decide(state, params, ctx))
+
+
 def doses(vaccine_area: str | None):
     """Step: today's campaign doses."""
 
@@ -365,8 +374,10 @@ def transmit(
     mixing: str,
     mode: str,
     log: bool,
+    keep: tuple[str, ...] | None = None,
 ):
-    """Step: infection over the channels, progression, hospital admissions (and the log)."""
+    """Step: infection over the channels, progression, hospital admissions (and the log).
+    ``keep``: with a stay-home behaviour, the channels agents at home keep."""
     channels = layers + ((MIXED,) if mixing != "none" else ())
 
     def step(state: CovidState, params: CovidParams, ctx: Context) -> CovidState:
@@ -382,6 +393,9 @@ def transmit(
             f * layer_scale(getattr(params, name), codes)
             for f, name in zip(factors, channels, strict=True)
         ]
+        if keep is not None:
+            cuts = stay_home.contact_factors(state, params, channels, keep, ctx.dtype)
+            factors = [f if c is None else f * c for f, c in zip(factors, cuts, strict=True)]
         x = course.infectiousness(state, params)
         pressure = torch.zeros_like(x)
         if layers:
@@ -425,6 +439,37 @@ def transmit(
     return step
 
 
+VACCINE_ORDERS = ("random", "degree")
+
+
+def with_behaviour(
+    data: Data, behaviour: stay_home.StayHome, channels: Sequence[str], agents: int
+) -> Data:
+    """The model data plus the behaviour's ``stay_home_table`` and ``archetype`` axis."""
+    if behaviour.archetype.numel() != agents:
+        raise ValueError(
+            f"behaviour: {behaviour.archetype.numel()} archetype codes for {agents} agents"
+        )
+    unknown = [c for c in behaviour.keep if c not in channels]
+    if unknown:
+        raise ValueError(
+            f"behaviour keeps channel(s) {unknown} the model does not have; its channels: "
+            f"{list(channels)}"
+        )
+    tensors = dict(data) | {
+        "archetype": behaviour.archetype,
+        "stay_home_table": behaviour.table.to(torch.float64),
+    }
+    return Data(tensors, axes=data.axes | {"archetype": behaviour.labels})
+
+
+def contacts_per_agent(data: Data, layers: Sequence[str]) -> torch.Tensor:
+    """``[N]`` float64 contacts of every agent, summed over the CSR layers."""
+    if not layers:
+        raise ValueError("vaccine_order='degree' needs contact layers; the population has none")
+    return sum(torch.diff(data[name].crow_indices()).to(torch.float64) for name in layers)
+
+
 def _spec(d: Duration) -> list:
     """A duration as JSON: ``[kind, mean, sd]`` (``Duration(*spec)`` rebuilds it)."""
     return [d.kind, d.mean, d.sd]
@@ -453,6 +498,8 @@ def build(
     temperature: float = 0.1,
     degree: float = 8.0,
     population_seed: int = 0,
+    behaviour: stay_home.StayHome | None = None,
+    vaccine_order: str = "random",
     **params,
 ) -> Model:
     """The COVID policy model.
@@ -476,6 +523,13 @@ def build(
         by: axes of the per-label metrics (default: age and ``area``; () for none).
         transmission_log: record who infected whom (one host sync per step).
         estimator, temperature: gradient estimator of the infection and branch choices.
+        behaviour: a stay-home behaviour (:class:`~populace.behaviors.stay_home.StayHome`: a
+            weekly table of answers per archetype, the archetype of every agent, the channels
+            kept at home); None: nobody stays home of their own accord. Its link
+            (``link_scale``, ``link_bias``), ``stay_home_effect`` and ``stay_home_hold`` are
+            params like any other.
+        vaccine_order: within an age band, campaign doses go ``"random"``-ly or to the
+            most connected first (``"degree"``: contacts summed over the CSR layers).
         params: any param of the build (layer scales by layer name, ``p_severe``, ...).
     """
     if mixing not in MIXING:
@@ -484,6 +538,10 @@ def build(
         raise ValueError(f"unknown vaccine {vaccine!r}; valid: {', '.join(vaccination.MODES)}")
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; valid: {', '.join(ESTIMATORS)}")
+    if vaccine_order not in VACCINE_ORDERS:
+        raise ValueError(
+            f"unknown vaccine_order {vaccine_order!r}; valid: {', '.join(VACCINE_ORDERS)}"
+        )
     if isinstance(immunity, (int, float)) and not isinstance(immunity, bool):
         immunity = geometric(float(immunity))
     elif immunity is not None and not isinstance(immunity, Duration):
@@ -491,10 +549,14 @@ def build(
     pop = make_population(population, agents, population_seed, degree)
     data, layers, mean_degree = model_data(pop, area, mixing)
     n = pop.n
+    channels = layers + ((MIXED,) if mixing != "none" else ())
+    if behaviour is not None:
+        data = with_behaviour(data, behaviour, channels, n)
+    first = contacts_per_agent(data, layers) if vaccine_order == "degree" else None
     if initial_infected is not None and not 0 <= initial_infected <= n:
         raise ValueError(f"initial_infected={initial_infected} must be in [0, agents={n}]")
     course = severity.course(durations, immunity, estimator, temperature)
-    cls = params_class(layers + ((MIXED,) if mixing != "none" else ()), area, mixing)
+    cls = params_class(channels, area, mixing)
     ages = data.labels("age")
     defaults = severity_defaults(ages, params)
     if mixing == "age":
@@ -522,9 +584,10 @@ def build(
             **vaccination.initial(ctx, n, agent_value(params, "vax_coverage0", ctx)),
             **testing.initial(ctx, n),
             **tracing.initial(ctx, n),
+            **stay_home.initial(ctx, n),
             in_bed=torch.zeros(ctx.members, n, dtype=torch.bool, device=ctx.device),
             order=random_order(ctx, n),
-            age_order=grouped_order(ctx, ctx.data.age),
+            age_order=grouped_order(ctx, ctx.data.age, first),
             **extra,
         )
 
@@ -538,6 +601,7 @@ def build(
         "tests": lambda s, p, c: s.tests.to(torch.float64),
         "isolating": _count(testing.isolating, "isolating"),
         "quarantined": _count(tracing.quarantined, "quarantined"),
+        "staying_home": _count(lambda s, c: s.staying_home, "staying_home"),
         "vaccinated": _count(lambda s, c: s.vaccinated_at >= 0, "vaccinated"),
         "doses": _count(
             lambda s, c: (s.vaccinated_at == c.step - 1) & (s.vaccinated_at >= 0), "doses"
@@ -548,14 +612,25 @@ def build(
         metrics[f"new_deaths_by_{axis}"] = entries_by(course, "D", axis, prefix="new_deaths")
         metrics[f"new_diagnoses_by_{axis}"] = flow_by("diagnosed", axis, prefix="new_diagnoses")
         metrics[f"D_by_{axis}"] = compartment_by(course, "D", axis, prefix="D")
+        metrics[f"hospitalised_by_{axis}"] = flow_by("in_bed", axis, prefix="hospitalised")
     return Model(
         name=NAME,
         params=model_params,
         init=init,
         steps=(
+            *((decide_stay_home,) if behaviour is not None else ()),
             doses(area),
             screen_and_trace(layers),
-            transmit(course, layers, mean_degree, area, mixing, vaccine, transmission_log),
+            transmit(
+                course,
+                layers,
+                mean_degree,
+                area,
+                mixing,
+                vaccine,
+                transmission_log,
+                None if behaviour is None else behaviour.keep,
+            ),
         ),
         metrics=metrics,
         agents=n,
@@ -575,6 +650,9 @@ def build(
             "mean_degree": mean_degree,
             "transmission_log": transmission_log,
             "estimator": estimator,
+            "behaviour": None if behaviour is None else behaviour.source or "table",
+            "archetypes": None if behaviour is None else list(behaviour.labels),
+            "vaccine_order": vaccine_order,
         },
     )
 

@@ -238,6 +238,60 @@ def default_cache() -> Path:
     return cache_root() / "llm.sqlite"
 
 
+def archetype_query(
+    template: PromptTemplate = PROMPT,
+    *,
+    backend: str | Backend = "transformers",
+    llm_url: str = "http://127.0.0.1:8000/v1",
+    llm_model: str = "",
+    llm_device: str = "auto",
+    samples: int = 3,
+    temperature: float = 0.7,
+    max_tokens: int = 4,
+    max_retries: int = 2,
+    fallback: str = "previous",
+    prior: float = 0.1,
+    max_fallback_share: float = 0.5,
+    on_fallback_excess: str = "error",
+    llm_timeout: float | None = None,
+    llm_retries: int | None = None,
+    kv_cache_bytes: int | None = None,
+    cache: str | bool = True,
+    cache_rebuild: bool = False,
+) -> ArchetypeQuery:
+    """The yes/no archetype query of ``template`` (options as in :func:`build`)."""
+    if isinstance(backend, str):
+        device = str(resolve_device(llm_device))
+        backend = make_backend(
+            backend,
+            url=llm_url,
+            model=llm_model,
+            device=device,
+            timeout=llm_timeout,
+            retries=llm_retries,
+            kv_cache_bytes=kv_cache_bytes,
+        )
+    store = None
+    if cache:
+        path = default_cache() if cache is True else Path(str(cache))
+        store = AnswerCache(path, rebuild=cache_rebuild)
+    return ArchetypeQuery(
+        backend,
+        template,
+        YesNo(),
+        samples=samples,
+        sampling=Sampling(temperature=temperature, max_tokens=max_tokens, seed=0),
+        cache=store,
+        max_retries=max_retries,
+        fallback=Fallback(
+            policy=fallback,
+            prior=prior,
+            max_share=max_fallback_share,
+            on_excess=on_fallback_excess,
+        ),
+    )
+
+
 def build(
     agents: int = 10_000,
     initial_infected: int | None = 20,
@@ -311,35 +365,25 @@ def build(
     if population.n != agents:
         raise ValueError(f"population has {population.n} agents, not {agents}")
     if behavior == "llm":
-        if isinstance(backend, str):
-            device = str(resolve_device(llm_device))
-            backend = make_backend(
-                backend,
-                url=llm_url,
-                model=llm_model,
-                device=device,
-                timeout=llm_timeout,
-                retries=llm_retries,
-                kv_cache_bytes=kv_cache_bytes,
-            )
-        store = None
-        if cache:
-            path = default_cache() if cache is True else Path(str(cache))
-            store = AnswerCache(path, rebuild=cache_rebuild)
-        query = ArchetypeQuery(
-            backend,
+        query = archetype_query(
             PROMPT,
-            YesNo(),
+            backend=backend,
+            llm_url=llm_url,
+            llm_model=llm_model,
+            llm_device=llm_device,
             samples=samples,
-            sampling=Sampling(temperature=temperature, max_tokens=max_tokens, seed=0),
-            cache=store,
+            temperature=temperature,
+            max_tokens=max_tokens,
             max_retries=max_retries,
-            fallback=Fallback(
-                policy=fallback,
-                prior=prior,
-                max_share=max_fallback_share,
-                on_excess=on_fallback_excess,
-            ),
+            fallback=fallback,
+            prior=prior,
+            max_fallback_share=max_fallback_share,
+            on_fallback_excess=on_fallback_excess,
+            llm_timeout=llm_timeout,
+            llm_retries=llm_retries,
+            kv_cache_bytes=kv_cache_bytes,
+            cache=cache,
+            cache_rebuild=cache_rebuild,
         )
         g = torch.Generator().manual_seed(population_seed + 1)
         behaviour: Behaviour = LLMArchetypes(

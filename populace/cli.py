@@ -324,16 +324,21 @@ def cmd_demo(args: argparse.Namespace) -> None:
         args.out,
         overwrite=args.overwrite,
         scale=args.scale,
-        days=args.days,
         seeds=args.seeds,
         seed=args.seed,
-        lockdown_day=args.lockdown_day,
+        samples=args.samples,
+        archetypes=tuple(args.archetypes.split(",")),
+        popsize=args.popsize,
+        generations=args.generations,
+        behaviours=tuple(args.behaviours.split(",")),
         cache=args.cache,
+        fit_cache=False if args.no_fit_cache else args.fit_cache,
         device=args.device,
+        log=lambda m: print(m, file=sys.stderr, flush=True),
     )
     print((Path(args.out) / "summary.md").read_text())
     print(f"report written to {Path(args.out).resolve()}/")
-    print(dumps({k: record[k] for k in ("agents", "attack_rate", "seconds")}))
+    print(dumps({k: record[k] for k in ("agents", "best", "seconds")}))
 
 
 def cmd_view(args: argparse.Namespace) -> None:
@@ -443,7 +448,9 @@ def parser() -> argparse.ArgumentParser:
     llm.add_argument("--llm-url", default="", help="OpenAI-compatible base URL (…/v1)")
     bench.set_defaults(fn=cmd_bench)
     demo = sub.add_parser(
-        "demo", help="flagship: NYC + LLM archetype behaviour, baseline vs stay-at-home, report"
+        "demo",
+        help="flagship: calibrated NYC epidemic, none/heuristic/LLM behaviour compared on data, "
+        "targeted counterfactuals, report",
     )
     demo.add_argument("--out", default="report", help="report folder (must be new or empty)")
     demo.add_argument(
@@ -455,18 +462,32 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="fraction of NYC (default 0.01 on CPU, 1.0 on CUDA)",
     )
-    demo.add_argument("--days", type=positive_int("--days"), default=112)
     demo.add_argument("--seeds", type=positive_int("--seeds"), default=2)
     demo.add_argument("--seed", type=non_negative_int("--seed"), default=0)
     demo.add_argument(
-        "--lockdown-day",
-        type=non_negative_int("--lockdown-day"),
-        default=14,
-        help="day the stay-at-home counterfactual starts (before --days)",
+        "--samples", type=positive_int("--samples"), default=1, help="LLM answers per question"
+    )
+    demo.add_argument(
+        "--archetypes",
+        default="age_group,borough",
+        help="attributes whose combinations are the LLM archetypes (age_group, age, borough, sex)",
+    )
+    demo.add_argument(
+        "--behaviours", default="none,heuristic,llm", help="behaviour models to fit and compare"
+    )
+    demo.add_argument(
+        "--popsize", type=positive_int("--popsize"), default=10, help="fit: candidates/generation"
+    )
+    demo.add_argument(
+        "--generations", type=non_negative_int("--generations"), default=4, help="fit: CMA-ES"
     )
     demo.add_argument(
         "--cache", default=None, help="LLM answer cache file (default ~/.cache/populace/llm.sqlite)"
     )
+    demo.add_argument(
+        "--fit-cache", default=None, help="folder of cached fits (default: --cache's folder)"
+    )
+    demo.add_argument("--no-fit-cache", action="store_true", help="fit again, cache nothing")
     demo.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     demo.set_defaults(fn=cmd_demo)
     population_cli.add_parser(sub)

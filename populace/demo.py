@@ -1,20 +1,19 @@
-"""The flagship demo: New York City, LLM archetype behaviour, a baseline and a counterfactual.
+"""The flagship demo (``populace demo``, what ``make demo`` runs): :mod:`populace.flagship` end
+to end, into a report folder.
 
-``populace demo`` (what ``make demo`` runs):
-
-1. builds the synthetic NYC population (``populations.nyc``; a reduced scale on CPU, full on GPU);
-2. groups its agents into archetypes (age group × borough) whose isolation decisions come from
-   the embedded SmolLM2 through ``models.covid_behavior`` (one prompt per archetype and member per
-   query step, cached on disk: ``~/.cache/populace/llm.sqlite`` unless told otherwise, so a
-   rerun asks the model nothing);
-3. runs a study: the baseline and a stay-at-home counterfactual (contacts halved from a given
-   day), ``seeds`` seeds each, batched with common random numbers;
-4. writes a report folder: ``metrics.parquet``, PNG plots, ``summary.md``, ``summary.json``.
+1. the synthetic New York (1 % on CPU, all of it on a GPU) with its four contact layers, the
+   severity model, and what agents know each week (reported cases per borough);
+2. the behaviours' answer tables: the heuristic rule, and the embedded SmolLM2 asked once per
+   archetype and week (cached on disk: ``~/.cache/populace/llm.sqlite`` unless told otherwise);
+3. a fit of each behaviour (none / heuristic / LLM) to the first wave's cases and deaths per
+   borough (cached by digest next to the LLM cache, so a rerun of the same setting fits
+   nothing), then its fit ND and rolling 4-week forecasts vs persistence over seeds;
+4. the targeted counterfactuals on the best-fitting behaviour;
+5. ``report/``: ``summary.md``, ``summary.json``, parquet tables and figures.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -23,22 +22,12 @@ import matplotlib.pyplot as plt
 import polars as pl
 import torch
 
+from populace import flagship as fl
+from populace.calibration.data import NYC_BOROUGHS
 from populace.engine.context import resolve_device
-from populace.engine.intervention import ScaleParam
-from populace.engine.plotting import plot_series
 from populace.engine.provenance import device_name, now, versions
 from populace.engine.storage import dumps, staged_folder
-from populace.engine.study import Scenario, study
 from populace.models import covid_behavior
-from populace.populations import nyc
-
-
-def attack_rate_by(codes: torch.Tensor, susceptible: torch.Tensor, groups: int) -> torch.Tensor:
-    """``[G]`` fraction ever infected per group. codes ``[N]``, susceptible ``[M, N]`` 0/1 (M
-    members)."""
-    ever = (1 - susceptible.double()).mean(dim=0)  # [N]
-    size = torch.bincount(codes, minlength=groups).double()
-    return torch.bincount(codes, weights=ever, minlength=groups) / size.clamp_min(1)
 
 
 def flagship(
@@ -58,173 +47,299 @@ def run_demo(
     out: Path,
     *,
     scale: float | None = None,
-    days: int = 112,
     seeds: int = 2,
     seed: int = 0,
-    lockdown_day: int = 14,
-    contact_factor: float = 0.5,
-    initial_infected: int | None = None,
-    query_every: int = 7,
     samples: int = 1,
+    archetypes: tuple[str, ...] = ("age_group", "borough"),
+    popsize: int = 10,
+    generations: int = 4,
+    behaviours: tuple[str, ...] = fl.BEHAVIOURS,
     backend: Any = "transformers",
     cache: str | Path | None = None,
+    fit_cache: str | Path | None = None,
     device: str = "auto",
-    progress: bool | None = None,
+    log=print,
 ) -> dict[str, Any]:
-    """Run the flagship demo and write its report folder; returns the summary record.
+    """Run the flagship and write its report folder; returns the summary record.
 
     Args:
         out: report folder (created).
         scale: fraction of NYC's 8.33 M residents; default 0.01 on CPU, 1.0 on CUDA.
-        days: simulated days.
-        seeds: seeds per scenario.
-        lockdown_day, contact_factor: the counterfactual scales transmission by
-            ``contact_factor`` from ``lockdown_day`` on.
-        initial_infected: seeded infections (default 0.05 % of agents, at least 5).
-        backend: LLM backend name or object (``covid_behavior.build``'s ``backend``).
-        cache: the LLM answer cache (default :func:`~populace.models.covid_behavior.default_cache`,
-            shared by every run on this machine).
+        seeds: seeds of the scoring and counterfactual runs.
+        samples: LLM answers per archetype and week.
+        archetypes: attributes whose combinations are the LLM archetypes.
+        popsize, generations: the batched fit (candidates per generation, CMA-ES generations).
+        behaviours: which of none / heuristic / llm to fit and compare.
+        backend: LLM backend name or object (``covid_behavior.archetype_query``'s ``backend``).
+        cache: the LLM answer cache (default ``~/.cache/populace/llm.sqlite``).
+        fit_cache: folder of cached fits (default: the LLM cache's folder; False: none).
     """
-    if isinstance(days, bool) or not isinstance(days, int) or not 0 <= lockdown_day < days:
-        raise ValueError(
-            f"lockdown_day={lockdown_day} must fall inside the {days} days, or the "
-            f"counterfactual would equal the baseline"
-        )
+    unknown = sorted(set(behaviours) - set(fl.BEHAVIOURS))
+    if unknown or not behaviours:
+        raise ValueError(f"unknown behaviour(s) {unknown}; valid: {', '.join(fl.BEHAVIOURS)}")
     start = time.perf_counter()
     dev = resolve_device(device)
     scale = scale if scale is not None else (1.0 if dev.type == "cuda" else 0.01)
-
-    t0 = time.perf_counter()
-    population = nyc(scale=scale, seed=seed, layers=(), homes=True, device="cpu")
-    build_seconds = time.perf_counter() - t0
-    agents = population.n
-    seeded = initial_infected if initial_infected is not None else max(5, agents // 2000)
-    out.mkdir(parents=True, exist_ok=True)
-    model = covid_behavior.build(
-        agents=agents,
-        initial_infected=seeded,
-        behavior="llm",
-        query_every=query_every,
+    setting = fl.Setting(
+        scale=scale,
+        archetype_attributes=tuple(archetypes),
         samples=samples,
-        backend=backend,
-        cache=True if cache is None else str(cache),
-        population=population,
+        popsize=popsize,
+        generations=generations,
+        seeds=seeds,
+        seed=seed,
+        device=dev.type,
     )
-    pairs = model.data.age_group * 100 + model.data.borough
-    archetypes = int(torch.unique(pairs).numel())
-    lockdown = Scenario("stay_at_home", (ScaleParam("beta", contact_factor, start=lockdown_day),))
+    answers = Path(cache) if cache is not None else covid_behavior.default_cache()
+    folder = answers.parent if fit_cache is None else None
+    if fit_cache not in (None, False):
+        folder = Path(fit_cache)
+
+    def query():
+        return covid_behavior.archetype_query(
+            fl.PROMPT,
+            backend=backend,
+            samples=samples,
+            cache=str(answers),
+            fallback="prior",
+            prior=0.5,
+        )
+
     t0 = time.perf_counter()
-    result = study(
-        model, [lockdown], steps=days, seeds=seeds, seed=seed, device=dev, progress=progress
-    )
-    run_seconds = time.perf_counter() - t0
-    frame = result.metrics.with_columns(
-        (pl.col("R") + pl.col("I")).alias("ever_infected"),
-        (pl.col("isolating") / agents).alias("isolating_share"),
-    )
-    frame.write_parquet(out / "metrics.parquet")
-    result = dataclasses.replace(result, metrics=frame)
+    flag = fl.prepare(setting, query if "llm" in behaviours else None, log=log)
+    seconds = {"prepare": time.perf_counter() - t0}
+    log(f"{flag.population.n:,} agents, {len(flag.labels)} archetypes")
 
-    # figures
-    for metric, title in [("I", "infectious agents"), ("isolating_share", "share isolating")]:
-        fig = plot_series(frame, metric, by="scenario")
-        fig.axes[0].set_title(f"NYC ({agents:,} agents): {title}, mean and 90 % band")
-        fig.axes[0].set_xlabel("day")
-        fig.savefig(out / f"{metric}.png", dpi=120, bbox_inches="tight")
-        plt.close(fig)
-    susceptible = result.result.final_state.health[:, 0].cpu()
-    base_members = [i for i in range(susceptible.shape[0]) if i // seeds == 0]
-    area_codes = population.attributes["area"].long().cpu()
-    n_areas = len(population.codebook["area"])
-    area_attack = attack_rate_by(area_codes, susceptible[base_members], n_areas)
-    if population.areas is not None:
-        from populace.populations.geography import choropleth
+    fits, scores = {}, {}
+    t0 = time.perf_counter()
+    for name in behaviours:
+        fits[name] = fl.fit(flag, name, folder, log=log)
+        scores[name] = fl.score(flag, name, fits[name]["params"])
+        log(
+            f"{name}: ND {scores[name]['nd_fit']:.3f}, forecast MAE / persistence "
+            f"{scores[name]['forecast_relative_mae']:.2f}"
+        )
+    seconds["fits_and_scores"] = time.perf_counter() - t0
+    best = min(behaviours, key=lambda n: scores[n]["nd_fit"])
+    t0 = time.perf_counter()
+    cf = fl.counterfactuals(flag, best, fits[best]["params"])
+    seconds["counterfactuals"] = time.perf_counter() - t0
 
-        fig, ax = plt.subplots(figsize=(6, 6))
-        choropleth(population.areas, area_attack, ax=ax, label="attack rate", cmap="Reds")
-        ax.set_title("baseline attack rate by ZIP code area (MODZCTA)")
-        ax.set_axis_off()
-        fig.savefig(out / "attack_rate_map.png", dpi=120, bbox_inches="tight")
-        plt.close(fig)
-
-    # numbers
-    diff = {
-        r["scenario"]: r for r in result.difference("ever_infected", "final").iter_rows(named=True)
-    }["stay_at_home"]
-    peak = {r["scenario"]: r for r in result.difference("I", "peak_step").iter_rows(named=True)}[
-        "stay_at_home"
-    ]
-    # the llm_* counters hold the whole batch's work per step, repeated in every member's row
-    member0 = frame.filter((pl.col("scenario") == result.baseline) & (pl.col("seed") == 0))
-    llm = {m: float(member0[f"llm_{m}"].sum()) for m in covid_behavior.LLM_METRICS}
-    boroughs = population.codebook["borough"]
-    borough_attack = attack_rate_by(
-        population.attributes["borough"].long().cpu(), susceptible[base_members], len(boroughs)
-    )
-    final = (
-        frame.filter(pl.col("step") == days)
-        .group_by("scenario", maintain_order=True)  # baseline first, as in the study
-        .agg((pl.col("ever_infected").mean() / agents).alias("attack_rate"))
-    )
+    models = {}
+    for name in behaviours:
+        sc = scores[name]
+        models[name] = {
+            k: sc[k]
+            for k in (
+                "nd_fit",
+                "nd_fit_interval",
+                "nd_cases_city",
+                "nd_deaths_city",
+                "nd_cases_by_borough",
+                "nd_deaths_by_borough",
+                "forecast_relative_mae",
+                "forecast_relative_mae_interval",
+                "death_ratio",
+                "ascertainment_by_block",
+            )
+        } | {
+            "params": fits[name]["params"],
+            "fit_loss": fits[name]["loss"],
+            "fit_evaluations": fits[name]["evaluations"],
+            "fit_cached": fits[name]["cached"],
+        }
+        if name != "none":
+            models[name]["link"] = fl.link_effect(flag, name, fits[name]["params"])
+    write_tables(out, flag, scores, cf)
+    figures = write_figures(out, flag, scores, cf, best)
+    seconds["total"] = time.perf_counter() - start
     record = {
-        "agents": agents,
+        "agents": flag.population.n,
         "scale": scale,
-        "days": days,
+        "fit_window": [fl.START, fl.date_of(fl.FIT_DAYS - 1)],
+        "forecast_origins": [fl.date_of(o) for o in fl.ORIGINS],
         "seeds": seeds,
-        "archetypes": archetypes,
+        "archetypes": len(flag.labels),
+        "archetype_attributes": list(archetypes),
+        "behaviour_models": models,
+        "best": best,
+        "counterfactuals": cf["summary"],
+        "baseline_attack_rate": cf["baseline_attack_rate"],
+        "llm": flag.llm,
         "device": dev.type,
         "device_name": device_name(dev),
-        "attack_rate": dict(zip(final["scenario"], final["attack_rate"], strict=True)),
-        "ever_infected_difference": {k: diff[k] for k in ("mean", "lo", "hi")},
-        "peak_day_shift": {k: peak[k] for k in ("mean", "lo", "hi")},
-        "borough_attack_rate_baseline": dict(zip(boroughs, borough_attack.tolist(), strict=True)),
-        "llm": llm,
-        "seconds": {
-            "population": build_seconds,
-            "simulation": run_seconds,
-            "total": time.perf_counter() - start,
-        },
+        "seconds": seconds,
         "versions": versions(),
         "date": now(),
     }
     (out / "summary.json").write_text(dumps(record, indent=2) + "\n")
-    files = ["metrics.parquet", "I.png", "isolating_share.png"]
-    files += ["attack_rate_map.png"] if population.areas is not None else []
-    (out / "summary.md").write_text(_markdown(record, lockdown_day, contact_factor, files))
+    (out / "summary.md").write_text(markdown(record, figures))
     return record
 
 
-def _markdown(r: dict[str, Any], lockdown_day: int, factor: float, files: list[str]) -> str:
-    d, p, llm = r["ever_infected_difference"], r["peak_day_shift"], r["llm"]
+def write_tables(out: Path, flag: fl.Flagship, scores: dict, cf: dict) -> None:
+    """comparison, fit (per behaviour, day, borough), forecasts, counterfactuals, attack rates."""
+    rows = []
+    for name, sc in scores.items():
+        for kind in ("cases", "deaths"):
+            pred, obs = sc["predicted"][kind], flag.data[kind][: fl.FIT_DAYS]
+            for b, code in enumerate(NYC_BOROUGHS):
+                rows += [
+                    {
+                        "behaviour": name,
+                        "series": kind,
+                        "borough": code,
+                        "date": fl.date_of(t),
+                        "observed": float(obs[t, b]),
+                        "model": float(pred[t, b]),
+                    }
+                    for t in range(fl.FIT_DAYS)
+                ]
+    pl.DataFrame(rows).write_parquet(out / "fit.parquet")
+    pl.concat([sc["forecasts"] for sc in scores.values()]).write_parquet(out / "forecasts.parquet")
+    cf["table"].write_parquet(out / "counterfactuals.parquet")
+    cf["metrics"].write_parquet(out / "counterfactual_metrics.parquet")
+    codes = flag.population.codebook["area"]
+    pl.DataFrame(
+        {"area": list(codes), "attack_rate": cf["attack_rate_by_area"].tolist()}
+    ).write_parquet(out / "attack_rate_by_area.parquet")
+
+
+def write_figures(out: Path, flag: fl.Flagship, scores: dict, cf: dict, best: str) -> list[str]:
+    files = []
+    days = torch.arange(fl.FIT_DAYS)
+    for kind in ("cases", "deaths"):
+        fig, axes = plt.subplots(1, 5, figsize=(18, 3.2), sharex=True)
+        for b, (ax, code) in enumerate(zip(axes, NYC_BOROUGHS, strict=True)):
+            ax.plot(days, flag.data[kind][: fl.FIT_DAYS, b], "k.", ms=2, label="data")
+            for name, sc in scores.items():
+                ax.plot(days, sc["predicted"][kind][:, b], label=name)
+            ax.set_title(f"{code} {kind}")
+            ax.set_xlabel("day from 2020-03-01")
+        axes[0].legend(fontsize=7)
+        fig.savefig(out / f"fit_{kind}.png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        files.append(f"fit_{kind}.png")
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    names = list(scores)
+    x = torch.arange(len(names)).double()
+    for j, (key, label) in enumerate(
+        [("nd_fit", "fit ND"), ("forecast_relative_mae", "forecast MAE / persistence")]
+    ):
+        mean = [scores[n][key] for n in names]
+        lo = [scores[n][key] - scores[n][f"{key}_interval"][0] for n in names]
+        hi = [scores[n][f"{key}_interval"][1] - scores[n][key] for n in names]
+        ax.bar(x + 0.38 * j, mean, 0.36, yerr=[lo, hi], label=label, capsize=3)
+    ax.set_xticks(x + 0.19, names)
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.legend(fontsize=7)
+    ax.set_title("behaviour models on NYC data")
+    fig.savefig(out / "comparison.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    files.append("comparison.png")
+    table = cf["table"].filter((pl.col("borough") != "NYC") & (pl.col("outcome") == "infections"))
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    scen = sorted(table["scenario"].unique())
+    for j, sc in enumerate(scen):
+        part = table.filter(pl.col("scenario") == sc).sort("borough")
+        xs = torch.arange(part.height).double() + 0.2 * j
+        err = [part["averted"] - part["averted_lo"], part["averted_hi"] - part["averted"]]
+        ax.bar(xs, part["averted"], 0.2, yerr=err, label=sc, capsize=2)
+    ax.set_xticks(torch.arange(5).double() + 0.3, sorted(NYC_BOROUGHS))
+    ax.set_ylabel("infections averted (paired, 90 %)")
+    ax.legend(fontsize=7)
+    ax.set_title(f"counterfactuals on the {best} model")
+    fig.savefig(out / "counterfactuals.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    files.append("counterfactuals.png")
+    if flag.population.areas is not None:
+        from populace.populations.geography import choropleth
+
+        fig, ax = plt.subplots(figsize=(6, 6))
+        choropleth(flag.population.areas, cf["attack_rate_by_area"], ax=ax, label="attack rate")
+        ax.set_title(f"first-wave attack rate by ZIP code area ({best} model)")
+        ax.set_axis_off()
+        fig.savefig(out / "attack_rate_map.png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        files.append("attack_rate_map.png")
+    return files
+
+
+def _interval(x: list[float]) -> str:
+    return f"[{x[0]:.3g}, {x[1]:.3g}]"
+
+
+def markdown(r: dict[str, Any], figures: list[str]) -> str:
     lines = [
-        "# populace flagship demo: New York City with LLM archetype behaviour",
+        "# populace flagship: New York City, behaviour from data, heuristic vs LLM agents",
         "",
-        f"- Population: {r['agents']:,} synthetic New Yorkers (scale {r['scale']}), "
-        f"{r['days']} days, {r['seeds']} seeds per scenario, on {r['device_name']}.",
-        "- Behaviour: every week each archetype (age group × borough) is asked by the embedded "
-        "SmolLM2-135M-Instruct whether it stays home given the week's case trend; the answer is "
-        "broadcast to the archetype's agents.",
-        f"- Counterfactual `stay_at_home`: transmission × {factor} from day {lockdown_day}.",
+        f"- {r['agents']:,} synthetic New Yorkers (scale {r['scale']}) on four contact layers, "
+        f"severity by age; fitted to cases and deaths per borough {r['fit_window'][0]} .. "
+        f"{r['fit_window'][1]}; on {r['device_name']}.",
+        f"- Behaviour: stay home (keep the household, drop a fitted share of other contacts); "
+        f"{r['archetypes']} LLM archetypes ({' x '.join(r['archetype_attributes'])}) asked "
+        "weekly about their borough's reported cases.",
         "",
-        "| scenario | attack rate (mean over seeds) |",
-        "|---|---|",
+        "| behaviour | fit ND (seeds) | cases ND, city | deaths ND, city | forecast MAE / "
+        "persistence (seeds) |",
+        "|---|--:|--:|--:|--:|",
     ]
-    lines += [f"| {k} | {v:.3f} |" for k, v in r["attack_rate"].items()]
+    for name, m in r["behaviour_models"].items():
+        lines.append(
+            f"| {name} | {m['nd_fit']:.3f} {_interval(m['nd_fit_interval'])} | "
+            f"{m['nd_cases_city']:.3f} | {m['nd_deaths_city']:.3f} | "
+            f"{m['forecast_relative_mae']:.2f} {_interval(m['forecast_relative_mae_interval'])} |"
+        )
+    origins = ", ".join(r["forecast_origins"])
+    lines += ["", f"Best fit: **{r['best']}**. Forecast origins: {origins}."]
+    for name, m in r["behaviour_models"].items():
+        if "link" in m:
+            k = m["link"]
+            lines.append(
+                f"- {name} link: scale {k['link_scale']:.2f}, bias {k['link_bias']:+.2f}; mean "
+                f"stay-home share {k['raw_mean']:.3f} raw → {k['acted_mean']:.3f} acted on "
+                f"(weekly range {_interval(k['raw_week_range'])} → "
+                f"{_interval(k['acted_week_range'])}), effect "
+                f"{m['params']['stay_home_effect']:.2f} of non-household contacts."
+            )
     lines += [
         "",
-        f"Infections averted by `stay_at_home` (paired over seeds, 90 % interval): "
-        f"{-d['mean']:.0f} agents [{-d['hi']:.0f}, {-d['lo']:.0f}].",
-        f"Peak day shift: {p['mean']:+.1f} days [{p['lo']:+.1f}, {p['hi']:+.1f}].",
+        f"## Counterfactuals on the {r['best']} model (NYC, paired over seeds, 90 % interval)",
         "",
-        f"LLM work ({r['archetypes']} archetypes, all scenarios and seeds): "
-        f"{llm['calls']:.0f} completions, {llm['cache_hits']:.0f} cache "
-        f"hits, {llm['invalid']:.0f} invalid answers, {llm['fallbacks']:.0f} fallbacks, "
-        f"{llm['seconds']:.1f} s in the backend.",
+        "| scenario | infections averted | deaths averted | hospital peak lowered by |",
+        "|---|--:|--:|--:|",
+    ]
+    for sc, v in r["counterfactuals"].items():
+        lines.append(
+            f"| {sc} | {v['infections_averted']:,.0f} {_interval(v['infections_averted_interval'])}"
+            f" | {v['deaths_averted']:,.0f} {_interval(v['deaths_averted_interval'])} | "
+            f"{v['hospital_peak_averted']:,.0f} {_interval(v['hospital_peak_averted_interval'])} |"
+        )
+    llm = r["llm"]
+    lines += [
         "",
-        "Files: " + ", ".join(f"`{f}`" for f in [*files, "summary.json"]) + ".",
+        "Per borough: `counterfactuals.parquet`.",
         "",
-        f"Wall time: {r['seconds']['total']:.1f} s (population {r['seconds']['population']:.1f} s,"
-        f" simulation {r['seconds']['simulation']:.1f} s).",
+        f"LLM: {llm.get('questions', 0)} questions (archetypes x weeks), "
+        f"{llm.get('completions', 0)} completions, {llm.get('cache_hits', 0)} cache hits, "
+        f"{llm.get('invalid', 0)} invalid, {llm.get('fallbacks', 0)} fallbacks.",
+        "",
+        "Files: "
+        + ", ".join(
+            f"`{f}`"
+            for f in [
+                *figures,
+                "fit.parquet",
+                "forecasts.parquet",
+                "counterfactuals.parquet",
+                "counterfactual_metrics.parquet",
+                "attack_rate_by_area.parquet",
+                "summary.json",
+            ]
+        )
+        + ".",
+        "",
+        f"Wall time: {r['seconds']['total']:.0f} s.",
         "",
     ]
     return "\n".join(lines)

@@ -1,63 +1,84 @@
-"""The flagship demo runs end to end at a tiny scale with the real embedded SmolLM2."""
+"""The flagship demo runs end to end at a tiny scale with the real embedded SmolLM2, and a rerun
+with warm caches asks the LLM nothing and fits nothing."""
 
 import json
 
 import polars as pl
 import pytest
 
+from populace import flagship as fl
 from populace.cli import main
+
+FILES = (
+    "summary.md",
+    "summary.json",
+    "fit.parquet",
+    "forecasts.parquet",
+    "counterfactuals.parquet",
+    "counterfactual_metrics.parquet",
+    "attack_rate_by_area.parquet",
+    "fit_cases.png",
+    "fit_deaths.png",
+    "comparison.png",
+    "counterfactuals.png",
+)
+
+
+def _demo(out, tmp_path):
+    args = ["demo", "--out", str(out), "--scale", "0.0004", "--archetypes", "borough"]
+    args += ["--popsize", "4", "--generations", "1", "--seeds", "2", "--device", "cpu"]
+    args += ["--cache", str(tmp_path / "llm.sqlite"), "--fit-cache", str(tmp_path / "fits")]
+    return main(args)
 
 
 @pytest.mark.slow
-def test_demo_writes_a_complete_report(tmp_path, capsys):
+def test_demo_writes_a_complete_report_and_reuses_its_caches(tmp_path, capsys):
     out = tmp_path / "report"
-    code = main(
-        [
-            "demo",
-            "--out",
-            str(out),
-            "--scale",
-            "0.0004",
-            "--days",
-            "8",
-            "--lockdown-day",
-            "3",
-            "--cache",
-            str(tmp_path / "llm.sqlite"),
-            "--seeds",
-            "1",
-            "--device",
-            "cpu",
-        ]
-    )
-    assert code == 0
+    assert _demo(out, tmp_path) == 0
     printed = capsys.readouterr().out
     assert str(out.resolve()) in printed
-    for name in (
-        "metrics.parquet",
-        "I.png",
-        "isolating_share.png",
-        "attack_rate_map.png",
-        "summary.md",
-        "summary.json",
-    ):
+    for name in FILES:
         assert (out / name).stat().st_size > 0, name
     summary = json.loads((out / "summary.json").read_text())
-    metrics = pl.read_parquet(out / "metrics.parquet")
-    assert sorted(metrics["scenario"].unique()) == ["baseline", "stay_at_home"]
-    assert metrics["step"].max() == 8
-    # the LLM was really asked: queries at day 0 and day 7, one prompt per archetype (+ retries)
-    assert summary["llm"]["calls"] >= summary["archetypes"]
-    # answers needed >= completions made: identical prompts are asked once, cached ones never
-    assert summary["llm"]["prompts"] >= summary["llm"]["calls"] + summary["llm"]["cache_hits"]
-    assert 0 <= summary["attack_rate"]["baseline"] <= 1
-    assert "Infections averted" in (out / "summary.md").read_text()
+    assert set(summary["behaviour_models"]) == {"none", "heuristic", "llm"}
+    for m in summary["behaviour_models"].values():
+        assert m["nd_fit"] >= 0 and m["forecast_relative_mae"] >= 0
+        lo, hi = m["nd_fit_interval"]
+        assert lo <= m["nd_fit"] <= hi
+    # the LLM was really asked, once per archetype (borough) and week, never per agent
+    weeks = fl.ORIGINS[-1] // 7 + 1
+    llm = summary["llm"]
+    assert summary["archetypes"] == 5 and llm["questions"] == weeks * 5
+    assert llm["completions"] >= llm["questions"] - llm["cache_hits"]
+    assert llm["fallbacks"] <= llm["invalid"] + llm.get("lost", 0) + llm["completions"]
+    link = summary["behaviour_models"]["llm"]["link"]
+    assert 0 <= link["raw_mean"] <= 1 and 0 <= link["acted_mean"] <= 1
+    assert set(summary["counterfactuals"]) == {
+        "schools_closed_BX",
+        "vaccine_65_first",
+        "vaccine_most_connected_first",
+        "stay_home_order_by_borough",
+    }
+    for entry in summary["counterfactuals"].values():
+        lo, hi = entry["infections_averted_interval"]
+        assert lo <= entry["infections_averted"] <= hi
+    fit = pl.read_parquet(out / "fit.parquet")
+    assert fit["borough"].n_unique() == 5 and fit["behaviour"].n_unique() == 3
+    assert "Counterfactuals" in (out / "summary.md").read_text()
+
+    again = tmp_path / "again"
+    assert _demo(again, tmp_path) == 0
+    warm = json.loads((again / "summary.json").read_text())
+    assert warm["llm"]["completions"] == 0 and warm["llm"]["cache_hits"] == llm["questions"]
+    assert all(m["fit_cached"] for m in warm["behaviour_models"].values())
+    for name, m in warm["behaviour_models"].items():
+        assert m["params"] == summary["behaviour_models"][name]["params"]
 
 
-def test_demo_refuses_a_lockdown_after_the_last_day(tmp_path, capsys):
+def test_demo_refuses_an_unknown_behaviour(tmp_path, capsys):
     out = tmp_path / "report"
-    assert main(["demo", "--out", str(out), "--days", "8", "--lockdown-day", "8"]) == 2
-    assert "lockdown_day=8 must fall inside the 8 days" in capsys.readouterr().err
+    assert main(["demo", "--out", str(out), "--behaviours", "none,psychic"]) == 2
+    assert "unknown behaviour(s) ['psychic']" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -1,0 +1,694 @@
+"""The flagship: a calibrated NYC epidemic on the contact network, with stay-home behaviour from
+no one, a heuristic rule or LLM archetypes, compared on real data, then targeted counterfactuals.
+
+One model (:mod:`populace.models.covid`) composed from the modules: the synthetic New York
+(:func:`populace.populations.nyc`: 177 ZIP-code areas, age x sex, households, schools,
+workplaces, community) and its four contact layers, the natural history with severity by age
+(:mod:`populace.epi.severity`: hospital, ICU, death) and a stay-home behaviour
+(:mod:`populace.behaviors.stay_home`): agents at home keep their household and drop the fitted
+fraction ``stay_home_effect`` of their school, work and community contacts.
+
+What agents know when they decide is the *observed* epidemic (:func:`situations`): each week,
+the reported cases per 100k in their borough over the last 7 days and the change from the
+4 weeks before. So the behaviour's answers do not depend on the simulation: the LLM is asked once
+per archetype and week (``archetypes x weeks x samples`` completions, cached on disk), whatever
+the number of agents or runs. Three behaviours:
+
+- ``none``: nobody stays home (transmission alone);
+- ``heuristic``: the rule of :func:`populace.models.covid_behavior.heuristic` (a base rate, a
+  rate per weekly case, more while cases rise, caution by age group) on the same situations;
+- ``llm``: the yes/no answers of the LLM archetypes (age group x borough by default) to
+  "will you stay home this week?".
+
+The answer table goes through a calibratable link ``q = sigmoid(link_scale * logit(p) +
+link_bias)`` fitted jointly with transmission (``beta``, the seeding ``initial``) and
+``stay_home_effect``: the behaviour supplies the shape across archetypes and weeks, the data its
+strength. Observation is profiled out in closed form: reported cases are the model's infections
+after a fixed incubation-and-reporting delay times an ascertainment per 28-day block, reported
+deaths the model's deaths times one reporting ratio. The fit is a batched search
+(:func:`populace.calibration.batched.search`: a Latin-hypercube design, then CMA-ES
+generations; every candidate one member of one simulation, common random numbers) minimising the
+mean over boroughs of the cases and deaths ND of weekly totals (normalised deviation,
+``sum |pred - obs| / sum obs``).
+
+Each fitted model is then scored (:func:`score`): ND over the fit window and rolling 4-week
+forecasts from origins after it (the behaviour held at the origin's week, the ascertainment
+re-anchored on the 14 days before the origin), relative to persistence, with intervals over
+seeds. The best model runs the counterfactuals (:func:`counterfactuals`): schools closed in one
+borough, a vaccine to the 65+ first or to the most connected first, a stay-home order triggered
+per borough by its own prevalence; paired differences per borough.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import torch
+
+from populace.behaviors.llm import PromptTemplate, Question
+from populace.behaviors.stay_home import WEEK, StayHome
+from populace.calibration.batched import Bound, search
+from populace.calibration.data import NYC_BOROUGHS, nyc_series
+from populace.calibration.observation import delay_weights
+from populace.engine import Model, Simulation, member_seed
+from populace.engine.intervention import SetParam, Trigger
+from populace.engine.study import Scenario, study
+from populace.kernels.meanfield import group_sum
+from populace.models import covid, covid_behavior
+from populace.populations import Population
+
+START = "2020-03-01"
+FIT_DAYS = 122  # 2020-03-01 .. 2020-06-30: the first wave
+ORIGINS = (FIT_DAYS, FIT_DAYS + 28)  # 2020-07-01 and 2020-07-29
+HORIZON = 28
+BLOCK = 28  # days per ascertainment level
+CASE_DELAY = 8.0  # mean days from infection to a reported case (incubation + testing)
+BEHAVIOURS = ("none", "heuristic", "llm")
+NYC_RESIDENTS = covid.NYC_RESIDENTS
+#: borough codes of the data and the population, and their names for prompts.
+BOROUGH_NAMES = dict(zip(NYC_BOROUGHS, covid_behavior.BOROUGH_LABELS, strict=True))
+
+PROMPT = PromptTemplate(
+    system=(
+        "You are a resident of New York City aged {age_group} living in {borough}. "
+        "Answer as that person would."
+    ),
+    user=(
+        "In the last 7 days there were {cases_per_100k} new COVID-19 cases per 100,000 people "
+        "in {borough}, {trend} compared with the weeks before. Will you stay home and avoid "
+        "contacts this week?"
+    ),
+)
+
+
+def date_of(day: int) -> str:
+    return (dt.date.fromisoformat(START) + dt.timedelta(days=day)).isoformat()
+
+
+def observed(days: int) -> dict[str, torch.Tensor]:
+    """``cases`` and ``deaths`` → ``[T, 5]`` float64 daily counts per borough from 2020-03-01."""
+    end = date_of(days - 1)
+    out = {}
+    for kind in ("cases", "deaths"):
+        frame = nyc_series(kind, START, end)
+        out[kind] = torch.stack([frame[b].to_torch().double() for b in NYC_BOROUGHS], dim=1)
+    return out
+
+
+def residents(pop: Population) -> torch.Tensor:
+    """``[5]`` NYC residents per borough represented by the population (agents x multiplier)."""
+    counts = torch.bincount(pop.attributes["borough"].long(), minlength=len(NYC_BOROUGHS))
+    return counts.double() * NYC_RESIDENTS / pop.n
+
+
+def situations(cases: torch.Tensor, people: torch.Tensor, weeks: int) -> dict[str, torch.Tensor]:
+    """What agents know at the start of each week: ``per_100k`` ``[W, 5]`` reported cases per
+    100k residents of the borough in the 7 days before, and ``change`` ``[W, 5]`` (%) from the
+    mean week of the 28 days before those (one case added to both, so a start from no cases is
+    a rise). cases ``[T, 5]`` from day 0; days before 0 count 0."""
+    if cases.shape[0] < (weeks - 1) * WEEK:
+        raise ValueError(f"situations: {cases.shape[0]} days of cases for {weeks} weeks")
+    padded = torch.cat([torch.zeros(35, cases.shape[1], dtype=cases.dtype), cases])
+    per_100k, change = [], []
+    for w in range(weeks):
+        end = 35 + w * WEEK  # the first day of week w, in padded rows
+        last = padded[end - 7 : end].sum(dim=0)
+        before = padded[end - 35 : end - 7].sum(dim=0) / 4
+        per_100k.append(last / people * 1e5)
+        change.append(((last + 1) / (before + 1) - 1) * 100)
+    return {"per_100k": torch.stack(per_100k), "change": torch.stack(change)}
+
+
+def archetypes(pop: Population, attributes: Sequence[str]) -> tuple[torch.Tensor, list[dict]]:
+    """(``[N]`` int64 archetype of every agent, each archetype's labels by attribute).
+
+    ``attributes`` from ``age_group`` (four groups), ``age`` (ten bands), ``borough``, ``sex``;
+    the archetypes are the combinations that occur."""
+    fold = {g: k for k, g in enumerate(covid_behavior.AGE_GROUPS)}
+    columns, names = [], []
+    for a in attributes:
+        if a == "age_group":
+            bands = pop.codebook["age"]
+            codes = torch.tensor([fold[covid_behavior.AGE_GROUP_OF[b]] for b in bands])
+            columns.append(codes[pop.attributes["age"].long()])
+            names.append(covid_behavior.AGE_GROUPS)
+        elif a in pop.codebook:
+            columns.append(pop.attributes[a].long())
+            labels = pop.codebook[a]
+            names.append([BOROUGH_NAMES.get(x, x) for x in labels] if a == "borough" else labels)
+        else:
+            raise ValueError(
+                f"unknown archetype attribute {a!r}; valid: age_group, "
+                f"{', '.join(sorted(pop.codebook))}"
+            )
+    if not columns:
+        raise ValueError("archetypes need at least one attribute")
+    key = torch.zeros(pop.n, dtype=torch.int64)
+    for col, labels in zip(columns, names, strict=True):
+        key = key * len(labels) + col
+    combos, codes = torch.unique(key, return_inverse=True)
+    labels_of = []
+    for c in combos.tolist():
+        entry = {}
+        for a, labels in zip(reversed(attributes), reversed(names), strict=True):
+            entry[a] = str(labels[c % len(labels)])
+            c //= len(labels)
+        labels_of.append(dict(reversed(list(entry.items()))))
+    return codes, labels_of
+
+
+def borough_of(entry: Mapping[str, str]) -> int | None:
+    """Index (in ``NYC_BOROUGHS``) of an archetype's borough, None when it has none."""
+    if "borough" not in entry:
+        return None
+    return list(BOROUGH_NAMES.values()).index(entry["borough"])
+
+
+def _situation_of(entry, known: Mapping[str, torch.Tensor], w: int) -> tuple[float, float]:
+    """(cases per 100k, change %) an archetype sees in week w: its borough's, or the city's."""
+    b = borough_of(entry)
+    if b is None:
+        return float(known["city_per_100k"][w]), float(known["city_change"][w])
+    return float(known["per_100k"][w, b]), float(known["change"][w, b])
+
+
+def heuristic_table(known: Mapping[str, torch.Tensor], labels: Sequence[Mapping[str, str]]):
+    """``[W, K]`` stay-home probability of the heuristic rule (the defaults of
+    :class:`populace.models.covid_behavior.BehaviorParams`) per week and archetype."""
+    p = covid_behavior.BehaviorParams()
+    caution = torch.as_tensor(p.caution, dtype=torch.float64)
+    weeks = known["per_100k"].shape[0]
+    table = torch.zeros(weeks, len(labels), dtype=torch.float64)
+    for k, entry in enumerate(labels):
+        group = entry.get("age_group")
+        c = float(caution[covid_behavior.AGE_GROUPS.index(group)]) if group else 1.0
+        for w in range(weeks):
+            cases, change = _situation_of(entry, known, w)
+            base = float(p.isolation_base) + float(p.isolation_per_case) * cases
+            rising = float(p.rising_factor) if change > 0 else 1.0
+            table[w, k] = min(1.0, base * rising * c)
+    return table
+
+
+def trend_words(change: float) -> str:
+    return covid_behavior.trend_words(change)
+
+
+def llm_table(known: Mapping[str, torch.Tensor], labels: Sequence[Mapping[str, str]], query):
+    """(``[W, K]`` mean yes-answer per week and archetype, the query's accounting): one batch of
+    ``W x K`` questions (x ``samples`` completions), answers cached by the query."""
+    weeks = known["per_100k"].shape[0]
+    questions = []
+    for w in range(weeks):
+        for entry in labels:
+            cases, change = _situation_of(entry, known, w)
+            env = {"cases_per_100k": f"{cases:.0f}", "trend": trend_words(change)}
+            questions.append(Question({"age_group": "adult", "borough": "New York"} | entry, env))
+    values, acc = query.ask(questions)
+    return values.view(weeks, len(labels)), acc
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """What a flagship run is made of (its digest keys the fit cache).
+
+    Attributes:
+        scale: fraction of NYC's residents.
+        population_seed: seed of the synthetic population.
+        archetype_attributes: attributes whose combinations are the LLM archetypes.
+        samples: LLM answers per archetype and week.
+        popsize, generations: the batched search (candidates per generation; CMA-ES
+            generations after the design).
+        seeds: seeds of the scoring and counterfactual runs.
+        seed: run seed.
+        device: where the simulations run.
+    """
+
+    scale: float = 0.01
+    population_seed: int = 0
+    archetype_attributes: tuple[str, ...] = ("age_group", "borough")
+    samples: int = 1
+    popsize: int = 10
+    generations: int = 4
+    seeds: int = 2
+    seed: int = 0
+    device: str = "cpu"
+
+
+@dataclasses.dataclass
+class Flagship:
+    """The composed pieces: population, observed data, what agents know, the behaviours."""
+
+    setting: Setting
+    population: Population
+    data: dict[str, torch.Tensor]
+    people: torch.Tensor
+    known: dict[str, torch.Tensor]
+    labels: list[dict]
+    archetype: torch.Tensor
+    tables: dict[str, torch.Tensor]
+    llm: dict[str, float]
+
+    @property
+    def multiplier(self) -> float:
+        return NYC_RESIDENTS / self.population.n
+
+    def behaviour(self, name: str) -> StayHome | None:
+        if name == "none":
+            return None
+        names = [" / ".join(e.values()) for e in self.labels]
+        return StayHome(self.tables[name], self.archetype, tuple(names), source=name)
+
+    def model(self, name: str, **params: Any) -> Model:
+        """The covid model with behaviour ``name`` (params given override the defaults)."""
+        return covid.build(
+            population=self.population,
+            area="borough",
+            by=("borough",),
+            initial_infected=None,
+            behaviour=self.behaviour(name),
+            vaccine_order="degree",
+            **params,
+        )
+
+
+def prepare(setting: Setting, query_factory: Callable[[], Any] | None, log=print) -> Flagship:
+    """Build the population, read the data, make every behaviour's table (asks the LLM when
+    ``query_factory`` is given, else the ``llm`` behaviour is left out)."""
+    from populace.populations.nyc import nyc
+
+    pop = nyc(scale=setting.scale, seed=setting.population_seed, homes=False)
+    days = ORIGINS[-1] + HORIZON
+    data = observed(days)
+    people = residents(pop)
+    weeks = ORIGINS[-1] // WEEK + 1
+    known = situations(data["cases"], people, weeks)
+    city = situations(data["cases"].sum(dim=1, keepdim=True), people.sum().reshape(1), weeks)
+    known |= {"city_per_100k": city["per_100k"][:, 0], "city_change": city["change"][:, 0]}
+    codes, labels = archetypes(pop, setting.archetype_attributes)
+    tables = {"heuristic": heuristic_table(known, labels)}
+    llm = {"completions": 0, "cache_hits": 0, "invalid": 0, "fallbacks": 0, "questions": 0}
+    if query_factory is not None:
+        t0 = time.perf_counter()
+        table, acc = llm_table(known, labels, query_factory())
+        tables["llm"] = table
+        llm = {
+            "questions": weeks * len(labels),
+            "completions": acc.calls,
+            "answers": acc.answers,
+            "cache_hits": acc.cache_hits,
+            "invalid": acc.invalid,
+            "retries": acc.retries,
+            "fallbacks": acc.fallbacks,
+            "seconds": time.perf_counter() - t0,
+        }
+        log(
+            f"LLM: {weeks} weeks x {len(labels)} archetypes x {setting.samples} samples: "
+            f"{acc.calls} completions, {acc.cache_hits} cached, {acc.invalid} invalid"
+        )
+    return Flagship(setting, pop, data, people, known, labels, codes, tables, llm)
+
+
+# --- observation and scores -------------------------------------------------------------
+
+
+def borough_rows(metrics: pl.DataFrame, prefix: str, members: int) -> torch.Tensor:
+    """``[B, T, 5]`` per-borough metric ``<prefix>_<borough>`` by member and step."""
+    cols = [f"{prefix}_{b}" for b in NYC_BOROUGHS]
+    frame = metrics.sort("member", "step").select(cols)
+    values = frame.to_torch(dtype=pl.Float64)
+    return values.reshape(members, -1, len(cols))
+
+
+def unit_cases(infections: torch.Tensor, multiplier: float) -> torch.Tensor:
+    """``[B, T, 5]`` cases if every infection were reported after the delay (NYC scale)."""
+    w = delay_weights(CASE_DELAY, cv=0.5, max_delay=21).to(infections)  # [D]
+    x = infections.permute(0, 2, 1).reshape(-1, 1, infections.shape[1])  # [B*5, 1, T]
+    padded = torch.nn.functional.pad(x, (w.numel() - 1, 0))
+    out = torch.nn.functional.conv1d(padded, w.flip(0).view(1, 1, -1))
+    return out.view(infections.shape[0], 5, -1).permute(0, 2, 1) * multiplier
+
+
+def ascertainment(unit: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+    """``[B, T]`` city ascertainment per 28-day block, in closed form (the Poisson MLE of a
+    level per block: observed over expected). unit ``[B, T, 5]``, obs ``[T, 5]``."""
+    b, t = unit.shape[0], obs.shape[0]
+    out = torch.zeros(b, t, dtype=unit.dtype)
+    for start in range(0, t, BLOCK):
+        sl = slice(start, min(start + BLOCK, t))
+        level = obs[sl].sum() / unit[:, sl].sum(dim=(1, 2)).clamp_min(1e-9)
+        out[:, sl] = level.clamp(max=1.0).unsqueeze(1)
+    return out
+
+
+def nd(pred: torch.Tensor, obs: torch.Tensor, days: int = 1) -> torch.Tensor:
+    """``[B, 5]`` normalised deviation per borough, ``sum_t |pred - obs| / sum_t obs``, of the
+    daily values (``days=1``) or of their totals over whole blocks of ``days`` (the partial
+    block at the end left out). pred ``[B, T, 5]``, obs ``[T, 5]``."""
+    if days > 1:
+        t = obs.shape[0] // days * days
+        pred = pred[:, :t].reshape(pred.shape[0], -1, days, pred.shape[2]).sum(dim=2)
+        obs = obs[:t].reshape(-1, days, obs.shape[1]).sum(dim=1)
+    return (pred - obs).abs().sum(dim=1) / obs.sum(dim=0).clamp_min(1.0)
+
+
+def fit_predictions(
+    infections: torch.Tensor, deaths: torch.Tensor, data: Mapping[str, torch.Tensor], mult: float
+) -> dict[str, torch.Tensor]:
+    """Expected reported ``cases`` and ``deaths`` ``[B, T, 5]`` over the data's T days, the
+    observation profiled out (``ascertainment`` ``[B, T]``, ``death_ratio`` ``[B]``)."""
+    t = data["cases"].shape[0]
+    unit = unit_cases(infections, mult)[:, :t]
+    asc = ascertainment(unit, data["cases"])
+    dead = deaths[:, :t] * mult
+    ratio = data["deaths"].sum() / dead.sum(dim=(1, 2)).clamp_min(1e-9)
+    return {
+        "cases": asc.unsqueeze(2) * unit,
+        "deaths": ratio.view(-1, 1, 1) * dead,
+        "ascertainment": asc,
+        "death_ratio": ratio,
+    }
+
+
+def objective(pred: Mapping[str, torch.Tensor], data: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """``[B]`` the fit's loss: mean over boroughs of (cases ND + deaths ND) / 2, of weekly
+    totals (a model death at 1 % stands for 100: daily counts are mostly sampling noise)."""
+    cases = nd(pred["cases"], data["cases"], WEEK)
+    return 0.5 * (cases + nd(pred["deaths"], data["deaths"], WEEK)).mean(1)
+
+
+# --- the fit ------------------------------------------------------------------------------
+
+
+def bounds(name: str) -> list[Bound]:
+    """The free params of behaviour ``name`` and their search boxes."""
+    out = [Bound("beta", 0.2, 2.0), Bound("initial", 1e-5, 3e-3, log=True)]
+    if name != "none":
+        out += [
+            Bound("stay_home_effect", 0.0, 1.0),
+            Bound("link_bias", -6.0, 10.0),
+            Bound("link_scale", 0.0, 4.0),
+        ]
+    return out
+
+
+def simulate(
+    flag: Flagship, name: str, values: Mapping[str, torch.Tensor], days: int, seeds: Sequence[int]
+) -> pl.DataFrame:
+    """Metrics of one batched run: member b has ``values[k][b]`` (``[B]`` each)."""
+    model = flag.model(name)
+    params = model.params.replace(**values)
+    sim = Simulation(
+        model, seeds=list(seeds), params=params, progress=False, device=flag.setting.device
+    )
+    return sim.run(days).metrics
+
+
+def losses_of(flag: Flagship, name: str, days: int = FIT_DAYS):
+    """The batched objective of behaviour ``name``: ``{param: [P]}`` → ``[P]`` losses, every
+    candidate on the same random numbers (common seed)."""
+    data = {k: v[:days] for k, v in flag.data.items()}
+
+    def evaluate(values: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        count = next(iter(values.values())).numel()
+        seeds = [member_seed(flag.setting.seed, 0)] * count
+        metrics = simulate(flag, name, values, days - 1, seeds)
+        inf = borough_rows(metrics, "new_infections", count)
+        dead = borough_rows(metrics, "new_deaths", count)
+        return objective(fit_predictions(inf, dead, data, flag.multiplier), data)
+
+    return evaluate
+
+
+def digest(flag: Flagship, name: str) -> str:
+    """Key of a fit: the setting, the population, the data, the behaviour's table, the code."""
+    h = hashlib.sha256()
+    h.update(json.dumps(dataclasses.asdict(flag.setting), sort_keys=True).encode())
+    meta = {k: v for k, v in flag.population.meta.items() if k != "seconds"}  # timings vary
+    h.update(json.dumps(meta, sort_keys=True, default=str).encode())
+    for t in (flag.data["cases"], flag.data["deaths"], flag.tables.get(name, torch.zeros(0))):
+        h.update(t.numpy().tobytes())
+    h.update(name.encode())
+    h.update(Path(__file__).read_bytes())
+    h.update(Path(covid.__file__).read_bytes())
+    return h.hexdigest()[:20]
+
+
+def fit(flag: Flagship, name: str, cache: Path | None, log=print) -> dict[str, Any]:
+    """Fit behaviour ``name`` (or reuse the cached fit of the same digest)."""
+    key = digest(flag, name)
+    path = None if cache is None else cache / f"flagship-fit-{name}-{key}.json"
+    if path is not None and path.exists():
+        record = json.loads(path.read_text())
+        log(f"fit {name}: cached ({path.name})")
+        return record | {"cached": True}
+    s = flag.setting
+    t0 = time.perf_counter()
+    found = search(
+        losses_of(flag, name),
+        bounds(name),
+        popsize=s.popsize,
+        generations=s.generations,
+        seed=s.seed,
+        log=lambda m: log(f"fit {name}: {m}"),
+    )
+    record = {
+        "behaviour": name,
+        "params": found.best,
+        "loss": found.loss,
+        "evaluations": found.evaluations,
+        "history": found.history,
+        "seconds": time.perf_counter() - t0,
+        "digest": key,
+    }
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        tmp.replace(path)
+    return record | {"cached": False}
+
+
+# --- scores: fit ND and rolling forecasts ----------------------------------------------------
+
+
+def weekly(x: torch.Tensor) -> torch.Tensor:
+    """``[..., 4, 5]`` weekly totals of ``[..., 28, 5]`` daily values."""
+    return x.reshape(*x.shape[:-2], 4, WEEK, x.shape[-1]).sum(dim=-2)
+
+
+def score(flag: Flagship, name: str, params: Mapping[str, float]) -> dict[str, Any]:
+    """Fit ND and rolling-forecast error of fitted behaviour ``name``, per seed.
+
+    One run of ``len(ORIGINS) x seeds`` members to the last origin + 28 days; member (o, s)
+    holds the behaviour at origin o's week. ND over the fit window (cases and deaths, member
+    mean over seeds and per seed); at each origin the cases ascertainment of each borough is
+    re-anchored on the 14 days before it and the next four weekly totals are compared with the
+    data and with persistence (the last week repeated)."""
+    s = flag.setting
+    days = ORIGINS[-1] + HORIZON
+    members = [(o, k) for o in ORIGINS for k in range(s.seeds)]
+    count = len(members)
+    values = {n: torch.full((count,), float(v), dtype=torch.float64) for n, v in params.items()}
+    values["stay_home_hold"] = torch.tensor([o // WEEK for o, _ in members], dtype=torch.float64)
+    seeds = [member_seed(s.seed + 1, k) for _, k in members]
+    metrics = simulate(flag, name, values, days - 1, seeds)
+    inf = borough_rows(metrics, "new_infections", count)
+    dead = borough_rows(metrics, "new_deaths", count)
+    fit_data = {k: v[:FIT_DAYS] for k, v in flag.data.items()}
+    first = [i for i, (o, _) in enumerate(members) if o == ORIGINS[0]]
+    pred = fit_predictions(inf[first], dead[first], fit_data, flag.multiplier)
+    nd_cases = nd(pred["cases"], fit_data["cases"], WEEK)  # [S, 5]
+    nd_deaths = nd(pred["deaths"], fit_data["deaths"], WEEK)
+    city = {  # daily, citywide: the ND of the calibration issue
+        k: nd(pred[k].sum(dim=2, keepdim=True), fit_data[k].sum(dim=1, keepdim=True))[:, 0]
+        for k in ("cases", "deaths")
+    }
+    unit = unit_cases(inf, flag.multiplier)
+    obs = flag.data["cases"]
+    rows = []
+    for i, (o, k) in enumerate(members):
+        before = slice(o - 14, o)
+        level = obs[before].sum(dim=0) / unit[i, before].sum(dim=0).clamp_min(1e-9)  # [5]
+        ahead = weekly(unit[i, o : o + HORIZON] * level)  # [4, 5]
+        truth = weekly(obs[o : o + HORIZON])
+        last = obs[o - WEEK : o].sum(dim=0)
+        model_ae = (ahead - truth).abs().mean()
+        persistence_ae = (last - truth).abs().mean()
+        rows.append(
+            {
+                "behaviour": name,
+                "origin": date_of(o),
+                "seed": k,
+                "model_mae": float(model_ae),
+                "persistence_mae": float(persistence_ae),
+                "relative_mae": float(model_ae / persistence_ae.clamp_min(1e-9)),
+            }
+        )
+    forecasts = pl.DataFrame(rows)
+    per_seed = forecasts.group_by("seed").agg(pl.col("relative_mae").mean()).sort("seed")
+    rel = per_seed["relative_mae"].to_torch()
+    per_seed_nd = (nd_cases.mean(1) + nd_deaths.mean(1)) / 2
+    return {
+        "nd_fit": float(per_seed_nd.mean()),
+        "nd_fit_interval": [float(per_seed_nd.min()), float(per_seed_nd.max())],
+        "nd_cases_city": float(city["cases"].mean()),
+        "nd_deaths_city": float(city["deaths"].mean()),
+        "nd_cases_by_borough": dict(zip(NYC_BOROUGHS, nd_cases.mean(0).tolist(), strict=True)),
+        "nd_deaths_by_borough": dict(zip(NYC_BOROUGHS, nd_deaths.mean(0).tolist(), strict=True)),
+        "forecast_relative_mae": float(rel.mean()),
+        "forecast_relative_mae_interval": [float(rel.min()), float(rel.max())],
+        "death_ratio": float(pred["death_ratio"].mean()),
+        "ascertainment_by_block": pred["ascertainment"].mean(0)[::BLOCK].tolist(),
+        "predicted": {k: pred[k].mean(0) for k in ("cases", "deaths")},
+        "forecasts": forecasts,
+        "staying_home": metrics.filter(pl.col("member") == first[0])["staying_home"].to_torch(),
+    }
+
+
+def link_effect(flag: Flagship, name: str, params: Mapping[str, float]) -> dict[str, float]:
+    """How the fitted link moved the raw answers: mean raw p and mean acted-on q over the fit
+    window's weeks (population-weighted), and the fitted scale and bias."""
+    from populace.behaviors.stay_home import link
+
+    table = flag.tables[name][: FIT_DAYS // WEEK + 1]
+    p = covid.CovidParams().replace(
+        link_scale=float(params["link_scale"]), link_bias=float(params["link_bias"])
+    )
+    weights = torch.bincount(flag.archetype, minlength=table.shape[1]).double()
+    raw = (table * weights).sum(1) / weights.sum()  # [W] population share, raw answers
+    acted = (link(table, p) * weights).sum(1) / weights.sum()
+    return {
+        "raw_mean": float(raw.mean()),
+        "acted_mean": float(acted.mean()),
+        "raw_week_range": [float(raw.min()), float(raw.max())],
+        "acted_week_range": [float(acted.min()), float(acted.max())],
+        "link_scale": float(params["link_scale"]),
+        "link_bias": float(params["link_bias"]),
+    }
+
+
+# --- counterfactuals ---------------------------------------------------------------------
+
+
+def prevalence_by_borough(state, params, ctx) -> torch.Tensor:
+    """``[B, 5]`` share of each borough's agents infectious (the stay-home order's trigger)."""
+    from populace.epi import severity
+
+    infectious = covid.rows(state, severity.INFECTIOUS).to(torch.float64)
+    size = torch.bincount(ctx.data.borough, minlength=5).to(infectious)
+    return group_sum(infectious, ctx.data.borough, 5) / size
+
+
+def scenarios(
+    closed_borough: str = "BX",
+    closure_day: int = 15,
+    vaccine_day: int = 14,
+    doses_per_100k: float = 300.0,
+    order_on: float = 0.01,
+    order_off: float = 0.003,
+    order_factor: float = 0.3,
+) -> list[Scenario]:
+    """The targeted counterfactuals."""
+    from populace.epi.vaccination import campaign
+
+    order = tuple(
+        Trigger(
+            layer,
+            order_factor,
+            prevalence_by_borough,
+            on_above=order_on,
+            off_below=order_off,
+            label=f"order_{layer}",
+            axis="borough",
+        )
+        for layer in ("work", "community")
+    )
+    return [
+        Scenario(
+            f"schools_closed_{closed_borough}",
+            (SetParam("school", 0.0, start=closure_day, where={"borough": closed_borough}),),
+        ),
+        Scenario(
+            "vaccine_65_first",
+            campaign(doses_per_100k, vaccine_day, ages=("75+", "65-74"), sequential=True),
+        ),
+        Scenario("vaccine_most_connected_first", campaign(doses_per_100k, vaccine_day)),
+        Scenario("stay_home_order_by_borough", triggers=order),
+    ]
+
+
+def counterfactuals(
+    flag: Flagship, name: str, params: Mapping[str, float], days: int = FIT_DAYS
+) -> dict[str, Any]:
+    """Run the baseline and :func:`scenarios` on fitted behaviour ``name``: paired differences
+    per borough (infections, deaths, hospital peak; NYC scale) with 90 % intervals over seeds,
+    and the baseline attack rate by ZIP-code area."""
+    s = flag.setting
+    model = flag.model(name, **{k: float(v) for k, v in params.items()})
+    result = study(
+        model,
+        scenarios(),
+        steps=days - 1,
+        seeds=s.seeds,
+        seed=s.seed + 2,
+        progress=False,
+        device=s.device,
+    )
+    mult = flag.multiplier
+    out: dict[str, Any] = {}
+    rows = []
+    for b in NYC_BOROUGHS + ("NYC",):
+        cols = {
+            "infections": (f"new_infections_{b}", "sum"),
+            "deaths": (f"new_deaths_{b}", "sum"),
+            "hospital_peak": (f"hospitalised_{b}", "peak"),
+        }
+        if b == "NYC":
+            cols = {
+                "infections": ("new_infections", "sum"),
+                "deaths": ("new_deaths", "sum"),
+                "hospital_peak": ("hospitalised", "peak"),
+            }
+        for what, (col, how) in cols.items():
+            for r in result.difference(col, how).iter_rows(named=True):
+                rows.append(
+                    {
+                        "scenario": r["scenario"],
+                        "borough": b,
+                        "outcome": what,
+                        "averted": -r["mean"] * mult,
+                        "averted_lo": -r["hi"] * mult,
+                        "averted_hi": -r["lo"] * mult,
+                    }
+                )
+    table = pl.DataFrame(rows)
+    for sc in result.scenarios[1:]:
+        city = table.filter((pl.col("scenario") == sc) & (pl.col("borough") == "NYC"))
+        entry = {}
+        for r in city.iter_rows(named=True):
+            entry[f"{r['outcome']}_averted"] = r["averted"]
+            entry[f"{r['outcome']}_averted_interval"] = [r["averted_lo"], r["averted_hi"]]
+        out[sc] = entry
+    state = result.result.final_state
+    seeds = s.seeds
+    ever = (state.health[:seeds, covid.COURSE_INDEX["S"]] < 0.5).double().mean(0)  # [N]
+    area = flag.population.attributes["area"].long()
+    areas = len(flag.population.codebook["area"])
+    size = torch.bincount(area, minlength=areas).double()
+    attack = torch.bincount(area, weights=ever, minlength=areas) / size.clamp_min(1)
+    return {
+        "summary": out,
+        "table": table,
+        "attack_rate_by_area": attack,
+        "metrics": result.metrics,
+        "baseline_attack_rate": float(ever.mean()),
+    }

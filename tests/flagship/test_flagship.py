@@ -1,0 +1,130 @@
+"""The flagship's pieces: what agents know, archetypes, LLM work independent of N, the
+profiled-out observation, the fit cache and paired counterfactual differences."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+import torch
+
+from populace import flagship as fl
+from populace.behaviors.llm import Accounting
+
+
+def test_situations_of_constant_cases():
+    people = torch.tensor([1e5, 2e5, 1e5, 1e5, 5e4], dtype=torch.float64)
+    cases = torch.full((70, 5), 10.0, dtype=torch.float64)
+    known = fl.situations(cases, people, weeks=10)
+    assert known["per_100k"][0].tolist() == [0.0] * 5  # nothing known before day 0
+    expected = 70 / people * 1e5
+    assert torch.allclose(known["per_100k"][1:], expected.expand(9, 5))
+    # from week 5 the 4 weeks before are all data: the same level, no change
+    assert torch.allclose(known["change"][5:], torch.zeros(5, 5, dtype=torch.float64))
+    assert (known["change"][1] > 0).all()  # week 1: up from nothing
+    with pytest.raises(ValueError, match="days of cases"):
+        fl.situations(cases[:20], people, weeks=10)
+
+
+class CountingQuery:
+    """Stands in for the LLM: answers 0.5, counts the questions asked."""
+
+    def __init__(self):
+        self.asked = 0
+
+    def ask(self, questions, previous=None):
+        self.asked += len(questions)
+        return torch.full((len(questions),), 0.5, dtype=torch.float64), Accounting(
+            answers=len(questions), calls=len(questions)
+        )
+
+
+@pytest.mark.slow
+def test_llm_questions_scale_with_archetypes_and_weeks_not_agents():
+    asked = {}
+    for scale in (0.0003, 0.0012):
+        query = CountingQuery()
+        flag = fl.prepare(fl.Setting(scale=scale), lambda q=query: q, log=lambda m: None)
+        weeks = fl.ORIGINS[-1] // 7 + 1
+        assert len(flag.labels) == 20  # 4 age groups x 5 boroughs
+        assert query.asked == weeks * len(flag.labels) == flag.llm["questions"]
+        asked[flag.population.n] = query.asked
+        # every agent of an archetype has its age group and borough
+        for k, entry in enumerate(flag.labels):
+            members = flag.archetype == k
+            boroughs = flag.population.attributes["borough"][members].unique()
+            assert boroughs.numel() == 1
+            assert fl.borough_of(entry) == int(boroughs[0])
+        assert flag.tables["llm"].shape == (weeks, 20)
+    assert len(set(asked.values())) == 1 and len(asked) == 2
+
+
+def test_unknown_archetype_attribute_is_named():
+    from populace.models.covid import synthetic_population
+
+    pop = synthetic_population(200)
+    with pytest.raises(ValueError, match="unknown archetype attribute 'income'"):
+        fl.archetypes(pop, ("income",))
+    codes, labels = fl.archetypes(pop, ("borough",))
+    assert codes.max() < len(labels) <= 5
+
+
+def test_the_observation_is_profiled_out_in_closed_form():
+    obs = torch.rand(60, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    unit = (obs / 0.2).expand(3, 60, 5)
+    asc = fl.ascertainment(unit, obs)
+    assert torch.allclose(asc, torch.full((3, 60), 0.2, dtype=torch.float64))
+    assert torch.allclose(fl.nd(obs.unsqueeze(0), obs), torch.zeros(1, 5, dtype=torch.float64))
+    assert torch.allclose(fl.nd(torch.zeros(1, 60, 5), obs, 7), torch.ones(1, 5).double())
+    # deaths: the reporting ratio is the data's total over the model's
+    data = {"cases": obs, "deaths": obs * 3}
+    infections = torch.ones(2, 60, 5, dtype=torch.float64)
+    deaths = obs.expand(2, 60, 5) * 1.5 / 10  # multiplier 10: the model reports half
+    pred = fl.fit_predictions(infections, deaths, data, 10.0)
+    assert torch.allclose(pred["death_ratio"], torch.full((2,), 2.0, dtype=torch.float64))
+    assert torch.allclose(pred["deaths"], data["deaths"].expand(2, 60, 5))
+    assert (fl.objective(pred, data) >= 0).all()
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    setting = fl.Setting(scale=0.0004, popsize=4, generations=0, seeds=2)
+    return fl.prepare(setting, None, log=lambda m: None)
+
+
+@pytest.mark.slow
+def test_fits_are_cached_by_digest(tiny, tmp_path):
+    first = fl.fit(tiny, "heuristic", tmp_path, log=lambda m: None)
+    again = fl.fit(tiny, "heuristic", tmp_path, log=lambda m: None)
+    assert not first["cached"] and again["cached"]
+    assert again["params"] == first["params"] and again["evaluations"] == 4
+    assert fl.digest(tiny, "heuristic") != fl.digest(tiny, "none")
+    halved = {"heuristic": tiny.tables["heuristic"] * 0.5}
+    changed = fl.Flagship(**{**tiny.__dict__, "tables": halved})
+    assert fl.digest(changed, "heuristic") != fl.digest(tiny, "heuristic")
+
+
+@pytest.mark.slow
+def test_counterfactual_differences_are_paired_per_seed(tiny):
+    params = {
+        "beta": 1.0,
+        "initial": 3e-3,
+        "stay_home_effect": 0.5,
+        "link_bias": 0.0,
+        "link_scale": 1.0,
+    }
+    cf = fl.counterfactuals(tiny, "heuristic", params, days=40)
+    m = cf["metrics"]
+    total = m.group_by("scenario", "seed").agg(pl.col("new_infections").sum()).sort("seed")
+    base = total.filter(pl.col("scenario") == "baseline")["new_infections"].to_torch()
+    for sc, entry in cf["summary"].items():
+        mine = total.filter(pl.col("scenario") == sc)["new_infections"].to_torch()
+        expected = float((base - mine).double().mean()) * tiny.multiplier
+        assert entry["infections_averted"] == pytest.approx(expected)
+    # boroughs add up to the city
+    inf = cf["table"].filter(pl.col("outcome") == "infections")
+    for sc in cf["summary"]:
+        part = inf.filter(pl.col("scenario") == sc)
+        by = part.filter(pl.col("borough") != "NYC")["averted"].sum()
+        assert by == pytest.approx(part.filter(pl.col("borough") == "NYC")["averted"][0])
+    assert cf["attack_rate_by_area"].shape == (len(tiny.population.codebook["area"]),)
+    assert 0 <= cf["baseline_attack_rate"] <= 1
