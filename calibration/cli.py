@@ -5,6 +5,10 @@ Bounds of the fitted params come from the model's declarations; by default a mod
 ``estimator`` build option is built differentiable (``straight_through``) and one with an
 ``initial_infected`` option gets ``initial_infected=None``, so its ``initial`` probability is a
 param, fitted with the others.
+
+Under torchrun (``torchrun --nproc-per-node N -m populace calibrate ...``) the members of every
+evaluation are split over the ranks and every rank makes the same fit; rank 0 alone checks
+``--out``, writes the report and prints, the others wait for it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from populace.calibration.observation import Series
 from populace.calibration.optimize import METHODS, differentiable, multistart
 from populace.calibration.posterior import Ensemble
 from populace.calibration.report import error_table, params_table, plot_fit, write_report
-from populace.engine import storage
+from populace.engine import distributed, storage
 
 #: default metric and fitted params of the zoo's epidemic models (others: I; beta).
 DEFAULT_METRIC = {"covid_nyc_seir": "cases", "covid_behavior": "I"}
@@ -215,7 +219,13 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     line (``nd`` null where a target column is all zero: it is undefined)."""
     from populace.cli import CLIError
 
-    staged = _report_folder(args, args.model)  # refused before any work
+    comm = distributed.current()  # under torchrun: rank 0 alone checks --out, writes, prints
+    if comm is None:
+        staged = _report_folder(args, args.model)  # refused before any work
+    else:
+        staged = comm.on_rank0(
+            lambda: _report_folder(args, args.model), f"checking --out {args.out}"
+        )
     targets = [t.strip() for t in args.target.split(",")]
     observed_cols, labels = {}, None
     for col in targets:
@@ -303,6 +313,10 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
             title = f"{args.model} vs {args.target}"
             plot_fit(best.observed, preds, out / "fit.png", title=title)
         print(f"wrote the report to {args.out}")
+    if comm is not None:
+        comm.barrier("the end of the calibration")  # no rank reports success before rank 0 wrote
+        if comm.rank != 0:
+            return
     print(
         storage.dumps(
             {

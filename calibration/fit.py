@@ -17,6 +17,13 @@ pieces in unconstrained units). With a model built with the ``"score_function"``
 per-member costs are combined with the trajectories' log-probabilities (leave-one-out mean
 baseline, so at least 2 members); with ``"straight_through"`` the gradient flows through the
 counts. The optimisers are in :mod:`populace.calibration.optimize`.
+
+Under torchrun (a ``torch.distributed`` process group) the members are split over the ranks,
+as :class:`~populace.engine.Simulation` splits them: each rank simulates its block, the metric
+rows are gathered (:func:`~populace.engine.distributed.gather_members`), so every rank computes
+the whole ensemble's loss, the one-process value; after ``backward()``,
+:func:`~populace.engine.distributed.average_grads` gives every rank the one-process gradient,
+so every rank takes the same optimiser step and the same convergence decisions.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import torch
 from populace.behaviors.choice import score_function_surrogate
 from populace.calibration.losses import loss_function
 from populace.calibration.observation import Series, expected_series, observation_declarations
-from populace.engine import Declaration, Model, Schedule, Simulation, State
+from populace.engine import Declaration, Model, Schedule, Simulation, State, distributed
 
 #: metric names recorded as flows: a data row sums its steps (others: the row's last value).
 FLOW_PREFIXES = ("cases", "infected", "new_", "onset", "deaths", "hosp")
@@ -240,7 +247,8 @@ class Problem:
         smoothness: weight of the squared differences of successive Schedule pieces.
         warm: continue from a :class:`WarmStart` instead of simulating from step 0.
         metrics: fixed model metric rows (metric → ``[B, rows (+ horizon)]``) instead of a
-            simulation: an observation-only fit (no free model params), which costs no run.
+            simulation: an observation-only fit (no free model params), which costs no run
+            (under torchrun: the whole ensemble's rows, the same on every rank).
         average: compare the members' mean expected observations with the data (the
             likelihood of the model's mean: unbiased when the data are one realisation or a
             mean of many); False: the mean over members of each member's loss, which favours
@@ -415,6 +423,11 @@ class Problem:
         return self.rows * self.steps_per_row
 
     @property
+    def comm(self) -> distributed.Comm | None:
+        """The process group the members are split over (torchrun), None in one process."""
+        return distributed.current()
+
+    @property
     def dimensions(self) -> int:
         return sum(f.size for f in self.free)
 
@@ -482,6 +495,8 @@ class Problem:
                 raise CalibrationError(f"fixed metric rows {short} end before row {rows}")
             return {m: r[:, :rows].to(self.dtype) for m, r in self.metrics.items()}, None
         out, sim, result = self._carry(values, seed, rows)
+        if sim.shard is not None:  # the rank's members: the whole ensemble's rows on every rank
+            out = {m: distributed.gather_members(r, sim.shard.comm) for m, r in out.items()}
         return out, result.final_state
 
     def _carry(self, values: Mapping[str, Any], seed: int | None, rows: int):
@@ -574,7 +589,7 @@ class Problem:
         preds, final = self.predict(values, seed)
         costs = self.member_costs(preds, values)
         if final is not None and self.model.options.get("estimator") == "score_function":
-            log_prob = final.log_prob.to(costs.dtype)
+            log_prob = distributed.gather_members(final.log_prob.to(costs.dtype), self.comm)
             b = costs.shape[0]
             if b < 2:
                 if log_prob.requires_grad:
@@ -697,6 +712,29 @@ def retain_grads(values: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def gradients(problem: Problem, tensors: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """Free parameter name → the gradient of its value (None where the loss does not depend
+    on it), from :func:`retain_grads` after a backward pass; under torchrun the one-process
+    gradient (averaged over the ranks, None only where it is None on every rank), so every
+    rank takes the same decisions on it."""
+    grads = {f.name: tensors[f.name].grad for f in problem.free}
+    comm = problem.comm
+    if comm is None or not grads:
+        return grads
+    names = list(grads)
+    local = torch.tensor([grads[n] is not None for n in names])
+    reached = comm.all_reduce(local, "max", "which gradients reach the free parameters")
+    out: dict[str, Any] = {}
+    for name, any_rank in zip(names, reached.tolist(), strict=True):
+        g = grads[name]
+        if any_rank:
+            g = torch.zeros_like(tensors[name]) if g is None else g.detach()
+            g = comm.all_reduce(g.reshape(-1), what=f"gradient of {name}") / comm.world
+            g = g.reshape(tensors[name].shape)
+        out[name] = g if any_rank else None
+    return out
+
+
 def check_gradient(problem: Problem, tensors: Mapping[str, torch.Tensor]) -> None:
     """After the first backward pass, check that the gradient reaches the free parameters.
 
@@ -713,7 +751,8 @@ def check_gradient(problem: Problem, tensors: Mapping[str, torch.Tensor]) -> Non
             while others' are not (e.g. a borough without infections at the start point; it may
             get a gradient once the others have moved).
     """
-    unused = [f.name for f in problem.free if tensors[f.name].grad is None]
+    grads = gradients(problem, tensors)
+    unused = [f.name for f in problem.free if grads[f.name] is None]
     if unused:
         raise CalibrationError(
             f"no gradient reaches {unused}: the loss of model {problem.model.name!r} does not "
@@ -723,7 +762,7 @@ def check_gradient(problem: Problem, tensors: Mapping[str, torch.Tensor]) -> Non
         )
     zero = []
     for f in problem.free:
-        g = tensors[f.name].grad.detach().reshape(-1)
+        g = grads[f.name].detach().reshape(-1)
         dead = [k for k in range(g.numel()) if g[k] == 0]
         if len(dead) == g.numel():
             zero.append(f.name)
@@ -741,6 +780,27 @@ def check_gradient(problem: Problem, tensors: Mapping[str, torch.Tensor]) -> Non
             f"of the {problem.members} members); Adam moves them only once others give them one",
             stacklevel=3,
         )
+
+
+def check_ranks(problem: Problem, theta: torch.Tensor, method: str, **facts: Any) -> None:
+    """Under torchrun: refuse to start a fit unless every rank has the same problem, start
+    point and options (``facts``), with one :class:`~populace.engine.distributed.DistributedError`
+    naming what differs; in one process nothing."""
+    comm = problem.comm
+    if comm is None:
+        return
+    observed = {n: s.tolist() for n, s in problem.observed.items()}
+    distributed.handshake(
+        comm,
+        {
+            "fit method": method,
+            "free parameters": [(f.name, f.size) for f in problem.free],
+            "observed series": distributed.digest(sorted(observed.items())),
+            "start point": distributed.digest(theta.detach().cpu().tolist()),
+            "members, seed and loss": (problem.members, problem.seed, problem.loss),
+            **facts,
+        },
+    )
 
 
 def evaluate(problem: Problem, theta: torch.Tensor, seed: int | None = None) -> float:

@@ -19,10 +19,11 @@ from populace.calibration.fit import (
     check_gradient,
     check_loss,
     check_lr,
+    check_ranks,
     plain_values,
     retain_grads,
 )
-from populace.engine import Schedule
+from populace.engine import Schedule, distributed
 
 
 def lagged_features(series: torch.Tensor, period: int = 7, lags: int = 2) -> torch.Tensor:
@@ -91,7 +92,9 @@ def fit_neural(
     """Train ``calibrator`` (and the problem's free params) through the simulator with Adam.
 
     The calibrator's outputs become the Schedule ``name`` with one value per ``period`` steps;
-    ``name`` must not also be a free parameter of the problem.
+    ``name`` must not also be a free parameter of the problem. Under torchrun every rank
+    trains the same calibrator (built after the same ``torch.manual_seed``: checked) on the
+    whole ensemble's loss and gradient.
 
     Args:
         lr: Adam learning rate of the calibrator's weights.
@@ -116,7 +119,17 @@ def fit_neural(
         raise CalibrationError(f"model {problem.model.name!r} has no parameter {name!r}")
     features = features.to(problem.dtype)
     calibrator = calibrator.to(problem.dtype)
-    theta = problem.start().to(problem.dtype).requires_grad_(True)
+    theta = problem.start().to(problem.dtype)
+    weights = [p.detach().cpu().tolist() for p in calibrator.parameters()]
+    check_ranks(
+        problem,
+        theta,
+        "neural",
+        options=(name, period, epochs, lr, free_lr),
+        features=distributed.digest(features.cpu().tolist()),
+        calibrator=distributed.digest(weights),  # torch.manual_seed alike before building it
+    )
+    theta.requires_grad_(True)
     opt = torch.optim.Adam(
         [{"params": calibrator.parameters()}, {"params": [theta], "lr": free_lr}], lr=lr
     )
@@ -140,6 +153,7 @@ def fit_neural(
                 "its transitions are not differentiable"
             )
         loss.backward()
+        distributed.average_grads([*calibrator.parameters(), theta], problem.comm)
         if epoch == 0:
             if all(p.grad is None or not p.grad.any() for p in calibrator.parameters()):
                 raise CalibrationError(f"no gradient reaches the calibrator's output {name!r}")

@@ -35,10 +35,13 @@ from populace.calibration.fit import (
     check_gradient,
     check_loss,
     check_lr,
+    check_ranks,
     evaluate,
+    gradients,
     plain_values,
     retain_grads,
 )
+from populace.engine import distributed
 
 METHODS = ("auto", "adam", "nelder_mead", "cmaes")
 #: learning-rate divisions on plateaus before Adam counts as converged.
@@ -67,7 +70,9 @@ def adam(
 
     With common random numbers (``resample=False``) the objective is a deterministic function
     of the parameters, so the fit returns the best point evaluated (the start included); with
-    ``resample`` each epoch's loss is noisy, so it returns the last point.
+    ``resample`` each epoch's loss is noisy, so it returns the last point. Under torchrun the
+    members are split over the ranks and every rank takes the same steps (the whole ensemble's
+    loss and gradient, see :mod:`populace.calibration.fit`) to the same fit.
 
     Args:
         theta: ``[D]`` starting point (default: the free parameters' init).
@@ -87,6 +92,7 @@ def adam(
     _check_tolerances(rtol, max_epochs, "max_epochs")
     _check_tolerances(rtol, patience, "patience")
     theta = (problem.start() if theta is None else theta.detach().clone()).to(problem.dtype)
+    check_ranks(problem, theta, "adam", options=(lr, rtol, patience, max_epochs, resample))
     theta.requires_grad_(True)
     opt = torch.optim.Adam([theta], lr=lr)
     history: list[float] = []
@@ -107,6 +113,7 @@ def adam(
                 "(build it with estimator='straight_through'), or use nelder_mead"
             )
         loss.backward()
+        distributed.average_grads([theta], problem.comm)  # under torchrun: the whole ensemble's
         if epoch == 0:
             check_gradient(problem, tensors)
         if not torch.isfinite(theta.grad).all():
@@ -353,7 +360,7 @@ def differentiable(problem: Problem) -> bool:
     if not loss.requires_grad:
         return False
     loss.backward()
-    return all(tensors[f.name].grad is not None for f in problem.free)
+    return all(g is not None for g in gradients(problem, tensors).values())
 
 
 def start_points(problem: Problem, starts: int, spread: float, seed: int) -> list[torch.Tensor]:

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from populace.calibration.fit import CalibrationError, Problem, WarmStart
+from populace.engine import distributed
 
 
 @dataclasses.dataclass
@@ -205,7 +206,8 @@ def _window(
         history[m] = part
         if tail is not None:
             part = torch.cat([part, problem.rows_of(m, tail.series(m).to(problem.dtype))], dim=1)
-        rows[m] = part
+        # under torchrun the whole ensemble's rows (the warm start keeps the rank's members)
+        rows[m] = part if sim.shard is None else distributed.gather_members(part, sim.shard.comm)
     snap = WarmStart(step, snap_state, snap_rng, history, problem.seed)
     observed = dataclasses.replace(problem, metrics=rows, warm=None)
     with torch.no_grad():

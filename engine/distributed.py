@@ -16,7 +16,8 @@ What this module holds: :class:`Comm` (the collectives, each failure one
 :func:`init` (the process group from torchrun's environment), the start-up handshake (code
 version hash, seeds, model, data digests: ranks that differ stop with one clear error),
 :class:`MemberShard` (ensemble sharding) and the pieces calibration ensembles need
-(:func:`mean_over_members`, :func:`sum_over_members`, :func:`all_reduce_grads`).
+(:func:`mean_over_members`, :func:`sum_over_members`, :func:`all_reduce_grads`, and
+:func:`gather_members` with :func:`average_grads`, which ``populace.calibration`` uses).
 
 Outputs are written by rank 0 alone; checkpoints hold the whole run (gathered), so one saved on
 any number of ranks resumes on any other number, or in one process.
@@ -565,12 +566,15 @@ def shard_for(distributed: Any, model: Any, seeds: Sequence[int]) -> Shard | Non
 
 
 # -- calibration ensembles ------------------------------------------------------------------
-def _comm(comm: Comm | None) -> Comm | None:
-    if comm is not None:
-        return comm
+def current() -> Comm | None:
+    """The collectives of the initialised default process group (None in one process)."""
     if dist.is_available() and dist.is_initialized():
         return Comm()
     return None
+
+
+def _comm(comm: Comm | None) -> Comm | None:
+    return comm if comm is not None else current()
 
 
 def sum_over_members(local: torch.Tensor, comm: Comm | None = None) -> torch.Tensor:
@@ -605,6 +609,51 @@ def all_reduce_grads(tensors: Sequence[torch.Tensor], comm: Comm | None = None) 
     for t in tensors:
         g = t.grad if t.grad is not None else torch.zeros_like(t)
         t.grad = comm.all_reduce(g, what="gradients")
+
+
+def gather_members(local: torch.Tensor, comm: Comm | None = None) -> torch.Tensor:
+    """``[b_local, ...]`` values of this rank's members → ``[B, ...]`` the whole ensemble's (in
+    member order), for a loss that every rank then computes alike, as one process would.
+
+    The value is the gathered tensor, the same bits on every rank. Differentiable: backward
+    sends ``world`` x this rank's rows of the gradient into ``local``; after
+    :func:`average_grads` every rank holds the one-process gradient, each member counted once
+    and every term the ranks compute alike from their replicated inputs (a penalty on the
+    params, an observation param used after the gather) counted once too.
+    """
+    comm = _comm(comm)
+    if comm is None:
+        return local
+    sizes = comm.all_gather_object(local.shape[0], "member counts")
+    whole = comm.all_gather_cat(local.detach(), 0, sizes, "member values")
+    if not local.requires_grad:
+        return whole
+    lo, hi = sum(sizes[: comm.rank]), sum(sizes[: comm.rank + 1])
+    return torch.cat([whole[:lo], _ScaledGradient.apply(local, comm.world), whole[hi:]])
+
+
+class _ScaledGradient(torch.autograd.Function):
+    """The identity, whose backward multiplies the gradient by ``k``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, k: float) -> torch.Tensor:
+        ctx.k = k
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad * ctx.k, None
+
+
+def average_grads(tensors: Sequence[torch.Tensor], comm: Comm | None = None) -> None:
+    """The ``.grad`` of ``tensors`` averaged over the ranks, in place (None grads count as 0):
+    the one-process gradient of a loss built on :func:`gather_members`."""
+    comm = _comm(comm)
+    if comm is None:
+        return
+    all_reduce_grads(tensors, comm)
+    for t in tensors:
+        t.grad = t.grad / comm.world
 
 
 def member_seeds(seeds: Sequence[int], comm: Comm | None = None) -> list[int]:

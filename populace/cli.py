@@ -157,11 +157,9 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 def _comm():
     """The process group's collectives under torchrun (None in one process)."""
-    from torch import distributed as dist
+    from populace.engine import distributed
 
-    from populace.engine.distributed import Comm
-
-    return Comm() if dist.is_available() and dist.is_initialized() else None
+    return distributed.current()
 
 
 def _shard(name: str) -> Any:
@@ -525,9 +523,9 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
-#: commands that run sharded under torchrun (calibrate joins them once calibration/fit.py
-#: reduces its ensembles' losses and gradients over the ranks)
-SHARDED_COMMANDS = ("run",)
+#: commands that run sharded under torchrun (calibrate: each evaluation's members split over
+#: the ranks, the loss and gradient the whole ensemble's on every rank)
+SHARDED_COMMANDS = ("run", "calibrate")
 
 
 def _rank() -> int:

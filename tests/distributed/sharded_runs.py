@@ -241,11 +241,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(world: int, mode: str, folder: Path, deadline: float = 600) -> list[dict]:
-    """Run :func:`worker` on ``world`` spawned ranks; every rank's results, or an error."""
+def launch(world: int, mode: str, folder: Path, deadline: float = 600, target=None) -> list[dict]:
+    """Run ``target`` (default :func:`worker`; called as ``target(rank, world, port, folder,
+    mode)``, it pickles its results to ``folder/w{world}_r{rank}.pkl``) on ``world`` spawned
+    ranks; every rank's results, or an error."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     ctx = mp.start_processes(
-        worker,
+        target or worker,
         args=(world, free_port(), str(folder), mode),
         nprocs=world,
         start_method="spawn",

@@ -173,6 +173,10 @@ def test_in_one_process_the_calibration_helpers_are_plain_means():
     assert float(m.detach()) == 7.0 and x.grad.tolist() == pytest.approx([2 / 3, 4 / 3, 8 / 3])
     assert float(D.sum_over_members(x)) == 7.0
     assert D.member_seeds([4, 5]) == [4, 5]
+    assert D.gather_members(x) is x and D.current() is None
+    x.grad = torch.ones(3)
+    D.average_grads([x])
+    assert x.grad.tolist() == [1.0, 1.0, 1.0]
 
 
 def test_sharding_without_a_process_group_is_refused():
