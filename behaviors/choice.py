@@ -25,8 +25,13 @@ import torch
 
 ESTIMATORS = ("none", "straight_through", "score_function")
 
-#: keeps logit/log finite at u or p exactly 0 or 1.
+#: keeps logit/log finite at u or p exactly 0 or 1 (at least the dtype's epsilon: in float32
+#: 1 - 1e-12 rounds to 1, and logit(1) is infinite).
 _EPS = 1e-12
+
+
+def _eps(dtype: torch.dtype) -> float:
+    return max(_EPS, float(torch.finfo(dtype).eps))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,14 +98,15 @@ def bernoulli(
     _check_noise("bernoulli", probs, u)
     hard_bool = u < probs.detach()
     hard = hard_bool.to(probs.dtype)
+    eps = _eps(probs.dtype)
     log_prob = torch.where(
-        hard_bool, torch.log(probs.clamp_min(_EPS)), torch.log1p(-probs.clamp_max(1 - _EPS))
+        hard_bool, torch.log(probs.clamp_min(eps)), torch.log1p(-probs.clamp_max(1 - eps))
     )
     value = hard
     if estimator == "straight_through":
         # logistic noise -logit(u) makes (logit p - logit u > 0) the same event as u < p
-        logit_p = torch.logit(probs, eps=_EPS)
-        logit_u = torch.logit(u.to(probs.dtype), eps=_EPS)
+        logit_p = torch.logit(probs, eps=eps)
+        logit_u = torch.logit(u.to(probs.dtype), eps=eps)
         soft = torch.sigmoid((logit_p - logit_u) / temperature)
         value = hard + (soft - soft.detach())  # exactly hard forward: x - x == 0
     return Choice(value=value, index=hard_bool.to(torch.int64), log_prob=log_prob)
@@ -134,8 +140,9 @@ def categorical(
             f"categorical: probabilities must sum to 1 over the last axis, got sums in "
             f"[{float(total.min())}, {float(total.max())}]"
         )
-    logits = torch.log(probs.clamp_min(_EPS))
-    gumbel = -torch.log(-torch.log(u.to(probs.dtype).clamp(_EPS, 1 - _EPS)))
+    eps = _eps(probs.dtype)
+    logits = torch.log(probs.clamp_min(eps))
+    gumbel = -torch.log(-torch.log(u.to(probs.dtype).clamp(eps, 1 - eps)))
     index = torch.argmax(logits.detach() + gumbel, dim=-1)
     hard = torch.nn.functional.one_hot(index, probs.shape[-1]).to(probs.dtype)
     log_prob = torch.gather(logits, -1, index.unsqueeze(-1)).squeeze(-1)

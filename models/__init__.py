@@ -87,12 +87,18 @@ def options(name: str) -> tuple[str, ...]:
     )
 
 
+def _accepts_none(annotation) -> bool:
+    """Whether a (string, under ``from __future__ import annotations``) annotation admits None."""
+    text = annotation if isinstance(annotation, str) else repr(annotation)
+    return "None" in text.replace(" ", "").split("|") or "Optional[" in text
+
+
 def check_options(name: str, values: dict) -> None:
     """Refuse build options of model ``name`` that are unknown or of another kind than the default.
 
     An option whose default is a bool, int, float or str must get a value of that kind (an int
-    is accepted for a float; floats must be finite); options defaulting to None are checked by
-    the model's ``build``.
+    is accepted for a float; floats must be finite), or None where its annotation allows None
+    (``int | None``); options defaulting to None are checked by the model's ``build``.
     """
     params = inspect.signature(builder(name)).parameters
     valid = [k for k in options(name) if k != "agents"]
@@ -100,6 +106,8 @@ def check_options(name: str, values: dict) -> None:
         if key not in valid:
             raise KeyError(f"model {name!r} has no option {key!r}; options: {', '.join(valid)}")
         default = params[key].default
+        if value is None and _accepts_none(params[key].annotation):
+            continue  # ``--set initial_infected=None`` where the option is ``int | None``
         if isinstance(default, bool):
             kind, ok = "true or false", isinstance(value, bool)
         elif isinstance(default, int):

@@ -17,7 +17,7 @@ decision is a Bernoulli choice per agent, and an isolating agent keeps a fractio
 
 The population is a :class:`~populace.populations.Population` with NYC's ``age`` bands and
 ``borough`` codes: by default the synthetic New York of :func:`populace.populations.nyc`
-(without contact layers) at ``agents`` agents; the flagship passes its own.
+(without contact layers) at ``agents`` agents, or a given one (``population=``).
 
 LLM counters (``llm_calls``, ``llm_prompts``, ``llm_answers``, ``llm_cache_hits``,
 ``llm_invalid``, ``llm_retries``, ``llm_fallbacks``, ``llm_lost``, ``llm_backend_errors`` — failed

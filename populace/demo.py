@@ -15,6 +15,7 @@ to end, into a report folder.
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -252,17 +253,34 @@ def write_figures(out: Path, flag: fl.Flagship, scores: dict, cf: dict, best: st
     fig.savefig(out / "counterfactuals.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     files.append("counterfactuals.png")
-    if flag.population.areas is not None:
+    areas = area_shapes(flag)
+    if areas is not None:
         from populace.populations.geography import choropleth
 
         fig, ax = plt.subplots(figsize=(6, 6))
-        choropleth(flag.population.areas, cf["attack_rate_by_area"], ax=ax, label="attack rate")
+        choropleth(areas, cf["attack_rate_by_area"], ax=ax, label="attack rate", cmap="Reds")
         ax.set_title(f"first-wave attack rate by ZIP code area ({best} model)")
         ax.set_axis_off()
         fig.savefig(out / "attack_rate_map.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         files.append("attack_rate_map.png")
     return files
+
+
+def area_shapes(flag: fl.Flagship):
+    """The ZIP-code areas' polygons in the population's area order (None without the geo
+    extra)."""
+    if flag.population.areas is not None:
+        return flag.population.areas
+    try:
+        from populace.populations.geography import read_areas
+        from populace.populations.nyc import DATA
+    except ImportError:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the file holds exactly the shipped areas
+        codes = list(flag.population.codebook["area"])
+        return read_areas(DATA / "modzcta.geojson", "MODZCTA", codes)
 
 
 def _interval(x: list[float]) -> str:

@@ -23,13 +23,14 @@ the number of agents or runs. Three behaviours:
 The answer table goes through a calibratable link ``q = sigmoid(link_scale * logit(p) +
 link_bias)`` fitted jointly with transmission (``beta``, the seeding ``initial``) and
 ``stay_home_effect``: the behaviour supplies the shape across archetypes and weeks, the data its
-strength. Observation is profiled out in closed form: reported cases are the model's infections
-after a fixed incubation-and-reporting delay times an ascertainment per 28-day block, reported
-deaths the model's deaths times one reporting ratio. The fit is a batched search
-(:func:`populace.calibration.batched.search`: a Latin-hypercube design, then CMA-ES
-generations; every candidate one member of one simulation, common random numbers) minimising the
-mean over boroughs of the cases and deaths ND of weekly totals (normalised deviation,
-``sum |pred - obs| / sum obs``).
+strength. Reported cases are the model's infections after a fixed incubation-and-reporting delay
+times an ascertainment per 28-day block (profiled out in closed form); reported deaths are the
+model's deaths (severity by age) times a ratio profiled out within [1, 3] (NYC's first-wave
+fatality ran above the age-specific prognoses), so the deaths bound the epidemic's size. The
+fit is a batched search (:func:`populace.calibration.batched.search`: a Latin-hypercube
+design, then CMA-ES generations; every candidate one member of one simulation, common random
+numbers) minimising the mean over boroughs of the cases and deaths ND of weekly totals
+(normalised deviation, ``sum |pred - obs| / sum obs``).
 
 Each fitted model is then scored (:func:`score`): ND over the fit window and rolling 4-week
 forecasts from origins after it (the behaviour held at the origin's week, the ascertainment
@@ -67,10 +68,14 @@ from populace.populations import Population
 
 START = "2020-03-01"
 FIT_DAYS = 122  # 2020-03-01 .. 2020-06-30: the first wave
+#: the model starts LEAD days before the data (2020-02-09): the virus spread in New York weeks
+#: before the first reported case, and infection-to-death takes three weeks or more.
+LEAD = 21
 ORIGINS = (FIT_DAYS, FIT_DAYS + 28)  # 2020-07-01 and 2020-07-29
 HORIZON = 28
 BLOCK = 28  # days per ascertainment level
 CASE_DELAY = 8.0  # mean days from infection to a reported case (incubation + testing)
+DEATH_RATIO = (1.0, 3.0)  # observed over the prognoses' deaths: the range allowed
 BEHAVIOURS = ("none", "heuristic", "llm")
 NYC_RESIDENTS = covid.NYC_RESIDENTS
 #: borough codes of the data and the population, and their names for prompts.
@@ -90,7 +95,13 @@ PROMPT = PromptTemplate(
 
 
 def date_of(day: int) -> str:
+    """ISO date of data row ``day`` (row 0: 2020-03-01; model day ``LEAD`` is data row 0)."""
     return (dt.date.fromisoformat(START) + dt.timedelta(days=day)).isoformat()
+
+
+def table_weeks() -> int:
+    """Weeks of answers the runs read: model days 0 .. the last forecast origin."""
+    return (LEAD + ORIGINS[-1]) // WEEK + 1
 
 
 def observed(days: int) -> dict[str, torch.Tensor]:
@@ -203,8 +214,12 @@ def trend_words(change: float) -> str:
 
 
 def llm_table(known: Mapping[str, torch.Tensor], labels: Sequence[Mapping[str, str]], query):
-    """(``[W, K]`` mean yes-answer per week and archetype, the query's accounting): one batch of
-    ``W x K`` questions (x ``samples`` completions), answers cached by the query."""
+    """(``[W, K]`` stay-home probability per week and archetype, the query's accounting): one
+    batch of ``W x K`` questions (x ``samples`` completions), answers cached by the query.
+
+    The probability is the posterior mean of the yes-share under a Jeffreys prior,
+    ``(yes + 1/2) / (samples + 1)``: one sampled answer is 0.25 or 0.75, not a certainty the
+    link could not scale."""
     weeks = known["per_100k"].shape[0]
     questions = []
     for w in range(weeks):
@@ -213,7 +228,9 @@ def llm_table(known: Mapping[str, torch.Tensor], labels: Sequence[Mapping[str, s
             env = {"cases_per_100k": f"{cases:.0f}", "trend": trend_words(change)}
             questions.append(Question({"age_group": "adult", "borough": "New York"} | entry, env))
     values, acc = query.ask(questions)
-    return values.view(weeks, len(labels)), acc
+    samples = getattr(query, "samples", 1)
+    shrunk = (values * samples + 0.5) / (samples + 1)
+    return shrunk.view(weeks, len(labels)), acc
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,9 +306,10 @@ def prepare(setting: Setting, query_factory: Callable[[], Any] | None, log=print
     days = ORIGINS[-1] + HORIZON
     data = observed(days)
     people = residents(pop)
-    weeks = ORIGINS[-1] // WEEK + 1
-    known = situations(data["cases"], people, weeks)
-    city = situations(data["cases"].sum(dim=1, keepdim=True), people.sum().reshape(1), weeks)
+    weeks = table_weeks()
+    cases = torch.cat([torch.zeros(LEAD, 5, dtype=torch.float64), data["cases"]])  # model time
+    known = situations(cases, people, weeks)
+    city = situations(cases.sum(dim=1, keepdim=True), people.sum().reshape(1), weeks)
     known |= {"city_per_100k": city["per_100k"][:, 0], "city_change": city["change"][:, 0]}
     codes, labels = archetypes(pop, setting.archetype_attributes)
     tables = {"heuristic": heuristic_table(known, labels)}
@@ -363,13 +381,20 @@ def nd(pred: torch.Tensor, obs: torch.Tensor, days: int = 1) -> torch.Tensor:
 def fit_predictions(
     infections: torch.Tensor, deaths: torch.Tensor, data: Mapping[str, torch.Tensor], mult: float
 ) -> dict[str, torch.Tensor]:
-    """Expected reported ``cases`` and ``deaths`` ``[B, T, 5]`` over the data's T days, the
-    observation profiled out (``ascertainment`` ``[B, T]``, ``death_ratio`` ``[B]``)."""
+    """Expected reported ``cases`` and ``deaths`` ``[B, T, 5]`` over the data's T days, from the
+    model's ``infections`` and ``deaths`` ``[B, LEAD + >= T, 5]`` (model days from 0).
+
+    Cases: the infections after the reporting delay times an ``ascertainment`` ``[B, T]``
+    profiled out per 28-day block. Deaths: the model's own (severity by age) times a
+    ``death_ratio`` ``[B]`` profiled out within ``DEATH_RATIO`` = [1, 3]: New York's first-wave
+    fatality (care homes, full hospitals) ran above the age-specific prognoses, never below, so
+    the deaths bound the size of the epidemic from below and above."""
     t = data["cases"].shape[0]
-    unit = unit_cases(infections, mult)[:, :t]
+    unit = unit_cases(infections, mult)[:, LEAD : LEAD + t]
     asc = ascertainment(unit, data["cases"])
-    dead = deaths[:, :t] * mult
+    dead = deaths[:, LEAD : LEAD + t] * mult
     ratio = data["deaths"].sum() / dead.sum(dim=(1, 2)).clamp_min(1e-9)
+    ratio = ratio.clamp(*DEATH_RATIO)
     return {
         "cases": asc.unsqueeze(2) * unit,
         "deaths": ratio.view(-1, 1, 1) * dead,
@@ -388,9 +413,11 @@ def objective(pred: Mapping[str, torch.Tensor], data: Mapping[str, torch.Tensor]
 # --- the fit ------------------------------------------------------------------------------
 
 
-def bounds(name: str) -> list[Bound]:
-    """The free params of behaviour ``name`` and their search boxes."""
-    out = [Bound("beta", 0.2, 2.0), Bound("initial", 1e-5, 3e-3, log=True)]
+def bounds(name: str, agents: int) -> list[Bound]:
+    """The free params of behaviour ``name`` and their search boxes (the seeding at least three
+    agents exposed on average: fewer and small populations fit an epidemic that never starts)."""
+    low = min(max(1e-5, 3.0 / agents), 1e-3)
+    out = [Bound("beta", 0.2, 2.0), Bound("initial", low, 3e-3, log=True)]
     if name != "none":
         out += [
             Bound("stay_home_effect", 0.0, 1.0),
@@ -420,7 +447,7 @@ def losses_of(flag: Flagship, name: str, days: int = FIT_DAYS):
     def evaluate(values: Mapping[str, torch.Tensor]) -> torch.Tensor:
         count = next(iter(values.values())).numel()
         seeds = [member_seed(flag.setting.seed, 0)] * count
-        metrics = simulate(flag, name, values, days - 1, seeds)
+        metrics = simulate(flag, name, values, LEAD + days - 1, seeds)
         inf = borough_rows(metrics, "new_infections", count)
         dead = borough_rows(metrics, "new_deaths", count)
         return objective(fit_predictions(inf, dead, data, flag.multiplier), data)
@@ -454,7 +481,7 @@ def fit(flag: Flagship, name: str, cache: Path | None, log=print) -> dict[str, A
     t0 = time.perf_counter()
     found = search(
         losses_of(flag, name),
-        bounds(name),
+        bounds(name, flag.population.n),
         popsize=s.popsize,
         generations=s.generations,
         seed=s.seed,
@@ -494,11 +521,12 @@ def score(flag: Flagship, name: str, params: Mapping[str, float]) -> dict[str, A
     re-anchored on the 14 days before it and the next four weekly totals are compared with the
     data and with persistence (the last week repeated)."""
     s = flag.setting
-    days = ORIGINS[-1] + HORIZON
+    days = LEAD + ORIGINS[-1] + HORIZON
     members = [(o, k) for o in ORIGINS for k in range(s.seeds)]
     count = len(members)
     values = {n: torch.full((count,), float(v), dtype=torch.float64) for n, v in params.items()}
-    values["stay_home_hold"] = torch.tensor([o // WEEK for o, _ in members], dtype=torch.float64)
+    hold = [(LEAD + o) // WEEK for o, _ in members]
+    values["stay_home_hold"] = torch.tensor(hold, dtype=torch.float64)
     seeds = [member_seed(s.seed + 1, k) for _, k in members]
     metrics = simulate(flag, name, values, days - 1, seeds)
     inf = borough_rows(metrics, "new_infections", count)
@@ -512,7 +540,7 @@ def score(flag: Flagship, name: str, params: Mapping[str, float]) -> dict[str, A
         k: nd(pred[k].sum(dim=2, keepdim=True), fit_data[k].sum(dim=1, keepdim=True))[:, 0]
         for k in ("cases", "deaths")
     }
-    unit = unit_cases(inf, flag.multiplier)
+    unit = unit_cases(inf, flag.multiplier)[:, LEAD:]  # [B, T, 5] in data rows
     obs = flag.data["cases"]
     rows = []
     for i, (o, k) in enumerate(members):
@@ -550,7 +578,6 @@ def score(flag: Flagship, name: str, params: Mapping[str, float]) -> dict[str, A
         "ascertainment_by_block": pred["ascertainment"].mean(0)[::BLOCK].tolist(),
         "predicted": {k: pred[k].mean(0) for k in ("cases", "deaths")},
         "forecasts": forecasts,
-        "staying_home": metrics.filter(pl.col("member") == first[0])["staying_home"].to_torch(),
     }
 
 
@@ -559,7 +586,7 @@ def link_effect(flag: Flagship, name: str, params: Mapping[str, float]) -> dict[
     window's weeks (population-weighted), and the fitted scale and bias."""
     from populace.behaviors.stay_home import link
 
-    table = flag.tables[name][: FIT_DAYS // WEEK + 1]
+    table = flag.tables[name][: (LEAD + FIT_DAYS) // WEEK + 1]
     p = covid.CovidParams().replace(
         link_scale=float(params["link_scale"]), link_bias=float(params["link_bias"])
     )
@@ -590,14 +617,14 @@ def prevalence_by_borough(state, params, ctx) -> torch.Tensor:
 
 def scenarios(
     closed_borough: str = "BX",
-    closure_day: int = 15,
-    vaccine_day: int = 14,
+    closure_day: int = LEAD + 15,
+    vaccine_day: int = LEAD + 14,
     doses_per_100k: float = 300.0,
     order_on: float = 0.01,
     order_off: float = 0.003,
     order_factor: float = 0.3,
 ) -> list[Scenario]:
-    """The targeted counterfactuals."""
+    """The targeted counterfactuals (days are model days: ``LEAD + 15`` is 2020-03-16)."""
     from populace.epi.vaccination import campaign
 
     order = tuple(
@@ -637,7 +664,7 @@ def counterfactuals(
     result = study(
         model,
         scenarios(),
-        steps=days - 1,
+        steps=LEAD + days - 1,
         seeds=s.seeds,
         seed=s.seed + 2,
         progress=False,

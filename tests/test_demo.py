@@ -21,6 +21,7 @@ FILES = (
     "fit_deaths.png",
     "comparison.png",
     "counterfactuals.png",
+    "attack_rate_map.png",
 )
 
 
@@ -46,7 +47,7 @@ def test_demo_writes_a_complete_report_and_reuses_its_caches(tmp_path, capsys):
         lo, hi = m["nd_fit_interval"]
         assert lo <= m["nd_fit"] <= hi
     # the LLM was really asked, once per archetype (borough) and week, never per agent
-    weeks = fl.ORIGINS[-1] // 7 + 1
+    weeks = fl.table_weeks()
     llm = summary["llm"]
     assert summary["archetypes"] == 5 and llm["questions"] == weeks * 5
     assert llm["completions"] >= llm["questions"] - llm["cache_hits"]

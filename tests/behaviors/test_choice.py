@@ -186,3 +186,14 @@ def test_bad_inputs_are_named():
         categorical(torch.tensor([0.5, 0.6], dtype=torch.float64), noise(2))
     with pytest.raises(ValueError, match="one shape"):
         score_function_surrogate(torch.zeros(3), torch.zeros(2))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("estimator", ["straight_through", "score_function"])
+def test_gradients_stay_finite_at_probability_one_and_zero(dtype, estimator):
+    probs = torch.tensor([0.0, 1.0, 0.5], dtype=dtype, requires_grad=True)
+    u = torch.tensor([0.3, 0.999, 0.2], dtype=dtype)
+    c = bernoulli(probs, u, estimator=estimator)
+    assert c.value.tolist() == [0.0, 1.0, 1.0]
+    (c.value.sum() + c.log_prob.sum()).backward()
+    assert torch.isfinite(probs.grad).all(), probs.grad

@@ -269,3 +269,15 @@ def test_model_help_lists_params_with_bounds_and_units(capsys):
 def test_view_help_lists_the_models_params(capsys):
     code, out, _ = run_cli(capsys, "view", "sir", "--help")
     assert code == 0 and "beta = 0.5  [0, inf], 1/step" in out
+
+
+def test_none_is_accepted_only_where_the_option_allows_it(tmp_path, capsys):
+    # sir's initial_infected is ``int | None``: None seeds by the ``initial`` probability
+    out = tmp_path / "run"
+    argv = ["run", "sir", "--agents", "500", "--steps", "2", "--out", str(out)]
+    assert main([*argv, "--set", "initial_infected=None", "--set", "initial=0.1"]) == 0
+    assert json.loads((out / "run.json").read_text())["options"]["initial_infected"] is None
+    # network_sir's degree is a plain float: None is refused with the kind it needs
+    code = main(["run", "network_sir", "--agents", "500", "--steps", "2", "--set", "degree=None"])
+    assert code == 2
+    assert "degree must be a finite number, got None" in capsys.readouterr().err

@@ -96,14 +96,16 @@ def demo_report(out, seed):
     flagship(
         out,
         scale=0.0004,
-        days=4,
-        lockdown_day=1,
         seeds=1,
         seed=seed,
+        archetypes=("borough",),
+        popsize=2,
+        generations=0,
         backend=QuietBackend(),
         cache=out.parent / f"llm-{seed}.sqlite",
+        fit_cache=False,
         device="cpu",
-        progress=False,
+        log=lambda m: None,
     )
     return out
 
@@ -139,10 +141,11 @@ CORRUPTION_CASES = [
         "run": ("metrics.parquet", "run.json", "manifest.json"),
         "calibration": ("params.csv", "errors.csv", "calibration.json", "fit.png", "manifest.json"),
         "report": (
-            "metrics.parquet",
+            "fit.parquet",
+            "counterfactuals.parquet",
             "summary.json",
             "summary.md",
-            "I.png",  # (isolating_share.png is the same flat line in both: nobody isolates)
+            "fit_cases.png",
             "manifest.json",
         ),
     }.items()

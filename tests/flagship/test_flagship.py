@@ -44,7 +44,7 @@ def test_llm_questions_scale_with_archetypes_and_weeks_not_agents():
     for scale in (0.0003, 0.0012):
         query = CountingQuery()
         flag = fl.prepare(fl.Setting(scale=scale), lambda q=query: q, log=lambda m: None)
-        weeks = fl.ORIGINS[-1] // 7 + 1
+        weeks = fl.table_weeks()
         assert len(flag.labels) == 20  # 4 age groups x 5 boroughs
         assert query.asked == weeks * len(flag.labels) == flag.llm["questions"]
         asked[flag.population.n] = query.asked
@@ -55,6 +55,8 @@ def test_llm_questions_scale_with_archetypes_and_weeks_not_agents():
             assert boroughs.numel() == 1
             assert fl.borough_of(entry) == int(boroughs[0])
         assert flag.tables["llm"].shape == (weeks, 20)
+        # one answer of 0.5 per question, shrunk towards 1/2: stays 0.5
+        assert torch.allclose(flag.tables["llm"], torch.full((weeks, 20), 0.5).double())
     assert len(set(asked.values())) == 1 and len(asked) == 2
 
 
@@ -75,13 +77,15 @@ def test_the_observation_is_profiled_out_in_closed_form():
     assert torch.allclose(asc, torch.full((3, 60), 0.2, dtype=torch.float64))
     assert torch.allclose(fl.nd(obs.unsqueeze(0), obs), torch.zeros(1, 5, dtype=torch.float64))
     assert torch.allclose(fl.nd(torch.zeros(1, 60, 5), obs, 7), torch.ones(1, 5).double())
-    # deaths: the reporting ratio is the data's total over the model's
+    # deaths: the ratio (data over model) is profiled out within [1, 3]
     data = {"cases": obs, "deaths": obs * 3}
-    infections = torch.ones(2, 60, 5, dtype=torch.float64)
-    deaths = obs.expand(2, 60, 5) * 1.5 / 10  # multiplier 10: the model reports half
-    pred = fl.fit_predictions(infections, deaths, data, 10.0)
-    assert torch.allclose(pred["death_ratio"], torch.full((2,), 2.0, dtype=torch.float64))
-    assert torch.allclose(pred["deaths"], data["deaths"].expand(2, 60, 5))
+    infections = torch.ones(2, fl.LEAD + 60, 5, dtype=torch.float64)  # model days from 0
+    lead = torch.full((2, fl.LEAD, 5), 7.0, dtype=torch.float64)  # before the data: not scored
+    for have, ratio in ((1.5, 2.0), (0.6, 3.0), (6.0, 1.0)):  # model deaths x 10 = have x obs
+        deaths = torch.cat([lead, obs.expand(2, 60, 5) * have / 10], dim=1)
+        pred = fl.fit_predictions(infections, deaths, data, 10.0)
+        assert torch.allclose(pred["death_ratio"], torch.full((2,), ratio, dtype=torch.float64))
+        assert torch.allclose(pred["deaths"], data["deaths"].expand(2, 60, 5) * have * ratio / 3)
     assert (fl.objective(pred, data) >= 0).all()
 
 
