@@ -17,6 +17,11 @@ process:
 - :meth:`FieldSlabs.sense`: the sensors' cells by the same stencil, read from the slab plus as
   many halo rows as the farthest sensor needs (agreed over the ranks).
 
+Agents that walk on the field may live anywhere (the operations take any rank's agents), or,
+with :class:`FieldRows` (``Simulation(..., distributed=FieldRows())``), in the slab of the row
+they stand on (:class:`RowAgents`: slots sorted by global id, migrating like
+:mod:`populace.engine.slabs` particles); see :mod:`populace.models.physarum_slabs`.
+
 Bit for bit (CPU, torch path): diffusion (elementwise on the same values), sensing (the same
 products summed in the same order) and deposits, float amounts included, when the agents carry
 their global ids (``gid``, the slot order of one process): contributions to a cell are then
@@ -32,11 +37,16 @@ written for slabs runs unchanged in one process.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
 from populace.engine.distributed import Comm, DistributedError, split
+from populace.engine.slabs import IDS, SlabLayout, Slabs, SlabShard
+from populace.engine.state import State
 from populace.kernels.stigmergy import (
     BOUNDARIES,
     MODES,
@@ -46,6 +56,8 @@ from populace.kernels.stigmergy import (
 )
 
 Number = float | int
+#: the symbolic shape of a state field that :class:`FieldRows` cuts into row slabs
+FIELD_SHAPE = ("B", "H", "W")
 
 
 class FieldSlabs:
@@ -118,7 +130,8 @@ class FieldSlabs:
         if self.comm is None or self.world == 1:
             return local
         sizes = [hi - lo for lo, hi in self.rows]
-        return self.comm.all_gather_cat(local, 1, sizes, what="field rows")
+        # contiguous: a sum over a strided view may add in another order (other float bits)
+        return self.comm.all_gather_cat(local, 1, sizes, what="field rows").contiguous()
 
     def total(self, local: torch.Tensor) -> torch.Tensor:
         """``[B]`` the field's mass: per-rank sums all-reduced (equal to rounding; for the
@@ -379,3 +392,113 @@ class FieldSlabs:
             return mine
         every = self.comm.all_reduce(torch.tensor([mine]), "max", "sensor reach")
         return int(every[0])
+
+
+# -- agents in the slab of their row ----------------------------------------------------------
+class RowAgents(SlabLayout):
+    """Agents kept by the rank owning the row they stand on (the nearest row of ``y``, wrapped
+    or clamped as the field's boundary): :class:`~populace.engine.slabs.SlabLayout`'s slots,
+    migration and gathers by id, with rows for cell columns (no ghosts: agents read the field,
+    not each other).
+
+    Args:
+        field: the field's row slabs (its comm is this layout's).
+        agents: N, agents in the whole field.
+        capacity: slots per rank (default N).
+    """
+
+    def __init__(self, field: FieldSlabs, agents: int, capacity: int | None = None) -> None:
+        self.field = field
+        self.agents = agents
+        self.comm = field.comm
+        self.world, self.rank = field.world, field.rank
+        self.capacity = agents if capacity is None else min(agents, capacity)
+
+    def owner(self, pos: torch.Tensor) -> torch.Tensor:
+        """``[...]`` rank owning the row of each position ``[..., 2]`` (x, y)."""
+        row = torch.floor(pos[..., 1] + 0.5).long()
+        H = self.field.height
+        row = torch.remainder(row, H) if self.field.boundary == "wrap" else row.clamp(0, H - 1)
+        return self.field.owner_of_row.to(pos.device)[row]
+
+    def neighbourhood(self, gid, fields):
+        raise NotImplementedError("agents on a field have no ghosts: they read the field")
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldRows(Slabs):
+    """Spec of stigmergy sharding: each rank owns a block of the field's rows and the agents
+    standing on them.
+
+    The model's state holds positions ``pos: [B, N, 2]`` (x, y), global ids ``gid: [B, N]``
+    int64, other per-agent fields with the agent axis at dim 1, fields declared
+    ``tensor_field("B", "H", "W")`` and a ``field_grid`` property ``(H, W, boundary)``; its
+    steps use :func:`rows_of`.
+
+    Attributes:
+        capacity: agent slots per rank as a multiple of ``N / world`` (at most N).
+    """
+
+    def build(self, comm: Comm, model: Any, seeds: Sequence[int]) -> FieldRowShard:
+        return FieldRowShard(comm, model, seeds, self)
+
+
+class FieldRowShard(SlabShard):
+    """This rank's rows of every field and the agents on them (layout fixed from the first
+    whole state)."""
+
+    kind = "field rows"
+
+    def _layout(self, state: State) -> RowAgents:
+        if self.layout is None:
+            grid = getattr(state, "field_grid", None)
+            if not (isinstance(grid, tuple) and len(grid) == 3):
+                raise DistributedError(
+                    f"{type(state).__name__} has no field_grid property (H, W, boundary): field "
+                    f"rows need the field's shape"
+                )
+            if not _field_names(state):
+                raise DistributedError(
+                    f"{type(state).__name__} declares no field tensor_field('B', 'H', 'W')"
+                )
+            if IDS not in state.tensor_names() or "pos" not in state.tensor_names():
+                raise DistributedError(
+                    f"{type(state).__name__} has no field 'pos' or 'gid': agents on field rows "
+                    f"need positions and global ids"
+                )
+            H, W, boundary = grid
+            cap = math.ceil(self.spec.capacity * self.model.agents / self.comm.world)
+            self.layout = RowAgents(FieldSlabs(H, W, self.comm, boundary), self.model.agents, cap)
+        return self.layout
+
+    def local_state(self, state: State) -> State:
+        field = self._layout(state).field
+        rows = {n: field.local(getattr(state, n)) for n in _field_names(state)}
+        return super().local_state(state).replace(**rows)
+
+    def global_state(self, state: State) -> State:
+        layout = self._layout(state)
+        names = _field_names(state)
+        out = {
+            n: layout.gather_by_id(getattr(state, n), state.gid) for n in self._agent_fields(state)
+        }
+        out.update({n: layout.field.gather(getattr(state, n)) for n in names})
+        gid = torch.arange(self.model.agents, device=state.gid.device).expand(state.members, -1)
+        for name, t in state.tensors().items():
+            if name not in out and name != IDS:
+                self.check_replicated(type(state).__name__, name, t)
+        return state.replace(gid=gid.contiguous(), **out)
+
+
+def _field_names(state: State) -> list[str]:
+    return [f.name for f in dataclasses.fields(state) if f.metadata.get("shape") == FIELD_SHAPE]
+
+
+def rows_of(ctx: Any, state: State) -> RowAgents:
+    """The row layout of a step (its ``.field`` the field's slabs): the rank's under a
+    :class:`FieldRows` shard, else one slab holding every row and agent."""
+    shard = getattr(ctx, "shard", None)
+    if isinstance(shard, FieldRowShard):
+        return shard._layout(state)
+    H, W, boundary = state.field_grid
+    return RowAgents(FieldSlabs(H, W, None, boundary), state.gid.shape[1])

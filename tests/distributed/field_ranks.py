@@ -2,7 +2,9 @@
 field, with the kernels on the whole field in one process or on row slabs over W ranks.
 
 ``worker`` (for ``sharded_runs.launch(target=worker)``) pickles each case's whole field and
-readings (gathered) to ``folder/w{world}_r{rank}.pkl``. Kept small: the CI machine has 2 cores.
+readings (gathered), and a physarum run on field rows (metrics, gathered state; mode ``save``
+also checkpoints it, ``resume`` resumes that checkpoint), to ``folder/w{world}_r{rank}.pkl``.
+Kept small: the CI machine has 2 cores.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from sharded_runs import TIMEOUT
+from sharded_runs import TIMEOUT, _frame
 
+from populace.engine import Simulation
 from populace.engine import distributed as D
-from populace.engine.field_slabs import FieldSlabs
+from populace.engine.field_slabs import FieldRows, FieldSlabs
 from populace.kernels.stigmergy import deposit, diffuse_evaporate, sense
+from populace.models import physarum, physarum_slabs
 
 B, H, W, N, STEPS = 2, 11, 7, 40, 4
 ANGLES = (-0.6, 0.0, 0.6)
@@ -110,9 +114,40 @@ def sharded(
     }
 
 
-def run_cases(comm) -> dict:
+# -- physarum on field rows ---------------------------------------------------------------
+#: 12 rows over 3 ranks: 4 each, and sensors 4.5 cells ahead reach past the next rank's rows
+PHYSARUM = {"agents": 60, "world": 12, "sensor_offset": 4.5, "step_size": 1.3}
+
+
+def physarum_run(folder: Path | None, mode: str, sharded: bool = True) -> dict:
+    """6 steps (``save``: checkpoint after 3 into ``folder``), or 3 resumed (``resume``);
+    the metrics of the run and of the 3 steps after the checkpoint, the whole final state."""
+    build = physarum_slabs.build if sharded else physarum.build
+    shard = FieldRows(capacity=3.0) if sharded else False
+    if mode == "resume":
+        sim = Simulation.resume(
+            folder / "physarum.ckpt", build(**PHYSARUM), device="cpu", distributed=shard
+        )
+        return {"after": _frame(sim.run(3).metrics)}
+    sim = Simulation(build(**PHYSARUM), members=2, seed=3, device="cpu", distributed=shard)
+    first = sim.run(3).metrics
+    if folder is not None:
+        sim.save(folder / "physarum.ckpt")
+    after = sim.run(3).metrics
+    state = sim.global_state() if sharded else sim.state
+    return {
+        "metrics": _frame(first.vstack(after)),
+        "after": _frame(after),
+        "trail": state.trail,
+        "pos": state.pos,
+        "heading": state.heading,
+    }
+
+
+def run_cases(comm, folder: Path, mode: str) -> dict:
     out = {case: sharded(comm, *case) for case in CASES}
     out["no halo"] = sharded(comm, "wrap", "nearest", "float64", halo=False)
+    out["physarum"] = physarum_run(folder, mode)
     return out
 
 
@@ -121,12 +156,12 @@ def worker(rank: int, world: int, port: int, folder: str, mode: str) -> None:
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world)
     )
     comm = D.init("gloo", timeout=TIMEOUT)
-    got = run_cases(comm)
+    got = run_cases(comm, Path(folder), mode)
     (Path(folder) / f"w{world}_r{rank}.pkl").write_bytes(pickle.dumps(got))
     dist.destroy_process_group()
 
 
-def in_process() -> dict:
+def in_process(folder: Path, mode: str) -> dict:
     """World size 1: a gloo group of one in this process (no spawn)."""
     dist.init_process_group(
         "gloo",
@@ -136,6 +171,6 @@ def in_process() -> dict:
         timeout=datetime.timedelta(seconds=TIMEOUT),
     )
     try:
-        return run_cases(D.Comm())
+        return run_cases(D.Comm(), folder, mode)
     finally:
         dist.destroy_process_group()

@@ -1,17 +1,21 @@
 """Stigmergy fields on row slabs (gloo on CPU): deposits (nearest and bilinear, float amounts,
 agents anywhere), NetLogo diffusion with evaporation and sensing past one halo row give the
 single-process kernels' field and readings bit for bit on 1, 2 and 3 ranks, for a wrapped and
-a closed field; mass is kept; diffusing each slab without the halo exchange would not."""
+a closed field; mass is kept; diffusing each slab without the halo exchange would not. Physarum
+on field rows (agents migrating between the rank of their row) is physarum bit for bit on 2
+ranks, and its checkpoint resumes on 3 and on 1 to the same trajectory."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from field_ranks import CASES, H, W, in_process, sharded, start, whole, worker
-from sharded_runs import launch
+from field_ranks import CASES, H, W, in_process, physarum_run, sharded, start, whole, worker
+from sharded_runs import launch, read_frame
 
+from populace.engine import Simulation
 from populace.engine.distributed import DistributedError
 from populace.engine.field_slabs import FieldSlabs
+from populace.models import physarum, physarum_slabs
 
 
 @pytest.fixture(scope="module")
@@ -19,9 +23,10 @@ def runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fields")
     return {
         "reference": {case: whole(*case) for case in CASES},
-        1: [in_process()],
-        2: launch(2, "fields", folder, target=worker),
-        3: launch(3, "fields", folder, target=worker),
+        "physarum": physarum_run(None, "save", sharded=False),
+        2: launch(2, "save", folder, target=worker),
+        3: launch(3, "resume", folder, target=worker),
+        1: [in_process(folder, "resume")],
     }
 
 
@@ -94,3 +99,31 @@ def test_bad_input_is_refused_with_its_name():
         slabs.sense(
             torch.zeros(1, H, W), torch.zeros(1, 3, 2), torch.zeros(1, 3), [0.0], 1.0, mode="cubic"
         )
+
+
+@pytest.mark.slow
+def test_physarum_on_two_ranks_is_physarum(runs):
+    want = runs["physarum"]
+    for got in runs[2]:
+        frame = read_frame(got["physarum"]["metrics"])
+        assert frame.equals(read_frame(want["metrics"]))
+        for name in ("trail", "pos", "heading"):
+            assert torch.equal(got["physarum"][name], want[name]), name
+    assert read_frame(want["metrics"])["coverage"].max() > 0.1  # the agents laid a trail
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("world", [1, 3])
+def test_a_physarum_checkpoint_of_two_ranks_resumes_on_other_world_sizes(runs, world):
+    want = read_frame(runs["physarum"]["after"])
+    for got in runs[world]:
+        assert read_frame(got["physarum"]["after"]).equals(want)
+
+
+def test_physarum_on_rows_in_one_process_is_physarum():
+    kw = {"agents": 50, "world": 10, "sensor_offset": 3.0}
+    a = Simulation(physarum.build(**kw), members=2, seed=8, device="cpu").run(5)
+    b = Simulation(physarum_slabs.build(**kw), members=2, seed=8, device="cpu").run(5)
+    assert a.metrics.equals(b.metrics)
+    assert torch.equal(a.final_state.trail, b.final_state.trail)
+    assert torch.equal(a.final_state.pos, b.final_state.pos)
