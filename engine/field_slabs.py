@@ -28,7 +28,8 @@ their global ids (``gid``, the slot order of one process): contributions to a ce
 added in the same sequence. Without ``gid`` the order is (rank, slot): bit for bit for
 integer-valued amounts only, else equal to rounding. Totals summed per rank and all-reduced
 (:meth:`FieldSlabs.total`) are equal to rounding; :meth:`FieldSlabs.gather` then a sum is the
-one-process number. On a GPU the kernels' atomic adds already vary in the last bits.
+one-process number. On a GPU, ``scatter_add`` adds atomically: float deposits vary in the
+last bits from run to run (as the one-process kernels' do there).
 Gradients do not cross ranks (the exchanges carry values only).
 
 :class:`FieldSlabs` also works without a process group (one slab, the whole field), so a model
@@ -47,9 +48,14 @@ import torch
 from populace.engine.distributed import Comm, DistributedError, split
 from populace.engine.slabs import IDS, SlabLayout, Slabs, SlabShard
 from populace.engine.state import State
+from populace.kernels import stigmergy
 from populace.kernels.stigmergy import (
     BOUNDARIES,
     MODES,
+    _alive,
+    _amounts,
+    _check_agents,
+    _check_choice,
     cells_and_weights,
     diffuse_evaporate,
     sensor_points,
@@ -75,8 +81,7 @@ class FieldSlabs:
     def __init__(
         self, height: int, width: int, comm: Comm | None = None, boundary: str = "wrap"
     ) -> None:
-        if boundary not in BOUNDARIES:
-            raise ValueError(f"unknown boundary {boundary!r}; valid: {', '.join(BOUNDARIES)}")
+        _check_choice("boundary", boundary, BOUNDARIES)
         if height < 1 or width < 1:
             raise ValueError(f"a field needs at least one row and column, got {height}x{width}")
         self.height, self.width, self.boundary = int(height), int(width), boundary
@@ -184,7 +189,8 @@ class FieldSlabs:
             0 if q == self.rank else sum(1 for g in wanted if lo <= g < hi)
             for q, (lo, hi) in enumerate(self.rows)
         ]
-        rows = local.transpose(0, 1)[torch.tensor(send, dtype=torch.int64)].reshape(-1, B * W)
+        pick = torch.tensor(send, dtype=torch.int64, device=local.device)
+        rows = local.transpose(0, 1)[pick].reshape(-1, B * W)
         got = self.comm.all_to_all(rows, send_counts, recv_counts, "halo rows").view(-1, B, W)
         # received rows are grouped by source rank, each group in halo order
         start = torch.tensor([0, *recv_counts]).cumsum(0).tolist()
@@ -257,36 +263,21 @@ class FieldSlabs:
             ``[B, h, W]``. Every rank must call it (each receives deposits from the others).
         """
         self._check_local(local)
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+        _check_choice("mode", mode, MODES)
+        _check_agents(local, pos)  # the kernels' checks: [B, n, 2], dtype, device, finite
         B, W = local.shape[0], self.width
-        if pos.dim() != 3 or pos.shape[0] != B or pos.shape[2] != 2:
-            raise ValueError(f"pos must be [B={B}, n, 2], got {tuple(pos.shape)}")
-        if pos.dtype != local.dtype:
-            raise ValueError(f"pos dtype {pos.dtype} differs from the field's {local.dtype}")
-        if not pos.is_cuda and not torch.isfinite(pos).all():
-            raise ValueError("pos has NaN/Inf entries")
         n = pos.shape[1]
-        amounts = torch.as_tensor(amount, dtype=local.dtype, device=local.device)
-        if amounts.dim() == 1:
-            raise ValueError(
-                f"amount of shape {tuple(amounts.shape)} is ambiguous: give [B, 1] or [B, n]"
-            )
-        try:
-            amounts = amounts.expand(B, n)
-        except RuntimeError:
-            raise ValueError(
-                f"amount must broadcast to [B, n]={B, n}, got {tuple(amounts.shape)}"
-            ) from None
-        live = torch.ones(B, n, dtype=torch.bool, device=pos.device) if alive is None else alive
-        if live.dtype != torch.bool or tuple(live.shape) != (B, n):
-            raise ValueError(f"alive must be a [B, n]={B, n} bool tensor, got {tuple(live.shape)}")
+        amounts, live = _amounts(amount, pos), _alive(alive, pos)
         if gid is None:  # slot order within a rank, ranks in order
             key = torch.arange(n, device=pos.device).expand(B, n) + (self.rank << 40)
         else:
             if gid.dtype != torch.int64 or tuple(gid.shape) != (B, n):
                 raise ValueError(f"gid must be a [B, n]={B, n} int64 tensor")
             key, live = gid, live & (gid >= 0)
+        if (self.comm is None or self.world == 1) and _in_order(gid):  # the kernel (Triton on
+            return stigmergy.deposit(  # CUDA) adds in slot order, which is id order here
+                local, pos, amounts, live, mode=mode, boundary=self.boundary
+            )
         # the one-process stencil and masses: same cells, same bits
         index, weight = cells_and_weights(pos, self.height, W, mode, self.boundary)
         mass = (amounts * live.to(amounts.dtype)).unsqueeze(-1) * weight  # [B, n, C]
@@ -346,15 +337,9 @@ class FieldSlabs:
             whole field. Every rank must call it (halo rows travel).
         """
         self._check_local(local)
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+        _check_choice("mode", mode, MODES)
+        _check_agents(local, pos, heading)
         B, n = pos.shape[:2]
-        if pos.dim() != 3 or pos.shape[0] != local.shape[0] or pos.shape[2] != 2:
-            raise ValueError(f"pos must be [B={local.shape[0]}, n, 2], got {tuple(pos.shape)}")
-        if tuple(heading.shape) != (B, n):
-            raise ValueError(f"heading must be [B, n]={B, n}, got {tuple(heading.shape)}")
-        if pos.dtype != local.dtype or heading.dtype != local.dtype:
-            raise ValueError(f"pos and heading must have the field's dtype {local.dtype}")
         angles = torch.as_tensor(angles, dtype=local.dtype, device=local.device)
         if angles.dim() != 1 or angles.shape[0] == 0:
             raise ValueError(f"angles must be a non-empty [K] sequence, got {tuple(angles.shape)}")
@@ -488,6 +473,15 @@ class FieldRowShard(SlabShard):
             if name not in out and name != IDS:
                 self.check_replicated(type(state).__name__, name, t)
         return state.replace(gid=gid.contiguous(), **out)
+
+
+def _in_order(gid: torch.Tensor | None) -> bool:
+    """Whether slot order is id order: no ids, or each member's ids rising (-1s anywhere)."""
+    if gid is None or gid.shape[1] < 2:
+        return True
+    later = gid[:, 1:]
+    running = torch.cummax(gid, dim=1).values[:, :-1]  # the largest id before each slot
+    return bool(((later > running) | (later < 0)).all())
 
 
 def _field_names(state: State) -> list[str]:

@@ -9,7 +9,6 @@ Kept small: the CI machine has 2 cores.
 
 from __future__ import annotations
 
-import datetime
 import math
 import os
 import pickle
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from sharded_runs import TIMEOUT, _frame
+from sharded_runs import TIMEOUT, _frame, group_of_one
 
 from populace.engine import Simulation
 from populace.engine import distributed as D
@@ -162,15 +161,6 @@ def worker(rank: int, world: int, port: int, folder: str, mode: str) -> None:
 
 
 def in_process(folder: Path, mode: str) -> dict:
-    """World size 1: a gloo group of one in this process (no spawn)."""
-    dist.init_process_group(
-        "gloo",
-        store=dist.HashStore(),
-        rank=0,
-        world_size=1,
-        timeout=datetime.timedelta(seconds=TIMEOUT),
-    )
-    try:
-        return run_cases(D.Comm(), folder, mode)
-    finally:
-        dist.destroy_process_group()
+    """World size 1: :func:`run_cases` in a group of one in this process."""
+    with group_of_one() as comm:
+        return run_cases(comm, folder, mode)

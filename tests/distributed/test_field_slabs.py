@@ -10,11 +10,12 @@ from __future__ import annotations
 import pytest
 import torch
 from field_ranks import CASES, H, W, in_process, physarum_run, sharded, start, whole, worker
-from sharded_runs import launch, read_frame
+from sharded_runs import group_of_one, launch, read_frame
 
 from populace.engine import Simulation
 from populace.engine.distributed import DistributedError
-from populace.engine.field_slabs import FieldSlabs
+from populace.engine.field_slabs import FieldRows, FieldSlabs
+from populace.kernels.stigmergy import deposit
 from populace.models import physarum, physarum_slabs
 
 
@@ -127,3 +128,26 @@ def test_physarum_on_rows_in_one_process_is_physarum():
     assert a.metrics.equals(b.metrics)
     assert torch.equal(a.final_state.trail, b.final_state.trail)
     assert torch.equal(a.final_state.pos, b.final_state.pos)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_deposits_are_added_in_id_order_whatever_the_slots(mode):
+    g = torch.Generator().manual_seed(3)
+    field = torch.rand(1, 3, 3, generator=g)  # float32, 9 cells for 400 agents: many per cell
+    pos = torch.rand(1, 400, 2, generator=g) * 3 - 0.5
+    amount = torch.rand(1, 400, generator=g) * 1e3
+    perm = torch.randperm(400, generator=g)
+    slabs = FieldSlabs(3, 3)
+    got = slabs.deposit(field, pos[:, perm], amount[:, perm], gid=perm[None], mode=mode)
+    want = deposit(field, pos, amount, mode=mode, backend="torch")  # agent g at slot g
+    assert torch.equal(got, want)
+    # in slot order the same sums differ in the last bits: the order is what makes it exact
+    shuffled = deposit(field, pos[:, perm], amount[:, perm], mode=mode, backend="torch")
+    assert not torch.equal(shuffled, want)
+    torch.testing.assert_close(shuffled, want)
+
+
+def test_field_rows_refuse_a_state_without_a_field_grid():
+    with group_of_one():
+        with pytest.raises(DistributedError, match="PhysarumState has no field_grid"):
+            Simulation(physarum.build(agents=20, world=6), device="cpu", distributed=FieldRows())
