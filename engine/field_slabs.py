@@ -46,7 +46,7 @@ from typing import Any
 import torch
 
 from populace.engine.distributed import Comm, DistributedError, split
-from populace.engine.slabs import IDS, SlabLayout, Slabs, SlabShard
+from populace.engine.slabs import IDS, POSITIONS, SlabLayout, Slabs, SlabShard
 from populace.engine.state import State
 from populace.kernels import stigmergy
 from populace.kernels.stigmergy import (
@@ -446,7 +446,7 @@ class FieldRowShard(SlabShard):
                 raise DistributedError(
                     f"{type(state).__name__} declares no field tensor_field('B', 'H', 'W')"
                 )
-            if IDS not in state.tensor_names() or "pos" not in state.tensor_names():
+            if IDS not in state.tensor_names() or POSITIONS not in state.tensor_names():
                 raise DistributedError(
                     f"{type(state).__name__} has no field 'pos' or 'gid': agents on field rows "
                     f"need positions and global ids"
