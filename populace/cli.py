@@ -167,6 +167,10 @@ def _shard(name: str) -> Any:
         from populace.engine.slabs import Slabs
 
         return Slabs()
+    if name == "rows":
+        from populace.engine.field_slabs import FieldRows
+
+        return FieldRows()
     return name
 
 
@@ -421,10 +425,11 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--shard",
-        choices=("members", "agents", "slabs"),
+        choices=("members", "agents", "slabs", "rows"),
         default="members",
         help="under torchrun: split the ensemble members (default), the agents of a model on "
-        "contact layers, or a swarm's box in slabs (vicsek_slabs) over the ranks",
+        "contact layers, a swarm's box in slabs (vicsek_slabs) or a stigmergy field in rows "
+        "(physarum_slabs) over the ranks",
     )
     run.set_defaults(fn=cmd_run)
 

@@ -7,12 +7,14 @@ deadline) that each run :func:`worker`; every rank pickles what it got into
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import io
 import os
 import pickle
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -262,8 +264,9 @@ def launch(world: int, mode: str, folder: Path, deadline: float = 600, target=No
     return [pickle.loads((folder / f"w{world}_r{r}.pkl").read_bytes()) for r in range(world)]
 
 
-def in_process(mode: str, folder: Path) -> list[dict]:
-    """World size 1: a gloo group of one in this process (no spawn)."""
+@contextlib.contextmanager
+def group_of_one() -> Iterator[D.Comm]:
+    """World size 1: a gloo group of one in this process (no spawn), its collectives."""
     dist.init_process_group(
         "gloo",
         store=dist.HashStore(),
@@ -272,7 +275,13 @@ def in_process(mode: str, folder: Path) -> list[dict]:
         timeout=datetime.timedelta(seconds=TIMEOUT),
     )
     try:
-        run_ranks(folder, mode, 0, 1)
+        yield D.Comm()
     finally:
         dist.destroy_process_group()
+
+
+def in_process(mode: str, folder: Path) -> list[dict]:
+    """World size 1: :func:`run_ranks` in a group of one in this process."""
+    with group_of_one():
+        run_ranks(folder, mode, 0, 1)
     return [pickle.loads((folder / "w1_r0.pkl").read_bytes())]
