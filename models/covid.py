@@ -500,6 +500,7 @@ def build(
     population_seed: int = 0,
     behaviour: stay_home.StayHome | None = None,
     vaccine_order: str = "random",
+    metrics: Sequence[str] | None = None,
     **params,
 ) -> Model:
     """The COVID policy model.
@@ -530,6 +531,9 @@ def build(
             params like any other.
         vaccine_order: within an age band, campaign doses go ``"random"``-ly or to the
             most connected first (``"degree"``: contacts summed over the CSR layers).
+        metrics: record only these metrics (names as in the model's ``metrics``, e.g.
+            ``"new_infections_by_borough"`` for the per-borough columns; None: all). A fit that
+            reads two series need not pay for twenty.
         params: any param of the build (layer scales by layer name, ``p_severe``, ...).
     """
     if mixing not in MIXING:
@@ -591,9 +595,9 @@ def build(
             **extra,
         )
 
-    metrics = {c: compartment(course, c) for c in course.compartments}
-    metrics["I"] = compartments(course, severity.INFECTIOUS, "I")
-    metrics |= {
+    all_metrics = {c: compartment(course, c) for c in course.compartments}
+    all_metrics["I"] = compartments(course, severity.INFECTIOUS, "I")
+    all_metrics |= {
         "hospitalised": flow("in_bed"),
         "new_infections": flow("infected"),
         "new_deaths": entries(course, "D"),
@@ -608,11 +612,18 @@ def build(
         ),
     }
     for axis in by:
-        metrics[f"new_infections_by_{axis}"] = flow_by("infected", axis, prefix="new_infections")
-        metrics[f"new_deaths_by_{axis}"] = entries_by(course, "D", axis, prefix="new_deaths")
-        metrics[f"new_diagnoses_by_{axis}"] = flow_by("diagnosed", axis, prefix="new_diagnoses")
-        metrics[f"D_by_{axis}"] = compartment_by(course, "D", axis, prefix="D")
-        metrics[f"hospitalised_by_{axis}"] = flow_by("in_bed", axis, prefix="hospitalised")
+        all_metrics |= {
+            f"new_infections_by_{axis}": flow_by("infected", axis, prefix="new_infections"),
+            f"new_deaths_by_{axis}": entries_by(course, "D", axis, prefix="new_deaths"),
+            f"new_diagnoses_by_{axis}": flow_by("diagnosed", axis, prefix="new_diagnoses"),
+            f"D_by_{axis}": compartment_by(course, "D", axis, prefix="D"),
+            f"hospitalised_by_{axis}": flow_by("in_bed", axis, prefix="hospitalised"),
+        }
+    if metrics is not None:
+        unknown = sorted(set(metrics) - set(all_metrics))
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; valid: {', '.join(all_metrics)}")
+        all_metrics = {k: v for k, v in all_metrics.items() if k in set(metrics)}
     return Model(
         name=NAME,
         params=model_params,
@@ -632,7 +643,7 @@ def build(
                 None if behaviour is None else behaviour.keep,
             ),
         ),
-        metrics=metrics,
+        metrics=all_metrics,
         agents=n,
         data=data,
         options={

@@ -482,7 +482,7 @@ def parser() -> argparse.ArgumentParser:
         "--popsize", type=positive_int("--popsize"), default=10, help="fit: candidates/generation"
     )
     demo.add_argument(
-        "--generations", type=non_negative_int("--generations"), default=4, help="fit: CMA-ES"
+        "--generations", type=non_negative_int("--generations"), default=6, help="fit: CMA-ES"
     )
     demo.add_argument(
         "--cache", default=None, help="LLM answer cache file (default ~/.cache/populace/llm.sqlite)"

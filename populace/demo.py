@@ -53,7 +53,7 @@ def run_demo(
     samples: int = 1,
     archetypes: tuple[str, ...] = ("age_group", "borough"),
     popsize: int = 10,
-    generations: int = 4,
+    generations: int = 6,
     behaviours: tuple[str, ...] = fl.BEHAVIOURS,
     backend: Any = "transformers",
     cache: str | Path | None = None,

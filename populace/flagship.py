@@ -77,6 +77,8 @@ BLOCK = 28  # days per ascertainment level
 CASE_DELAY = 8.0  # mean days from infection to a reported case (incubation + testing)
 DEATH_RATIO = (1.0, 3.0)  # observed over the prognoses' deaths: the range allowed
 BEHAVIOURS = ("none", "heuristic", "llm")
+#: what fits and scores read (the other metrics cost a third of a step)
+FIT_METRICS = ("new_infections_by_borough", "new_deaths_by_borough")
 NYC_RESIDENTS = covid.NYC_RESIDENTS
 #: borough codes of the data and the population, and their names for prompts.
 BOROUGH_NAMES = dict(zip(NYC_BOROUGHS, covid_behavior.BOROUGH_LABELS, strict=True))
@@ -254,7 +256,7 @@ class Setting:
     archetype_attributes: tuple[str, ...] = ("age_group", "borough")
     samples: int = 1
     popsize: int = 10
-    generations: int = 4
+    generations: int = 6
     seeds: int = 2
     seed: int = 0
     device: str = "cpu"
@@ -284,9 +286,11 @@ class Flagship:
         names = [" / ".join(e.values()) for e in self.labels]
         return StayHome(self.tables[name], self.archetype, tuple(names), source=name)
 
-    def model(self, name: str, **params: Any) -> Model:
-        """The covid model with behaviour ``name`` (params given override the defaults)."""
+    def model(self, name: str, metrics: Sequence[str] | None = None, **params: Any) -> Model:
+        """The covid model with behaviour ``name`` (params given override the defaults;
+        ``metrics``: record only these, see :func:`populace.models.covid.build`)."""
         return covid.build(
+            metrics=metrics,
             population=self.population,
             area="borough",
             by=("borough",),
@@ -430,8 +434,9 @@ def bounds(name: str, agents: int) -> list[Bound]:
 def simulate(
     flag: Flagship, name: str, values: Mapping[str, torch.Tensor], days: int, seeds: Sequence[int]
 ) -> pl.DataFrame:
-    """Metrics of one batched run: member b has ``values[k][b]`` (``[B]`` each)."""
-    model = flag.model(name)
+    """The per-borough infections and deaths of one batched run: member b has ``values[k][b]``
+    (``[B]`` each)."""
+    model = flag.model(name, metrics=FIT_METRICS)
     params = model.params.replace(**values)
     sim = Simulation(
         model, seeds=list(seeds), params=params, progress=False, device=flag.setting.device

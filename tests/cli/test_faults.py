@@ -344,7 +344,7 @@ LONG = {
     "population": (["population", "nyc", "--scale", "0.2"], False),
     "calibrate": (None, False),
     "calibrate-nyc": (["calibrate-nyc", "--agents", "3000"], True),  # about a minute of work
-    "demo": (["demo", "--scale", "0.01", "--device", "cpu", "--days", "112"], True),
+    "demo": (["demo", "--scale", "0.01", "--device", "cpu", "--no-fit-cache"], True),
 }
 
 

@@ -246,3 +246,15 @@ def test_a_baseline_member_of_a_study_runs_as_it_does_alone():
             (res.metrics["scenario"] == "baseline") & (res.metrics["seed"] == k)
         )
         assert alone.drop("member").equals(base.drop("scenario", "seed"))
+
+
+def test_only_the_metrics_asked_for_are_recorded_and_unknown_ones_are_named():
+    lean = covid.build(agents=800, initial_infected=20, metrics=("new_infections_by_age", "I"))
+    full = covid.build(agents=800, initial_infected=20)
+    a = Simulation(lean, members=2, seed=4).run(6).metrics
+    b = Simulation(full, members=2, seed=4).run(6).metrics
+    kept = [c for c in a.columns if c not in ("member", "step")]
+    assert "I" in kept and "new_infections_0-4" in kept and "S" not in kept
+    assert a.select(kept).equals(b.select(kept))  # the same run, fewer columns
+    with pytest.raises(ValueError, match="unknown metric\\(s\\) \\['cases'\\]"):
+        covid.build(agents=800, metrics=("cases",))
