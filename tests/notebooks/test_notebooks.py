@@ -29,8 +29,7 @@ EXPECTED = {
     "stigmergy",
     "flocking_vicsek",
     "nyc_population",
-    "counterfactual_lockdown",
-    "llm_archetypes",
+    "flagship_nyc",
     "calibration_nyc",
     "write_your_own_model",
     "epidemic_policies",
@@ -57,18 +56,40 @@ for text, handle in entries:
     assert list(line.get_ydata()) == mean.to_list(), f"the {text!r} curve is not mean {text}"
 """
 
-LOCKDOWN_SHARE_AXIS = """
-ax = shut_fig.axes[0]
+FLAGSHIP_FIGURES = """
+import numpy as np
+
+# the order figure plots a share of members per borough, on an axis labelled as one
+ax = order_fig.axes[0]
 label = ax.get_ylabel()
 assert label.startswith("share"), f"a share of members, labelled {label!r}"
-(band,) = ax.collections
-heights = band.get_paths()[0].vertices[:, 1]
-assert 0 <= heights.min() and heights.max() <= 1 and ax.get_ylim() == (0.0, 1.0)
+assert ax.get_ylim() == (0.0, 1.0)
+assert [t.get_text() for t in ax.get_legend().get_texts()] == list(NYC_BOROUGHS)
+for line, b in zip(ax.lines, NYC_BOROUGHS, strict=True):
+    heights = np.asarray(line.get_ydata(), dtype=float)
+    assert 0 <= heights.min() and heights.max() <= 1, b
+    assert list(heights) == flags[f"order_{b}"].to_list(), f"the {b} line is not its order share"
+# each heatmap shows its own behaviour's table, weeks along x, archetypes along y
+for ax, name in zip(tables_fig.axes[:2], ("heuristic", "llm"), strict=True):
+    assert ax.get_title().startswith(name), ax.get_title()
+    (image,) = ax.images
+    assert np.allclose(image.get_array(), flag.tables[name].T.numpy()), name
+    assert image.get_clim() == (0, 1) and image.get_array().shape == (len(names), weeks)
+assert [t.get_text() for t in tables_fig.axes[0].get_yticklabels()] == names
+# the map colours each ZIP-code area by its attack rate, in the areas' order
+(collection,) = map_fig.axes[0].collections
+assert np.allclose(collection.get_array(), attack.numpy())
+# the fit figure's data points are the reported weekly totals
+ax = fit_fig.axes[0]
+points = ax.lines[0]
+weekly = flag.data["cases"][:window].sum(1).reshape(-1, WEEK).sum(1)
+assert np.allclose(points.get_ydata(), weekly.numpy())
+assert [t.get_text() for t in ax.get_legend().get_texts()] == ["reported", *fl.BEHAVIOURS]
 """
 
 PROBES = {
     "quickstart": QUICKSTART_LEGEND,
-    "counterfactual_lockdown": LOCKDOWN_SHARE_AXIS,
+    "flagship_nyc": FLAGSHIP_FIGURES,
 }
 
 
