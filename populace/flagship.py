@@ -523,7 +523,7 @@ def score(flag: Flagship, name: str, params: Mapping[str, float]) -> dict[str, A
     One run of ``len(ORIGINS) x seeds`` members to the last origin + 28 days; member (o, s)
     holds the behaviour at origin o's week. ND over the fit window (cases and deaths, member
     mean over seeds and per seed); at each origin the cases ascertainment of each borough is
-    re-anchored on the 14 days before it and the next four weekly totals are compared with the
+    re-anchored on the 14 days before it (at most 1) and the next four weekly totals are compared with the
     data and with persistence (the last week repeated)."""
     s = flag.setting
     days = LEAD + ORIGINS[-1] + HORIZON
@@ -550,7 +550,10 @@ def score(flag: Flagship, name: str, params: Mapping[str, float]) -> dict[str, A
     rows = []
     for i, (o, k) in enumerate(members):
         before = slice(o - 14, o)
+        # the ascertainment of the last 14 days, at most 1 (as in the fit): a model with fewer
+        # infections than the data's cases forecasts all of them reported, not a blow-up
         level = obs[before].sum(dim=0) / unit[i, before].sum(dim=0).clamp_min(1e-9)  # [5]
+        level = level.clamp(max=1.0)
         ahead = weekly(unit[i, o : o + HORIZON] * level)  # [4, 5]
         truth = weekly(obs[o : o + HORIZON])
         last = obs[o - WEEK : o].sum(dim=0)
