@@ -523,8 +523,8 @@ def score(flag: Flagship, name: str, params: Mapping[str, float]) -> dict[str, A
     One run of ``len(ORIGINS) x seeds`` members to the last origin + 28 days; member (o, s)
     holds the behaviour at origin o's week. ND over the fit window (cases and deaths, member
     mean over seeds and per seed); at each origin the cases ascertainment of each borough is
-    re-anchored on the 14 days before it (at most 1) and the next four weekly totals are compared with the
-    data and with persistence (the last week repeated)."""
+    re-anchored on the 14 days before it (at most 1) and the next four weekly totals are compared
+    with the data and with persistence (the last week repeated)."""
     s = flag.setting
     days = LEAD + ORIGINS[-1] + HORIZON
     members = [(o, k) for o in ORIGINS for k in range(s.seeds)]
