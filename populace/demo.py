@@ -259,7 +259,7 @@ def write_figures(out: Path, flag: fl.Flagship, scores: dict, cf: dict, best: st
 
         fig, ax = plt.subplots(figsize=(6, 6))
         choropleth(areas, cf["attack_rate_by_area"], ax=ax, label="attack rate", cmap="Reds")
-        ax.set_title(f"first-wave attack rate by ZIP code area ({best} model)")
+        ax.set_title(f"first-wave attack rate by ZIP code area\n({best} model)", fontsize=10)
         ax.set_axis_off()
         fig.savefig(out / "attack_rate_map.png", dpi=110, bbox_inches="tight")
         plt.close(fig)

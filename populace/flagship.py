@@ -330,6 +330,7 @@ def prepare(setting: Setting, query_factory: Callable[[], Any] | None, log=print
             "invalid": acc.invalid,
             "retries": acc.retries,
             "fallbacks": acc.fallbacks,
+            "backend_errors": acc.backend_errors,
             "seconds": time.perf_counter() - t0,
         }
         log(
