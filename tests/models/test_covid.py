@@ -258,3 +258,22 @@ def test_only_the_metrics_asked_for_are_recorded_and_unknown_ones_are_named():
     assert a.select(kept).equals(b.select(kept))  # the same run, fewer columns
     with pytest.raises(ValueError, match="unknown metric\\(s\\) \\['cases'\\]"):
         covid.build(agents=800, metrics=("cases",))
+
+
+def test_degree_order_vaccinates_the_most_connected_of_each_band_first():
+    model = covid.build(
+        agents=2000, initial_infected=0, vaccine_order="degree", vax_doses_per_100k=5000.0
+    )
+    contacts = covid.contacts_per_agent(model.data, model.options["layers"])
+    sim = Simulation(model, members=2, seed=3)
+    sim.run(1)
+    vaccinated = sim.state.vaccinated_at >= 0  # [B, N]: 100 doses on day 0
+    age = model.data.age
+    for b in range(2):
+        for band in age.unique():
+            mine = age == band
+            got, not_yet = vaccinated[b] & mine, ~vaccinated[b] & mine
+            if got.any() and not_yet.any():
+                assert contacts[got].min() >= contacts[not_yet].max()
+    with pytest.raises(ValueError, match="unknown vaccine_order 'oldest'"):
+        covid.build(agents=100, vaccine_order="oldest")
