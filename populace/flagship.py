@@ -79,6 +79,20 @@ DEATH_RATIO = (1.0, 3.0)  # observed over the prognoses' deaths: the range allow
 BEHAVIOURS = ("none", "heuristic", "llm")
 #: what fits and scores read (the other metrics cost a third of a step)
 FIT_METRICS = ("new_infections_by_borough", "new_deaths_by_borough")
+#: what the counterfactual study records
+STUDY_METRICS = (
+    "I",
+    "H",
+    "D",
+    "staying_home",
+    "vaccinated",
+    "new_infections",
+    "new_deaths",
+    "hospitalised",
+    "new_infections_by_borough",
+    "new_deaths_by_borough",
+    "hospitalised_by_borough",
+)
 NYC_RESIDENTS = covid.NYC_RESIDENTS
 #: borough codes of the data and the population, and their names for prompts.
 BOROUGH_NAMES = dict(zip(NYC_BOROUGHS, covid_behavior.BOROUGH_LABELS, strict=True))
@@ -669,7 +683,7 @@ def counterfactuals(
     per borough (infections, deaths, hospital peak; NYC scale) with 90 % intervals over seeds,
     and the baseline attack rate by ZIP-code area."""
     s = flag.setting
-    model = flag.model(name, **{k: float(v) for k, v in params.items()})
+    model = flag.model(name, metrics=STUDY_METRICS, **{k: float(v) for k, v in params.items()})
     result = study(
         model,
         scenarios(),
