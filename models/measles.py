@@ -167,10 +167,11 @@ def build(
     def immunise(state: MeaslesState, params: MeaslesParams, ctx: Context) -> MeaslesState:
         """Routine doses at ``routine_age``, campaign doses to the eligible ages."""
         n = state.dims["N"]
-        u = ctx.rng.uniform(n, dtype=ctx.dtype)  # every day, so the streams stay aligned
         rates = (params.routine_coverage, params.campaign_rate)
         if not any(bool((r > 0).any()) for r in rates):
+            ctx.rng.claim(n)  # the day's draw, not needed: the later draws keep their numbers
             return state
+        u = ctx.rng.uniform(n, dtype=ctx.dtype)  # every day, so the streams stay aligned
         age = state.age_days
         unvaccinated = state.alive & (state.vaccinated_at < 0)
         at = member_view(params.routine_age, 2)
