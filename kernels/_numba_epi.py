@@ -141,43 +141,48 @@ def move(
         False (outputs half-written) when ``health`` is not one-hot or a leaving agent's fate
         of a branching stage is not 0/1.
     """
+    # branch-free: agents of all stages are mixed, so branches on the stage mispredict
     b_count, c_count, n = health.shape
     per_agent = p_infect.shape[1] != 1
+    bad = False
     for b in range(b_count):
         key = _mix(np.uint64(keys[b]) ^ np.uint64(c))
         h, o, t_in, f_in, pb = health[b], out[b], timer[b], fate[b], p_infect[b]
+        t_out, f_out, code, inf_out, ons_out = (
+            timer_out[b],
+            fate_out[b],
+            code_out[b],
+            infected[b],
+            onset[b],
+        )
         for i in range(n):
-            k, ones, bad = -1, 0, False
+            k, ones = -1, 0
             for j in range(c_count):
                 v = h[j, i]
-                bad |= (v != 0) & (v != 1)
-                ones += v == 1
                 k = j if v == 1 else k
-            if bad or ones > 1:
-                return False
+                ones += v == 1
+                bad |= (v != 0) & (v != 1)
+            bad |= ones > 1
             t, f = t_in[i], f_in[i]
-            ent = -1
-            if k == 0:
-                u = _u64(key, start + i) if double else np.float64(_u32(key, start + i))
-                if u < pb[i if per_agent else 0]:
-                    ent = go[0]
-            elif k > 0 and go[k] >= 0 and t <= 1:
-                if alt[k] < 0 or f == 0:
-                    ent = go[k]
-                elif f == 1:
-                    ent = alt[k]
-                else:
-                    return False
-            new = k if ent < 0 else ent
+            u = _u64(key, start + i) if double else np.float64(_u32(key, start + i))
+            ks = max(k, 0)
+            g, a = go[ks], alt[ks]
+            leaving = (k > 0) & (g >= 0) & (t <= one)
+            bad |= leaving & (a >= 0) & (f != 0) & (f != 1)
+            dest = a if (a >= 0) & (f == one) else g
+            caught = (k == 0) & (u < pb[i if per_agent else 0])
+            ent = np.int64(caught) * (go[0] + 1) - 1
+            ent = ent + np.int64(leaving) * (dest - ent)
+            new = k + np.int64(ent >= 0) * (ent - k)
             for j in range(c_count):
                 o[j, i] = one if j == new else zero
-            timer_out[b, i] = max(t - one, zero)
-            code_out[b, i] = ent
-            infected[b, i] = one if k == 0 and ent >= 0 else zero
-            onset[b, i] = one if ent >= 0 and ent == onset_stage else zero
+            t_out[i] = max(t - one, zero)
+            code[i] = ent
+            inf_out[i] = one if caught else zero
+            ons_out[i] = one if ent == onset_stage else zero
             if not keep_fate:
-                fate_out[b, i] = f if ent < 0 else zero
-    return True
+                f_out[i] = f if ent < 0 else zero
+    return not bad
 
 
 @numba.njit(cache=True, nogil=True)
