@@ -447,7 +447,7 @@ class Course:
         """:meth:`advance` by the fused kernel (same numbers), or None where it cannot run
         (the random streams then stand where they stood)."""
         h = state.health
-        p_infect = -torch.expm1(-hazard)
+        p_infect = torch.neg(hazard).expm1_().neg_()  # -expm1(-hazard), one new tensor
         branch = [probs[st.name] for st in self.stages if st.branch]
         if not transition.available(h, state.timer, state.fate, p_infect, *branch):
             return None

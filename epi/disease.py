@@ -207,13 +207,17 @@ class Disease:
     def _fused(
         self, state: InfectionState, hazard: torch.Tensor, params: Params, ctx: Context
     ) -> dict[str, torch.Tensor] | None:
-        """:meth:`advance` by the fused kernel (same numbers), or None where it cannot run."""
+        """:meth:`advance` by the fused kernel (same numbers), or None where it cannot run
+        (the random streams then stand where they stood)."""
         h = state.health
         sigma = member_view(params.sigma, 2) if self.latent else None
         probs = (-torch.expm1(-hazard), sigma, member_view(params.gamma, 2))
-        if not transition.available(h, *(p for p in probs if p is not None)):
+        before = ctx.rng.get_state()
+        got = transition.markov(h, *probs, ctx.rng.claim(h.shape[2]))
+        if got is None:
+            ctx.rng.set_state(before)
             return None
-        health, infected, onset = transition.markov(h, *probs, ctx.rng.claim(h.shape[2]))
+        health, infected, onset = got
         return {"health": health, "infected": infected, "onset": onset, "log_prob": state.log_prob}
 
     def share(self, state: InfectionState, name: str) -> torch.Tensor:

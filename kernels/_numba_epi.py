@@ -16,6 +16,9 @@ import numpy as np
 
 from populace.kernels._numba_random import GOLDEN, S11, S40, _mix
 
+#: agents a kernel moves per pass (its scratch stays in cache)
+_BLOCK = 4096
+
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _u32(key, counter):
@@ -141,47 +144,68 @@ def move(
         False (outputs half-written) when ``health`` is not one-hot or a leaving agent's fate
         of a branching stage is not 0/1.
     """
-    # branch-free: agents of all stages are mixed, so branches on the stage mispredict
+    # Block by block, in passes that compile to vector code: each agent's stage and where its
+    # time up and its branch lead (stage by stage), then the moves (branch-free: agents of
+    # every stage are mixed, so branches on the stage would mispredict), then the new rows.
     b_count, c_count, n = health.shape
     per_agent = p_infect.shape[1] != 1
+    stage = np.empty(_BLOCK, np.int8)
+    dest = np.empty(_BLOCK, np.int8)
+    other = np.empty(_BLOCK, np.int8)
+    ones = np.empty(_BLOCK, np.int8)
+    first = np.int8(go[0])
     bad = False
     for b in range(b_count):
         key = _mix(np.uint64(keys[b]) ^ np.uint64(c))
-        h, o, t_in, f_in, pb = health[b], out[b], timer[b], fate[b], p_infect[b]
-        t_out, f_out, code, inf_out, ons_out = (
-            timer_out[b],
-            fate_out[b],
-            code_out[b],
-            infected[b],
-            onset[b],
-        )
-        for i in range(n):
-            k, ones = -1, 0
+        for lo in range(0, n, _BLOCK):
+            m = min(_BLOCK, n - lo)
+            stage[:] = -1
+            dest[:] = -1
+            other[:] = -1
+            ones[:] = 0
             for j in range(c_count):
-                v = h[j, i]
-                k = j if v == 1 else k
-                ones += v == 1
-                bad |= (v != 0) & (v != 1)
-            bad |= ones > 1
-            t, f = t_in[i], f_in[i]
-            u = _u64(key, start + i) if double else np.float64(_u32(key, start + i))
-            ks = max(k, 0)
-            g, a = go[ks], alt[ks]
-            leaving = (k > 0) & (g >= 0) & (t <= one)
-            bad |= leaving & (a >= 0) & (f != 0) & (f != 1)
-            dest = a if (a >= 0) & (f == one) else g
-            caught = (k == 0) & (u < pb[i if per_agent else 0])
-            ent = np.int64(caught) * (go[0] + 1) - 1
-            ent = ent + np.int64(leaving) * (dest - ent)
-            new = k + np.int64(ent >= 0) * (ent - k)
+                hj, jj, gj = health[b, j, lo : lo + m], np.int8(j), np.int8(go[j])
+                aj = np.int8(alt[j] if alt[j] >= 0 else go[j])
+                for i in range(m):
+                    v = hj[i]
+                    hit = v == one
+                    stage[i] = jj if hit else stage[i]
+                    dest[i] = gj if hit else dest[i]
+                    other[i] = aj if hit else other[i]
+                    ones[i] += hit
+                    bad |= (v != zero) & (v != one)
+            t_in, f_in = timer[b, lo : lo + m], fate[b, lo : lo + m]
+            pb = p_infect[b, lo : lo + m] if per_agent else p_infect[b, 0:1]
+            t_out, f_out, code = (
+                timer_out[b, lo : lo + m],
+                fate_out[b, lo : lo + m],
+                code_out[b, lo : lo + m],
+            )
+            inf_out, ons_out = infected[b, lo : lo + m], onset[b, lo : lo + m]
+            for i in range(m):
+                k, to, alt_to = stage[i], dest[i], other[i]
+                t, f = t_in[i], f_in[i]
+                g = start + lo + i
+                u = _u64(key, g) if double else np.float64(_u32(key, g))
+                leaving = (k > 0) & (to >= 0) & (t <= one)
+                bad |= leaving & (alt_to != to) & (f != zero) & (f != one)
+                to = alt_to if f == one else to
+                caught = (k == 0) & (u < pb[i if per_agent else 0])
+                ent = first if caught else np.int8(-1)
+                ent = to if leaving else ent
+                stage[i] = ent if ent >= 0 else k  # the stage after the step
+                t_out[i] = max(t - one, zero)
+                code[i] = ent
+                inf_out[i] = one if caught else zero
+                ons_out[i] = one if ent == onset_stage else zero
+                if not keep_fate:
+                    f_out[i] = f if ent < 0 else zero
             for j in range(c_count):
-                o[j, i] = one if j == new else zero
-            t_out[i] = max(t - one, zero)
-            code[i] = ent
-            inf_out[i] = one if caught else zero
-            ons_out[i] = one if ent == onset_stage else zero
-            if not keep_fate:
-                f_out[i] = f if ent < 0 else zero
+                oj, jj = out[b, j, lo : lo + m], np.int8(j)
+                for i in range(m):
+                    oj[i] = one if stage[i] == jj else zero
+            for i in range(m):
+                bad |= ones[i] > 1
     return not bad
 
 

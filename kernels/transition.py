@@ -18,9 +18,12 @@ caller then runs the reference, which defines the law.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from populace.kernels._backend import HAS_NUMBA
+
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64, torch.int8: np.int8}
 
 #: draw site of a kernel's uniforms: ``(keys [B] int64, site constant, counter of agent 0)``
 Site = tuple[torch.Tensor, int, int]
@@ -36,16 +39,18 @@ def available(*tensors: torch.Tensor) -> bool:
     )
 
 
+def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A new CPU tensor for a kernel's output, allocated by numpy, which asks the OS for
+    transparent huge pages on large arrays: fewer address-translation misses for passes that
+    stream many arrays at once."""
+    return torch.from_numpy(np.empty(shape, dtype=_NUMPY[dtype]))
+
+
 def _member(t: torch.Tensor, b: int):
     """A per-member value (``[]``, ``[B]`` or ``[B, 1]``) as a ``[b]`` numpy array."""
     if t.numel() not in (1, b):
         raise ValueError(f"expected one value per member ({b}), got shape {tuple(t.shape)}")
     return t.reshape(-1).expand(b).numpy()
-
-
-def _np(t: torch.Tensor, b: int, n: int):
-    """``t`` broadcast to ``[b, n]`` as a numpy view (repeated values stay stride 0)."""
-    return t.expand(b, n).numpy()
 
 
 def markov(
@@ -64,7 +69,9 @@ def markov(
             without E).
         site: the step's one uniform per agent.
     """
-    if not available(health, p_infect, p_recover, *(() if p_onset is None else (p_onset,))):
+    b = health.shape[0]
+    rates = (p_recover,) if p_onset is None else (p_onset, p_recover)
+    if not available(health, p_infect, *rates) or any(r.numel() not in (1, b) for r in rates):
         return None
     from populace.kernels import _numba_epi
 
@@ -73,9 +80,9 @@ def markov(
     if latent == (p_onset is None) or c not in (3, 4):
         raise ValueError(f"markov: health has {c} compartments but p_onset is {p_onset!r}")
     keys, const, start = site
-    out = torch.empty_like(health)
-    infected = torch.empty(b, n, dtype=health.dtype)
-    onset = infected if not latent else torch.empty(b, n, dtype=health.dtype)
+    out = _empty((b, c, n), health.dtype)
+    infected = _empty((b, n), health.dtype)
+    onset = infected if not latent else _empty((b, n), health.dtype)
     per_member = p_infect.dim() < 2 or p_infect.shape[-1] == 1
     p_infect = p_infect.expand(b, 1 if per_member else n)
     unit = torch.ones(2, dtype=health.dtype).numpy()
@@ -136,12 +143,12 @@ def course(
     go, alt, branch_row = (torch.tensor(x).numpy() for x in stages)
     per_agent = not (p_infect.dim() < 2 or p_infect.shape[-1] == 1)
     (keys, c_infect, start), (_, c_fate, _), (_, c_days, _) = sites
-    out = torch.empty_like(health)
-    got = {name: torch.empty(b, n, dtype=dtype) for name in ("timer", "infected", "onset")}
+    out = _empty((b, c, n), dtype)
+    got = {name: _empty((b, n), dtype) for name in ("timer", "infected", "onset")}
     # without branches every fate stays 0: all-zero fates are kept as they are
     keep_fate = not p_branch and not bool(fate.any())
-    got["fate"] = fate if keep_fate else torch.empty(b, n, dtype=dtype)
-    entered = torch.empty(b, n, dtype=torch.int8)
+    got["fate"] = fate if keep_fate else _empty((b, n), dtype)
+    entered = _empty((b, n), torch.int8)
     unit = torch.ones(1, dtype=dtype).numpy()
     ok = _numba_epi.move(
         health.numpy(),
