@@ -125,7 +125,7 @@ def _ageing(state: DemographyState, ctx: Context) -> dict[str, torch.Tensor]:
     none = torch.zeros_like(state.alive)
     return {
         "alive": state.alive,
-        "age_days": (state.age_days + 1) * state.alive,
+        "age_days": (state.age_days + 1).mul_(state.alive),  # (age + 1) * alive
         "born": none,
         "died": none,
         "births_dropped": torch.zeros_like(state.births_dropped),

@@ -143,8 +143,8 @@ def susceptibility(
     ve = member_view(params.ve_infection, 2)
     if mode == "all_or_nothing" and not _wanes(params):
         # vaccine_draw >= ve * vaccinated, in two comparisons (the draw is >= 0)
-        protected = (state.vaccinated_at >= 0) & (state.vaccine_draw < ve)
-        return (~protected).to(torch.result_type(ve, state.vaccinated_at))
+        protected = (state.vaccinated_at >= 0).logical_and_(state.vaccine_draw < ve)
+        return protected.logical_not_().to(torch.result_type(ve, state.vaccinated_at))
     protection = ve * efficacy_left(state, params, ctx)
     if mode == "leaky":
         return 1 - protection

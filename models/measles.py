@@ -147,7 +147,7 @@ def build(
         """Deaths, births, ageing; newborns susceptible, unvaccinated, with fresh draws."""
         demo, (u_death, u_birth) = demography.step(state, params, ctx)
         alive, born = demo["alive"], demo["born"]
-        if not bool((demo["died"] | born).any()):  # a day without births or deaths: ageing
+        if u_death is None or not bool((demo["died"] | born).any()):  # a day of ageing only
             return state.replace(**demo)
         stays = alive & ~born  # a newborn may take the slot of an agent who died today
         rows = list((state.health * stays.unsqueeze(1)).unbind(1))
