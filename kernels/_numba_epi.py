@@ -5,8 +5,9 @@ the counter-based ones of :mod:`populace.kernels.random`, computed inline (the s
 every other number is a comparison or an exact 0/1, so the results equal the torch reference's
 (:meth:`populace.epi.disease.Disease.advance`, :meth:`populace.epi.course.Course.advance`)
 bit for bit. :func:`markov` repeats the reference's arithmetic in its order (equal on any values);
-:func:`course` reads each agent's stage and returns -1 when the health is not one-hot (each
-agent's column all 0, or a single 1): the caller then runs the reference.
+:func:`move` reads each agent's stage and returns False when the health is not one-hot (each
+agent's column all 0, or a single 1): the caller then runs the reference. :func:`settle` draws
+the branches of the entrants and lists them for the caller's duration table.
 """
 
 from __future__ import annotations

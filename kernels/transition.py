@@ -46,6 +46,11 @@ def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     return torch.from_numpy(np.empty(shape, dtype=_NUMPY[dtype]))
 
 
+def _per_agent(p: torch.Tensor) -> bool:
+    """Whether probabilities broadcastable to ``[B, N]`` differ along the agents."""
+    return p.dim() >= 1 and p.shape[-1] != 1
+
+
 def _member(t: torch.Tensor, b: int):
     """A per-member value (``[]``, ``[B]`` or ``[B, 1]``) as a ``[b]`` numpy array."""
     if t.numel() not in (1, b):
@@ -83,8 +88,7 @@ def markov(
     out = _empty((b, c, n), health.dtype)
     infected = _empty((b, n), health.dtype)
     onset = infected if not latent else _empty((b, n), health.dtype)
-    per_member = p_infect.dim() < 2 or p_infect.shape[-1] == 1
-    p_infect = p_infect.expand(b, 1 if per_member else n)
+    p_infect = p_infect.expand(b, n if _per_agent(p_infect) else 1)
     unit = torch.ones(2, dtype=health.dtype).numpy()
     _numba_epi.markov(
         health.numpy(),
@@ -141,7 +145,7 @@ def course(
     dtype = health.dtype
     double = dtype == torch.float64
     go, alt, branch_row = (torch.tensor(x).numpy() for x in stages)
-    per_agent = not (p_infect.dim() < 2 or p_infect.shape[-1] == 1)
+    per_agent = _per_agent(p_infect)
     (keys, c_infect, start), (_, c_fate, _), (_, c_days, _) = sites
     out = _empty((b, c, n), dtype)
     got = {name: _empty((b, n), dtype) for name in ("timer", "infected", "onset")}
@@ -176,7 +180,7 @@ def course(
         return None
     if not p_branch:
         branch = torch.zeros(1, 1, 1, dtype=dtype).expand(1, b, n)
-    elif all(p.dim() < 2 or p.shape[-1] == 1 for p in p_branch):  # per member: stride 0
+    elif not any(_per_agent(p) for p in p_branch):  # per member: stride 0
         branch = torch.stack([p.to(dtype).expand(b, 1) for p in p_branch]).expand(-1, b, n)
     else:
         branch = torch.stack([p.to(dtype).expand(b, n) for p in p_branch])

@@ -240,3 +240,29 @@ def test_zoo_models_give_the_same_runs_with_and_without_the_kernels(name, kwargs
     reference = Simulation(model, members=2, seed=3).run(80)
     assert fused.metrics.equals(reference.metrics)
     assert torch.equal(fused.final_state.health, reference.final_state.health)
+
+
+@pytest.mark.parametrize("shape", [(), (1,), (600,), (2, 1), (1, 600), (2, 600)])
+def test_every_hazard_shape_that_broadcasts_gives_the_reference(shape):
+    c_fast, c_slow = contexts(2)
+    hazard = torch.linspace(0.05, 0.5, max(1, shape[-1] if shape else 1), dtype=torch.float64)
+    hazard = hazard.expand(shape) if shape else hazard[0]
+    params = ProgressionParams().to("cpu", torch.float64)
+    for latent in (False, True):
+        fast, slow = Disease(latent=latent), Disease(latent=latent, backend="torch")
+        state = InfectionState(**fast.initial(c_fast, 600, count=60))
+        slow.initial(c_slow, 600, count=60)
+        same(
+            fast.advance(state, hazard, params, c_fast), slow.advance(state, hazard, params, c_slow)
+        )
+    course, ref = branching_course(), branching_course(backend="torch")
+    cparams = CourseParams(p_die=torch.tensor([0.5, 0.5, 0.5])).to("cpu", torch.float64)
+    data = Data({"age": torch.zeros(600, dtype=torch.int64)}, axes={"age": ["a", "b", "c"]})
+    c_fast = dataclasses.replace(c_fast, data=data.to("cpu", torch.float64))
+    c_slow = dataclasses.replace(c_slow, data=data.to("cpu", torch.float64))
+    cstate = CourseState(**course.initial(cparams, c_fast, 600, count=60))
+    ref.initial(cparams, c_slow, 600, count=60)
+    same(
+        course.advance(cstate, hazard, cparams, c_fast),
+        ref.advance(cstate, hazard, cparams, c_slow),
+    )
