@@ -2,7 +2,7 @@
 
     python -m populace.benchmarks.epi_compare [--scenarios sir network_sir covid]
         [--sizes 10000 100000] [--repeats 3] [--modes 1 default] [--python .venv-peers/bin/python]
-        [--timeout 900] [--save benchmarks/results]
+        [--populace-python .venv/bin/python] [--timeout 900] [--save benchmarks/results]
 
 Every side of a scenario is a matched model of another framework (``benchmarks/peers/epi_*.py``)
 and runs in a process of its own (:mod:`populace.benchmarks.peers.side`): time per step after
@@ -10,7 +10,9 @@ the warm-up steps, peak resident memory (``ru_maxrss``) and the outcome, the att
 (1 - never-infected / N) at the end. For each size, repeat r runs every side once with seed r,
 the sides' order rotating with r, in each threading mode (``1``: one OpenMP/numba thread;
 ``default``: the libraries' own choice), so the sides share the machine's load. The peers need
-their own venv (``make setup-peers``); ``--python`` points at it.
+their own venv (``make setup-peers``); ``--python`` points at it. The populace side runs with
+``--populace-python`` (default: the interpreter running the comparison, so a checkout's own venv
+measures that checkout's code).
 
 A scenario is a list of :class:`Side` s with shared parameters; adding a matched model (for
 instance SEIR with vaccination, once populace has vaccination) is one more :class:`Scenario` in
@@ -210,6 +212,7 @@ def run_scenario(
     python: str,
     timeout: float | None,
     folder: Path,
+    populace_python: str | None = None,
 ) -> list[dict[str, Any]]:
     """All runs of one scenario at one size, interleaved (see the module docstring)."""
     runs = []
@@ -225,7 +228,8 @@ def run_scenario(
                 kwargs = scenario.kwargs(side, agents, seed=r)
                 if side.graph:
                     kwargs["graph"] = str(graph)
-                rec = spawn(side.target, kwargs, mode, python, timeout, side.isolated)
+                exe = python if side.isolated or populace_python is None else populace_python
+                rec = spawn(side.target, kwargs, mode, exe, timeout, side.isolated)
                 runs.append({**rec, "framework": side.framework, "mode": mode, "seed": r})
                 print(_line(scenario.name, agents, runs[-1]), file=sys.stderr, flush=True)
         if graph is not None:
@@ -302,8 +306,10 @@ def compare(
     timeout: float | None = None,
     tolerance: float = 0.02,
     scenarios: dict[str, Scenario] | None = None,
+    populace_python: str | None = None,
 ) -> dict[str, Any]:
-    """Run the scenarios at every size; returns the JSON record (``cases`` and ``runs``)."""
+    """Run the scenarios at every size; returns the JSON record (``cases`` and ``runs``).
+    ``populace_python`` runs the populace sides (None: ``python``, as the peers)."""
     table = SCENARIOS if scenarios is None else scenarios
     unknown = sorted(set(names) - set(table))
     if unknown:
@@ -320,7 +326,9 @@ def compare(
         for agents in sizes:
             for name in names:
                 scenario = table[name]
-                got = run_scenario(scenario, agents, repeats, modes, python, timeout, Path(tmp))
+                got = run_scenario(
+                    scenario, agents, repeats, modes, python, timeout, Path(tmp), populace_python
+                )
                 runs += [{"scenario": name, "agents": agents, **r} for r in got]
                 cases.append(summarise(scenario, agents, got, tolerance))
     return {
@@ -331,6 +339,7 @@ def compare(
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "versions": versions(),
         "python": python,
+        "populace_python": populace_python or python,
         "repeats": repeats,
         "modes": modes,
         "tolerance": tolerance,
@@ -371,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     p.add_argument("--python", default=sys.executable, help="interpreter of the peers venv")
+    p.add_argument(
+        "--populace-python", default=sys.executable, help="interpreter of the populace sides"
+    )
     p.add_argument("--timeout", type=float, default=None, help="seconds per side run")
     p.add_argument("--tolerance", type=float, default=0.02, help="attack-rate agreement")
     p.add_argument("--save", metavar="DIR", help="write the JSON record into DIR")
@@ -383,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         args.python,
         args.timeout,
         args.tolerance,
+        populace_python=args.populace_python,
     )
     record["command"] = "python -m populace.benchmarks.epi_compare " + " ".join(
         argv if argv is not None else sys.argv[1:]

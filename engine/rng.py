@@ -112,6 +112,14 @@ class Streams:
         first = self._first(shape)
         return counter.uniform(self.keys, self._site(), first, n, dtype).view(self.members, *shape)
 
+    def claim(self, *shape: int) -> tuple[torch.Tensor, int, int]:
+        """Take the next draw site for a ``[B, *shape]`` uniform draw that a kernel computes
+        itself (or that is not needed: the sites after it keep their numbers): the ``[B]``
+        member keys, the site constant (an int64 bit pattern) and the counter of element 0,
+        what :meth:`uniform` passes to :func:`populace.kernels.random.uniform`."""
+        first = self._first(shape)
+        return self.keys, counter.signed(self._site()), first
+
     def uniform_at(self, index: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """``[B, n]`` uniforms of the agents with global ids ``index`` (``[n]``, or ``[B, n]``
         when each member holds other agents), one draw site: agent ``g`` gets the number it

@@ -36,8 +36,9 @@ import torch
 
 from populace.behaviors.choice import ESTIMATORS, bernoulli
 from populace.engine import Context, Params, member_view, tensor_field
-from populace.epi.disease import InfectionState, seed
+from populace.epi.disease import InfectionState, check_backend, seed
 from populace.epi.durations import Duration, Table, fixed
+from populace.kernels import transition
 
 #: probabilities the gradient estimators see are kept this far from 0 and 1.
 _SAFE = 1e-6
@@ -133,12 +134,15 @@ class Course:
         estimator: gradient estimator of infection and branch choices (``"none"``,
             ``"straight_through"``, ``"score_function"``).
         temperature: straight-through relaxation temperature.
+        backend: ``"auto"`` (:meth:`advance` by the fused CPU kernel without an estimator,
+            where it can) or ``"torch"`` (always the reference); the same numbers.
     """
 
     stages: tuple[Stage, ...]
     onset: str | None = None
     estimator: str = "none"
     temperature: float = 0.1
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))
@@ -148,6 +152,7 @@ class Course:
             )
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        check_backend(self.backend)
         names = [s.name for s in self.stages]
         if len(names) < 2 or len(set(names)) != len(names):
             raise ValueError(f"a course needs two or more stages with distinct names: {names}")
@@ -186,6 +191,18 @@ class Course:
             object.__setattr__(self, "onset", onset)
         if onset not in names:
             raise ValueError(f"onset stage {onset!r} unknown; stages: {names}")
+        # the stages as the fused kernel reads them: where time up leads (stage 0: infection),
+        # where the branch leads, the row of the branch's probability
+        branching = [k for k, st in enumerate(self.stages) if st.branch]
+        table = [
+            [
+                names.index(st.next) if st.next and (k == 0 or st.duration) else -1
+                for k, st in enumerate(self.stages)
+            ],
+            [names.index(st.alt) if st.alt else -1 for st in self.stages],
+            [branching.index(k) if k in branching else -1 for k in range(len(names))],
+        ]
+        object.__setattr__(self, "_kernel_stages", tuple(tuple(t) for t in table))
 
     # -- names -----------------------------------------------------------------------------
     @property
@@ -230,16 +247,23 @@ class Course:
         return state.health[:, [self.index(n) for n in names]].sum(dim=1)
 
     def infectiousness(self, state: CourseState, params: Params) -> torch.Tensor:
-        """``[B, N]``: each agent's relative infectiousness (0 outside infectious stages)."""
+        """``[B, N]``: each agent's relative infectiousness (0 outside infectious stages; a view
+        of the health when one stage of weight 1 is infectious: read, do not write)."""
         h = state.health
-        out = torch.zeros_like(h[:, 0])
+        out = None
         for c, st in enumerate(self.stages):
             if st.infectious == 0:
                 continue
-            w = getattr(params, st.infectious) if isinstance(st.infectious, str) else st.infectious
-            w = member_view(torch.as_tensor(w, dtype=h.dtype, device=h.device), 2)
-            out = out + w * h[:, c]
-        return out
+            row = h[:, c]
+            if isinstance(st.infectious, str) or st.infectious != 1:  # weight 1: the row itself
+                w = (
+                    getattr(params, st.infectious)
+                    if isinstance(st.infectious, str)
+                    else st.infectious
+                )
+                row = member_view(torch.as_tensor(w, dtype=h.dtype, device=h.device), 2) * row
+            out = row if out is None else out + row
+        return torch.zeros_like(h[:, 0]) if out is None else out
 
     def branch_probs(self, params: Params, ctx: Context) -> dict[str, torch.Tensor]:
         """Stage name → branch probability of its entrants, broadcastable to ``[B, N]``."""
@@ -406,7 +430,55 @@ class Course:
         self, state: CourseState, hazard: torch.Tensor, params: Params, ctx: Context
     ) -> dict[str, torch.Tensor]:
         """:meth:`move` then :meth:`settle` with the params' branch probabilities."""
-        return self.settle(self.move(state, hazard, ctx), self.branch_probs(params, ctx), ctx)
+        probs = self.branch_probs(params, ctx)
+        if self.estimator == "none" and self.backend == "auto":
+            fused = self._fused(state, hazard, probs, ctx)
+            if fused is not None:
+                return fused
+        return self.settle(self.move(state, hazard, ctx), probs, ctx)
+
+    def _fused(
+        self,
+        state: CourseState,
+        hazard: torch.Tensor,
+        probs: Mapping[str, torch.Tensor],
+        ctx: Context,
+    ) -> dict[str, torch.Tensor] | None:
+        """:meth:`advance` by the fused kernel (same numbers), or None where it cannot run
+        (the random streams then stand where they stood)."""
+        h = state.health
+        p_infect = torch.neg(hazard).expm1_().neg_()  # -expm1(-hazard), one new tensor
+        branch = [probs[st.name] for st in self.stages if st.branch]
+        if not transition.available(h, state.timer, state.fate, p_infect, *branch):
+            return None
+        before = ctx.rng.get_state()
+        n = h.shape[2]
+        sites = (ctx.rng.claim(n), ctx.rng.claim(n), ctx.rng.claim(n))  # as move and settle
+        got = transition.course(
+            h,
+            state.timer,
+            state.fate,
+            p_infect,
+            branch,
+            self._kernel_stages,
+            self.index(self.onset),
+            sites,
+        )
+        if got is None:
+            ctx.rng.set_state(before)
+            return None
+        timer = got["timer"]
+        if got["index"].numel():
+            timer.view(-1)[got["index"]] = self._table.sample(got["slot"], got["u"])
+        return {
+            "health": got["health"],
+            "infected": got["infected"],
+            "onset": got["onset"],
+            "log_prob": state.log_prob,
+            "timer": timer,
+            "fate": got["fate"],
+            "entered": got["entered"],
+        }
 
 
 def seir(

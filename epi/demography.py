@@ -88,8 +88,12 @@ def step(
         the new :class:`DemographyState` fields, and the day's two ``[B, N]`` uniforms (death,
         birth). A newborn's slot was free, so its two uniforms decided nothing: the model may
         give them to the newborn as fresh draws (its own attributes), drawing nothing more.
+        With both rates 0 for every member nobody dies or is born: the uniforms are not drawn
+        (their draw sites are skipped, so later draws keep their numbers) and are None.
     """
     n = state.dims["N"]
+    if not any(bool((r > 0).any()) for r in (params.death_rate, params.birth_rate)):
+        return _ageing(state, ctx), (None, None)
     u_death = ctx.rng.uniform(n, dtype=state.age_days.dtype)
     u_birth = ctx.rng.uniform(n, dtype=state.age_days.dtype)
     alive = state.alive
@@ -111,3 +115,18 @@ def step(
         "births_dropped": torch.where(overflow, wanted - got, 0).to(state.births_dropped.dtype),
     }
     return fields, (u_death, u_birth)
+
+
+def _ageing(state: DemographyState, ctx: Context) -> dict[str, torch.Tensor]:
+    """The fields of a day without deaths or births (what :func:`step` gives with rates 0)."""
+    n = state.dims["N"]
+    ctx.rng.claim(n)  # the death and birth draws
+    ctx.rng.claim(n)
+    none = torch.zeros_like(state.alive)
+    return {
+        "alive": state.alive,
+        "age_days": (state.age_days + 1).mul_(state.alive),  # (age + 1) * alive
+        "born": none,
+        "died": none,
+        "births_dropped": torch.zeros_like(state.births_dropped),
+    }

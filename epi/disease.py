@@ -28,6 +28,12 @@ import torch
 
 from populace.behaviors.choice import ESTIMATORS, bernoulli
 from populace.engine import Context, Params, State, member_view, param, tensor_field
+from populace.kernels import transition
+
+#: ``backend`` of :class:`Disease` and :class:`~populace.epi.course.Course`: ``"auto"`` runs
+#: the fused CPU kernel (:mod:`populace.kernels.transition`) without a gradient estimator when
+#: it can, ``"torch"`` always the reference; both give the same numbers.
+BACKENDS = ("auto", "torch")
 
 SIR = ("S", "I", "R")
 SEIR = ("S", "E", "I", "R")
@@ -103,11 +109,13 @@ class Disease:
         estimator: gradient estimator of every transition (``"none"``, ``"straight_through"``,
             ``"score_function"``).
         temperature: straight-through relaxation temperature.
+        backend: ``"auto"`` or ``"torch"`` (see :data:`BACKENDS`).
     """
 
     latent: bool = False
     estimator: str = "none"
     temperature: float = 0.1
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         if self.estimator not in ESTIMATORS:
@@ -116,6 +124,7 @@ class Disease:
             )
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        check_backend(self.backend)
 
     @property
     def compartments(self) -> tuple[str, ...]:
@@ -163,6 +172,10 @@ class Disease:
         """
         h = state.health
         b, _, n = h.shape
+        if self.estimator == "none" and self.backend == "auto":
+            fused = self._fused(state, hazard, params, ctx)
+            if fused is not None:
+                return fused
         u = ctx.rng.uniform(n, dtype=h.dtype)
         s = h[:, self.index("S")]
         i = h[:, self.index("I")]
@@ -191,6 +204,28 @@ class Disease:
         health = torch.stack([rows[c] for c in self.compartments], dim=1)
         return {"health": health, "infected": new_inf, "onset": onset, "log_prob": log_prob}
 
+    def _fused(
+        self, state: InfectionState, hazard: torch.Tensor, params: Params, ctx: Context
+    ) -> dict[str, torch.Tensor] | None:
+        """:meth:`advance` by the fused kernel (same numbers), or None where it cannot run
+        (the random streams then stand where they stood)."""
+        h = state.health
+        sigma = member_view(params.sigma, 2) if self.latent else None
+        probs = (-torch.expm1(-hazard), sigma, member_view(params.gamma, 2))
+        before = ctx.rng.get_state()
+        got = transition.markov(h, *probs, ctx.rng.claim(h.shape[2]))
+        if got is None:
+            ctx.rng.set_state(before)
+            return None
+        health, infected, onset = got
+        return {"health": health, "infected": infected, "onset": onset, "log_prob": state.log_prob}
+
     def share(self, state: InfectionState, name: str) -> torch.Tensor:
         """``[B, N]`` 0/1: agents in compartment ``name``."""
         return state.health[:, self.index(name)]
+
+
+def check_backend(backend: str) -> None:
+    """Refuse a ``backend`` outside :data:`BACKENDS`."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")

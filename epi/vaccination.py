@@ -122,11 +122,16 @@ def initial(
 def efficacy_left(state: VaccineState, params: Params, ctx: Context) -> torch.Tensor:
     """``[B, N]``: ``w(t) = exp(-waning * days since the dose)`` for the vaccinated, 0 else."""
     vaccinated = (state.vaccinated_at >= 0).to(state.vaccinated_at.dtype)
-    waning = params.vax_waning
-    if not waning.requires_grad and not bool((waning > 0).any()):  # no waning, no exponential
+    if not _wanes(params):  # no waning, no exponential
         return vaccinated
     days = (ctx.step - state.vaccinated_at).clamp_min(0)
     return torch.exp(-member_view(params.vax_waning, 2) * days) * vaccinated
+
+
+def _wanes(params: Params) -> bool:
+    """Whether protection may wane (a waning rate > 0, or one that needs a gradient)."""
+    waning = params.vax_waning
+    return waning.requires_grad or bool((waning > 0).any())
 
 
 def susceptibility(
@@ -135,7 +140,12 @@ def susceptibility(
     """``[B, N]`` factor on each agent's hazard of infection (1: unprotected)."""
     if mode not in MODES:
         raise ValueError(f"unknown vaccine mode {mode!r}; valid: {', '.join(MODES)}")
-    protection = member_view(params.ve_infection, 2) * efficacy_left(state, params, ctx)
+    ve = member_view(params.ve_infection, 2)
+    if mode == "all_or_nothing" and not _wanes(params):
+        # vaccine_draw >= ve * vaccinated, in two comparisons (the draw is >= 0)
+        protected = (state.vaccinated_at >= 0).logical_and_(state.vaccine_draw < ve)
+        return protected.logical_not_().to(torch.result_type(ve, state.vaccinated_at))
+    protection = ve * efficacy_left(state, params, ctx)
     if mode == "leaky":
         return 1 - protection
     return (state.vaccine_draw >= protection).to(protection.dtype)

@@ -147,7 +147,7 @@ def build(
         """Deaths, births, ageing; newborns susceptible, unvaccinated, with fresh draws."""
         demo, (u_death, u_birth) = demography.step(state, params, ctx)
         alive, born = demo["alive"], demo["born"]
-        if not bool((demo["died"] | born).any()):  # a day without births or deaths: ageing
+        if u_death is None or not bool((demo["died"] | born).any()):  # a day of ageing only
             return state.replace(**demo)
         stays = alive & ~born  # a newborn may take the slot of an agent who died today
         rows = list((state.health * stays.unsqueeze(1)).unbind(1))
@@ -167,10 +167,11 @@ def build(
     def immunise(state: MeaslesState, params: MeaslesParams, ctx: Context) -> MeaslesState:
         """Routine doses at ``routine_age``, campaign doses to the eligible ages."""
         n = state.dims["N"]
-        u = ctx.rng.uniform(n, dtype=ctx.dtype)  # every day, so the streams stay aligned
         rates = (params.routine_coverage, params.campaign_rate)
         if not any(bool((r > 0).any()) for r in rates):
+            ctx.rng.claim(n)  # the day's draw, not needed: the later draws keep their numbers
             return state
+        u = ctx.rng.uniform(n, dtype=ctx.dtype)  # every day, so the streams stay aligned
         age = state.age_days
         unvaccinated = state.alive & (state.vaccinated_at < 0)
         at = member_view(params.routine_age, 2)

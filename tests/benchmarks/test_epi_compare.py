@@ -165,3 +165,27 @@ def test_cli_saves_a_record(tmp_path, capsys, monkeypatch):
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     saved = json.loads(next(tmp_path.glob("epi_compare-cpu-*.json")).read_text())
     assert saved["command"].endswith("--save " + str(tmp_path)) and saved["cases"] == out["cases"]
+
+
+def test_populace_sides_run_with_their_own_interpreter():
+    """``populace_python`` runs the populace sides; the peers' interpreter (here ``false``,
+    which fails at once) runs only the peers."""
+    import shutil
+
+    scenario = twin_scenario()
+    mixed = dataclass_replace(
+        scenario, sides=(scenario.sides[0], dataclass_replace(scenario.sides[1], framework="peer"))
+    )
+    rec = epi_compare.compare(
+        ["twin"],
+        [300],
+        repeats=1,
+        modes=["1"],
+        python=shutil.which("false"),
+        scenarios={"twin": mixed},
+        populace_python=sys.executable,
+    )
+    sides = rec["cases"][0]["sides"]
+    assert sides["populace"]["1"]["status"] == "ok"
+    assert sides["peer"]["1"]["status"] == "failed"
+    assert rec["populace_python"] == sys.executable

@@ -48,3 +48,20 @@ def test_newborns_are_susceptible_unvaccinated_and_age():
     dead_slots = ~state.alive
     assert bool((state.health.sum(dim=1)[dead_slots] == 0).all())
     assert torch.equal(state.health.sum(dim=1)[state.alive], torch.ones(int(state.alive.sum())))
+
+
+def test_a_day_without_births_or_deaths_skips_its_draws_exactly():
+    """Rates 0 skip the two draws (their sites are claimed): the same state and later numbers
+    as rates so small that nobody dies or is born."""
+    runs = {}
+    for rate in (0.0, 1e-30):
+        model = measles.build(
+            agents=3000, capacity=1.2, initial_infected=20, birth_rate=rate, death_rate=rate
+        )
+        res = Simulation(model, members=2, seed=4).run(60)
+        runs[rate] = res
+    a, b = runs[0.0], runs[1e-30]
+    assert a.metrics.equals(b.metrics)
+    for name in ("health", "age_days", "alive", "timer", "vaccine_draw"):
+        assert torch.equal(getattr(a.final_state, name), getattr(b.final_state, name)), name
+    assert float(a.series("E")[:, 1:].sum()) > 0  # the draws after them mattered

@@ -91,3 +91,21 @@ def test_cli_help_lists_the_measles_params():
     text = models.describe("measles")
     for name in ("routine_coverage", "campaign_rate", "birth_rate", "ve_infection", "capacity"):
         assert name in text
+
+
+def test_a_day_without_doses_skips_its_draw_exactly():
+    """No routine or campaign doses: the day's draw is skipped (its site claimed), giving the
+    numbers of a run whose rates are too small to give a dose."""
+    import torch
+
+    runs = [
+        Simulation(
+            measles.build(agents=3000, initial_infected=20, routine_coverage=r, campaign_rate=r),
+            members=2,
+            seed=1,
+        ).run(60)
+        for r in (0.0, 1e-30)
+    ]
+    assert runs[0].metrics.equals(runs[1].metrics)
+    assert torch.equal(runs[0].final_state.health, runs[1].final_state.health)
+    assert float(runs[0].series("doses").sum()) == 0
