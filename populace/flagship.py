@@ -97,17 +97,28 @@ NYC_RESIDENTS = covid.NYC_RESIDENTS
 #: borough codes of the data and the population, and their names for prompts.
 BOROUGH_NAMES = dict(zip(NYC_BOROUGHS, covid_behavior.BOROUGH_LABELS, strict=True))
 
+#: short on purpose: on CPU the LLM's cost is the prompt tokens it reads
 PROMPT = PromptTemplate(
-    system=(
-        "You are a resident of New York City aged {age_group} living in {borough}. "
-        "Answer as that person would."
-    ),
+    system="You are a New Yorker aged {age_group} living in {borough}.",
     user=(
-        "In the last 7 days there were {cases_per_100k} new COVID-19 cases per 100,000 people "
-        "in {borough}, {trend} compared with the weeks before. Will you stay home and avoid "
-        "contacts this week?"
+        "Last week {borough} had {cases_per_100k} new COVID-19 cases per 100,000 people "
+        "({trend} the month before). Will you stay home this week?"
     ),
 )
+
+
+def rounded(x: float) -> str:
+    """A count as people read it: two significant digits (1234 → "1200", 37 → "37")."""
+    if x < 10:
+        return f"{x:.0f}"
+    return f"{float(f'{x:.2g}'):.0f}"
+
+
+def trend_words(change: float) -> str:
+    """``"about as many as"``, ``"45% more than"``, ``"15% fewer than"`` (a change in %)."""
+    if abs(change) < 10:
+        return "about as many as"
+    return f"{rounded(abs(change))}% {'more' if change > 0 else 'fewer'} than"
 
 
 def date_of(day: int) -> str:
@@ -225,10 +236,6 @@ def heuristic_table(known: Mapping[str, torch.Tensor], labels: Sequence[Mapping[
     return table
 
 
-def trend_words(change: float) -> str:
-    return covid_behavior.trend_words(change)
-
-
 def llm_table(known: Mapping[str, torch.Tensor], labels: Sequence[Mapping[str, str]], query):
     """(``[W, K]`` stay-home probability per week and archetype, the query's accounting): one
     batch of ``W x K`` questions (x ``samples`` completions), answers cached by the query.
@@ -241,7 +248,7 @@ def llm_table(known: Mapping[str, torch.Tensor], labels: Sequence[Mapping[str, s
     for w in range(weeks):
         for entry in labels:
             cases, change = _situation_of(entry, known, w)
-            env = {"cases_per_100k": f"{cases:.0f}", "trend": trend_words(change)}
+            env = {"cases_per_100k": rounded(cases), "trend": trend_words(change)}
             questions.append(Question({"age_group": "adult", "borough": "New York"} | entry, env))
     values, acc = query.ask(questions)
     samples = getattr(query, "samples", 1)

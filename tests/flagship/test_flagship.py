@@ -132,3 +132,10 @@ def test_counterfactual_differences_are_paired_per_seed(tiny):
         assert by == pytest.approx(part.filter(pl.col("borough") == "NYC")["averted"][0])
     assert cf["attack_rate_by_area"].shape == (len(tiny.population.codebook["area"]),)
     assert 0 <= cf["baseline_attack_rate"] <= 1
+
+
+def test_prompt_numbers_read_as_people_read_them():
+    shown = [fl.rounded(x) for x in (0.4, 5.4, 37.2, 123.0, 1234.0)]
+    assert shown == ["0", "5", "37", "120", "1200"]
+    assert fl.trend_words(4.0) == "about as many as"
+    assert fl.trend_words(45.0) == "45% more than" and fl.trend_words(-15.0) == "15% fewer than"
