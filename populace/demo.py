@@ -14,6 +14,7 @@ to end, into a report folder.
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from pathlib import Path
@@ -115,7 +116,7 @@ def run_demo(
     t0 = time.perf_counter()
     for name in behaviours:
         fits[name] = fl.fit(flag, name, folder, log=log)
-        scores[name] = fl.score(flag, name, fits[name]["params"])
+        scores[name] = cached_score(flag, name, fits[name], folder, log)
         log(
             f"{name}: ND {scores[name]['nd_fit']:.3f}, forecast MAE / persistence "
             f"{scores[name]['forecast_relative_mae']:.2f}"
@@ -123,7 +124,7 @@ def run_demo(
     seconds["fits_and_scores"] = time.perf_counter() - t0
     best = min(behaviours, key=lambda n: scores[n]["nd_fit"])
     t0 = time.perf_counter()
-    cf = fl.counterfactuals(flag, best, fits[best]["params"])
+    cf = cached_counterfactuals(flag, best, fits[best], folder, log)
     seconds["counterfactuals"] = time.perf_counter() - t0
 
     models = {}
@@ -176,6 +177,71 @@ def run_demo(
     (out / "summary.json").write_text(dumps(record, indent=2) + "\n")
     (out / "summary.md").write_text(markdown(record, figures))
     return record
+
+
+def _cache_path(folder: Path | None, kind: str, fit: dict[str, Any]) -> Path | None:
+    """Where a result derived from ``fit`` is cached: keyed by the fit's digest (setting with its
+    seeds, population, data, answer table, code), so a result is reused only where it would be
+    computed again bit for bit."""
+    if folder is None:
+        return None
+    return folder / f"flagship-{kind}-{fit['behaviour']}-{fit['digest']}"
+
+
+def _write_json(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(dumps(record))
+    tmp.replace(path)
+
+
+def cached_score(flag: fl.Flagship, name: str, fit: dict, folder: Path | None, log) -> dict:
+    """:func:`populace.flagship.score` of a fit, or its cached result."""
+    path = _cache_path(folder, "score", fit)
+    path = None if path is None else path.with_suffix(".json")
+    if path is not None and path.exists():
+        log(f"score {name}: cached ({path.name})")
+        rec = json.loads(path.read_text())
+        rec["predicted"] = {
+            k: torch.tensor(v, dtype=torch.float64) for k, v in rec["predicted"].items()
+        }
+        rec["forecasts"] = pl.DataFrame(rec["forecasts"])
+        return rec
+    sc = fl.score(flag, name, fit["params"])
+    if path is not None:
+        plain = sc | {
+            "predicted": {k: v.tolist() for k, v in sc["predicted"].items()},
+            "forecasts": sc["forecasts"].to_dicts(),
+        }
+        _write_json(path, plain)
+    return sc
+
+
+def cached_counterfactuals(
+    flag: fl.Flagship, name: str, fit: dict, folder: Path | None, log
+) -> dict:
+    """:func:`populace.flagship.counterfactuals` of a fit, or its cached result."""
+    base = _cache_path(folder, "counterfactuals", fit)
+    if base is not None and base.with_suffix(".json").exists():
+        log(f"counterfactuals: cached ({base.name})")
+        rec = json.loads(base.with_suffix(".json").read_text())
+        return rec | {
+            "table": pl.DataFrame(rec["table"]),
+            "attack_rate_by_area": torch.tensor(rec["attack_rate_by_area"], dtype=torch.float64),
+            "metrics": pl.read_parquet(base.with_suffix(".parquet")),
+        }
+    cf = fl.counterfactuals(flag, name, fit["params"])
+    if base is not None:
+        base.parent.mkdir(parents=True, exist_ok=True)
+        cf["metrics"].write_parquet(base.with_suffix(".parquet"))  # before the json: its marker
+        plain = {
+            "summary": cf["summary"],
+            "table": cf["table"].to_dicts(),
+            "attack_rate_by_area": cf["attack_rate_by_area"].tolist(),
+            "baseline_attack_rate": cf["baseline_attack_rate"],
+        }
+        _write_json(base.with_suffix(".json"), plain)
+    return cf
 
 
 def write_tables(out: Path, flag: fl.Flagship, scores: dict, cf: dict) -> None:

@@ -50,7 +50,8 @@ def test_demo_writes_a_complete_report_and_reuses_its_caches(tmp_path, capsys):
     weeks = fl.table_weeks()
     llm = summary["llm"]
     assert summary["archetypes"] == 5 and llm["questions"] == weeks * 5
-    assert llm["completions"] >= llm["questions"] - llm["cache_hits"]
+    # a fresh cache: every distinct prompt asked once (identical prompts share one completion)
+    assert llm["cache_hits"] == 0 and 0 < llm["completions"] <= llm["questions"]
     assert llm["fallbacks"] <= llm["invalid"] + llm.get("lost", 0) + llm["completions"]
     link = summary["behaviour_models"]["llm"]["link"]
     assert 0 <= link["raw_mean"] <= 1 and 0 <= link["acted_mean"] <= 1
@@ -70,7 +71,7 @@ def test_demo_writes_a_complete_report_and_reuses_its_caches(tmp_path, capsys):
     again = tmp_path / "again"
     assert _demo(again, tmp_path) == 0
     warm = json.loads((again / "summary.json").read_text())
-    assert warm["llm"]["completions"] == 0 and warm["llm"]["cache_hits"] == llm["questions"]
+    assert warm["llm"]["completions"] == 0 and warm["llm"]["cache_hits"] >= llm["completions"]
     assert all(m["fit_cached"] for m in warm["behaviour_models"].values())
     for name, m in warm["behaviour_models"].items():
         assert m["params"] == summary["behaviour_models"][name]["params"]
