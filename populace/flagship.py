@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import time
@@ -482,8 +483,39 @@ def losses_of(flag: Flagship, name: str, days: int = FIT_DAYS):
     return evaluate
 
 
+@functools.lru_cache(maxsize=1)
+def code_digest() -> bytes:
+    """sha256 of the source of every package a flagship run is made of (engine, kernels, epi,
+    behaviors, populations, calibration, models and this file): any code change, a new fit."""
+    import populace.behaviors
+    import populace.calibration
+    import populace.engine
+    import populace.epi
+    import populace.kernels
+    import populace.models
+    import populace.populations
+
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    packages = (
+        populace.engine,
+        populace.kernels,
+        populace.epi,
+        populace.behaviors,
+        populace.populations,
+        populace.calibration,
+        populace.models,
+    )
+    for package in packages:
+        folder = Path(package.__file__).parent
+        for path in sorted(folder.rglob("*.py")):
+            h.update(str(path.relative_to(folder)).encode())
+            h.update(path.read_bytes())
+    return h.digest()
+
+
 def digest(flag: Flagship, name: str) -> str:
-    """Key of a fit: the setting, the population, the data, the behaviour's table, the code."""
+    """Key of a fit: the setting, the population, the data, the behaviour's table, the code
+    (:func:`code_digest`)."""
     h = hashlib.sha256()
     h.update(json.dumps(dataclasses.asdict(flag.setting), sort_keys=True).encode())
     meta = {k: v for k, v in flag.population.meta.items() if k != "seconds"}  # timings vary
@@ -491,8 +523,7 @@ def digest(flag: Flagship, name: str) -> str:
     for t in (flag.data["cases"], flag.data["deaths"], flag.tables.get(name, torch.zeros(0))):
         h.update(t.numpy().tobytes())
     h.update(name.encode())
-    h.update(Path(__file__).read_bytes())
-    h.update(Path(covid.__file__).read_bytes())
+    h.update(code_digest())
     return h.hexdigest()[:20]
 
 
