@@ -74,7 +74,8 @@ def run_demo(
         behaviours: which of none / heuristic / llm to fit and compare.
         backend: LLM backend name or object (``covid_behavior.archetype_query``'s ``backend``).
         cache: the LLM answer cache (default ``~/.cache/populace/llm.sqlite``).
-        fit_cache: folder of cached fits (default: the LLM cache's folder; False: none).
+        fit_cache: folder of cached fits, scores and counterfactual tables, keyed by digest
+            (default: the LLM cache's folder; False: none).
     """
     unknown = sorted(set(behaviours) - set(fl.BEHAVIOURS))
     if unknown or not behaviours:
