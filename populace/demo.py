@@ -189,13 +189,6 @@ def _cache_path(folder: Path | None, kind: str, fit: dict[str, Any]) -> Path | N
     return folder / f"flagship-{kind}-{fit['behaviour']}-{fit['digest']}"
 
 
-def _write_json(path: Path, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(dumps(record))
-    tmp.replace(path)
-
-
 def cached_score(flag: fl.Flagship, name: str, fit: dict, folder: Path | None, log) -> dict:
     """:func:`populace.flagship.score` of a fit, or its cached result."""
     path = _cache_path(folder, "score", fit)
@@ -214,7 +207,7 @@ def cached_score(flag: fl.Flagship, name: str, fit: dict, folder: Path | None, l
             "predicted": {k: v.tolist() for k, v in sc["predicted"].items()},
             "forecasts": sc["forecasts"].to_dicts(),
         }
-        _write_json(path, plain)
+        fl.write_json(path, plain)
     return sc
 
 
@@ -233,7 +226,7 @@ def cached_counterfactuals(
         }
     cf = fl.counterfactuals(flag, name, fit["params"])
     if base is not None:
-        base.parent.mkdir(parents=True, exist_ok=True)
+        base.parent.mkdir(parents=True, exist_ok=True)  # storage makes it for the json only
         cf["metrics"].write_parquet(base.with_suffix(".parquet"))  # before the json: its marker
         plain = {
             "summary": cf["summary"],
@@ -241,7 +234,7 @@ def cached_counterfactuals(
             "attack_rate_by_area": cf["attack_rate_by_area"].tolist(),
             "baseline_attack_rate": cf["baseline_attack_rate"],
         }
-        _write_json(base.with_suffix(".json"), plain)
+        fl.write_json(base.with_suffix(".json"), plain)
     return cf
 
 

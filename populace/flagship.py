@@ -59,8 +59,9 @@ from populace.behaviors.llm import PromptTemplate, Question
 from populace.behaviors.stay_home import WEEK, StayHome
 from populace.calibration.batched import Bound, search
 from populace.calibration.data import NYC_BOROUGHS, nyc_series
+from populace.calibration.forecast import weekly as weekly_totals
 from populace.calibration.observation import delay_weights
-from populace.engine import Model, Simulation, member_seed
+from populace.engine import Model, Simulation, member_seed, storage
 from populace.engine.intervention import SetParam, Trigger
 from populace.engine.study import Scenario, study
 from populace.kernels.meanfield import group_sum
@@ -399,9 +400,8 @@ def nd(pred: torch.Tensor, obs: torch.Tensor, days: int = 1) -> torch.Tensor:
     daily values (``days=1``) or of their totals over whole blocks of ``days`` (the partial
     block at the end left out). pred ``[B, T, 5]``, obs ``[T, 5]``."""
     if days > 1:
-        t = obs.shape[0] // days * days
-        pred = pred[:, :t].reshape(pred.shape[0], -1, days, pred.shape[2]).sum(dim=2)
-        obs = obs[:t].reshape(-1, days, obs.shape[1]).sum(dim=1)
+        pred = weekly_totals(pred.transpose(-1, -2), days).transpose(-1, -2)
+        obs = weekly_totals(obs.transpose(-1, -2), days).transpose(-1, -2)
     return (pred - obs).abs().sum(dim=1) / obs.sum(dim=0).clamp_min(1.0)
 
 
@@ -555,19 +555,21 @@ def fit(flag: Flagship, name: str, cache: Path | None, log=print) -> dict[str, A
         "digest": key,
     }
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=1))
-        tmp.replace(path)
+        write_json(path, record)
     return record | {"cached": False}
+
+
+def write_json(path: Path, record: Mapping[str, Any]) -> None:
+    """A cache record written whole or not at all (:func:`populace.engine.storage.write_file`)."""
+    storage.write_file(path, [storage.dumps(record).encode()])
 
 
 # --- scores: fit ND and rolling forecasts ----------------------------------------------------
 
 
 def weekly(x: torch.Tensor) -> torch.Tensor:
-    """``[..., 4, 5]`` weekly totals of ``[..., 28, 5]`` daily values."""
-    return x.reshape(*x.shape[:-2], 4, WEEK, x.shape[-1]).sum(dim=-2)
+    """``[..., T // 7, 5]`` totals of whole weeks of ``[..., T, 5]`` daily values."""
+    return weekly_totals(x.transpose(-1, -2), WEEK).transpose(-1, -2)
 
 
 def score(flag: Flagship, name: str, params: Mapping[str, float]) -> dict[str, Any]:
