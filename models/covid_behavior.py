@@ -181,15 +181,24 @@ def model_data(population: Population) -> Data:
     return Data(tensors, axes=data.axes | {"age_group": AGE_GROUPS})
 
 
+def isolation_rule(per_100k, change, caution, base, per_case, rising_factor) -> torch.Tensor:
+    """The heuristic before clamping, every argument broadcast: ``(base + per_case * weekly
+    cases per 100k) * (rising_factor while cases rise) * caution``."""
+    rising = torch.where(change > 0, rising_factor, torch.ones_like(change))
+    return (base + per_case * per_100k) * rising * caution
+
+
 def heuristic(situation: Situation, params: BehaviorParams, ctx: Context) -> torch.Tensor:
-    """``[B, N]`` isolation probability of the rule: (base + per_case * cases) * caution."""
-    per_100k, change = situation.values["cases_per_100k"], situation.values["change"]
-    base = member_view(params.isolation_base, 1) + member_view(params.isolation_per_case, 1) * (
-        per_100k
-    )
-    rising = torch.where(change > 0, member_view(params.rising_factor, 1), torch.ones_like(change))
-    caution = per_agent(params.caution, ctx.data.age_group)  # [N] or [B, N]
-    return (base * rising).unsqueeze(1) * caution
+    """``[B, N]`` isolation probability of the rule (:func:`isolation_rule`)."""
+    rate = isolation_rule(
+        situation.values["cases_per_100k"],
+        situation.values["change"],
+        1.0,
+        member_view(params.isolation_base, 1),
+        member_view(params.isolation_per_case, 1),
+        member_view(params.rising_factor, 1),
+    )  # [B]
+    return rate.unsqueeze(1) * per_agent(params.caution, ctx.data.age_group)
 
 
 def trend_words(change: float) -> str:

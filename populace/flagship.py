@@ -212,30 +212,38 @@ def borough_of(entry: Mapping[str, str]) -> int | None:
     return list(BOROUGH_NAMES.values()).index(entry["borough"])
 
 
-def _situation_of(entry, known: Mapping[str, torch.Tensor], w: int) -> tuple[float, float]:
-    """(cases per 100k, change %) an archetype sees in week w: its borough's, or the city's."""
-    b = borough_of(entry)
-    if b is None:
-        return float(known["city_per_100k"][w]), float(known["city_change"][w])
-    return float(known["per_100k"][w, b]), float(known["change"][w, b])
+def seen(
+    known: Mapping[str, torch.Tensor], labels: Sequence[Mapping[str, str]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cases per 100k, change %), each ``[W, K]``: what archetype k sees in week w — its
+    borough's, or the city's when it has no borough."""
+    where = [borough_of(entry) for entry in labels]
+    cases = [known["city_per_100k"] if b is None else known["per_100k"][:, b] for b in where]
+    change = [known["city_change"] if b is None else known["change"][:, b] for b in where]
+    return torch.stack(cases, dim=1), torch.stack(change, dim=1)
 
 
 def heuristic_table(known: Mapping[str, torch.Tensor], labels: Sequence[Mapping[str, str]]):
-    """``[W, K]`` stay-home probability of the heuristic rule (the defaults of
-    :class:`populace.models.covid_behavior.BehaviorParams`) per week and archetype."""
+    """``[W, K]`` stay-home probability of the heuristic rule
+    (:func:`populace.models.covid_behavior.isolation_rule` with the defaults of its
+    ``BehaviorParams``) per week and archetype."""
     p = covid_behavior.BehaviorParams()
     caution = torch.as_tensor(p.caution, dtype=torch.float64)
-    weeks = known["per_100k"].shape[0]
-    table = torch.zeros(weeks, len(labels), dtype=torch.float64)
-    for k, entry in enumerate(labels):
-        group = entry.get("age_group")
-        c = float(caution[covid_behavior.AGE_GROUPS.index(group)]) if group else 1.0
-        for w in range(weeks):
-            cases, change = _situation_of(entry, known, w)
-            base = float(p.isolation_base) + float(p.isolation_per_case) * cases
-            rising = float(p.rising_factor) if change > 0 else 1.0
-            table[w, k] = min(1.0, base * rising * c)
-    return table
+    groups = [entry.get("age_group") for entry in labels]
+    per_archetype = torch.tensor(
+        [float(caution[covid_behavior.AGE_GROUPS.index(g)]) if g else 1.0 for g in groups],
+        dtype=torch.float64,
+    )
+    cases, change = seen(known, labels)
+    rule = covid_behavior.isolation_rule(
+        cases,
+        change,
+        per_archetype,
+        torch.tensor(float(p.isolation_base), dtype=torch.float64),
+        torch.tensor(float(p.isolation_per_case), dtype=torch.float64),
+        torch.tensor(float(p.rising_factor), dtype=torch.float64),
+    )
+    return rule.clamp(max=1.0)
 
 
 def llm_table(known: Mapping[str, torch.Tensor], labels: Sequence[Mapping[str, str]], query):
@@ -246,11 +254,14 @@ def llm_table(known: Mapping[str, torch.Tensor], labels: Sequence[Mapping[str, s
     ``(yes + 1/2) / (samples + 1)``: one sampled answer is 0.25 or 0.75, not a certainty the
     link could not scale."""
     weeks = known["per_100k"].shape[0]
+    cases, change = seen(known, labels)
     questions = []
     for w in range(weeks):
-        for entry in labels:
-            cases, change = _situation_of(entry, known, w)
-            env = {"cases_per_100k": rounded(cases), "trend": trend_words(change)}
+        for k, entry in enumerate(labels):
+            env = {
+                "cases_per_100k": rounded(float(cases[w, k])),
+                "trend": trend_words(float(change[w, k])),
+            }
             questions.append(Question({"age_group": "adult", "borough": "New York"} | entry, env))
     values, acc = query.ask(questions)
     samples = getattr(query, "samples", 1)
