@@ -102,10 +102,6 @@ class StayHome:
                 f"{len(self.labels)} labels"
             )
 
-    @property
-    def weeks(self) -> int:
-        return self.table.shape[0]
-
 
 def _shape(x) -> str:
     if isinstance(x, torch.Tensor):
