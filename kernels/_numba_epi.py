@@ -45,23 +45,29 @@ def _uniform(key, counter, double):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _markov_agent(k, u, h, o, infected, onset, p, sig, gam, one, zero):
-    """Agent ``k`` of one member (rows ``h``, ``o``: S, [E,] I, R) with uniform ``u``, as the
+def _seir_agent(k, u, h, o, infected, onset, p, sig, gam, one, zero):
+    """Agent ``k`` of one member (rows ``h``, ``o``: S, E, I, R) with uniform ``u``, as the
     reference's sums."""
     new_inf = h[0, k] * (one if u < p else zero)
-    if h.shape[0] == 4:
-        onset_k = h[1, k] * (one if u < sig else zero)
-        new_rec = h[2, k] * (one if u < gam else zero)
-        o[1, k] = h[1, k] + new_inf - onset_k
-        o[2, k] = h[2, k] + onset_k - new_rec
-    else:
-        onset_k = new_inf
-        new_rec = h[1, k] * (one if u < gam else zero)
-        o[1, k] = h[1, k] + new_inf - new_rec
+    onset_k = h[1, k] * (one if u < sig else zero)
+    new_rec = h[2, k] * (one if u < gam else zero)
     o[0, k] = h[0, k] - new_inf
-    o[-1, k] = h[-1, k] + new_rec
+    o[1, k] = h[1, k] + new_inf - onset_k
+    o[2, k] = h[2, k] + onset_k - new_rec
+    o[3, k] = h[3, k] + new_rec
     infected[k] = new_inf
     onset[k] = onset_k
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _sir_agent(k, u, h, o, infected, p, gam, one, zero):
+    """As :func:`_seir_agent` for S, I, R (the onset is the infection)."""
+    new_inf = h[0, k] * (one if u < p else zero)
+    new_rec = h[1, k] * (one if u < gam else zero)
+    o[0, k] = h[0, k] - new_inf
+    o[1, k] = h[1, k] + new_inf - new_rec
+    o[2, k] = h[2, k] + new_rec
+    infected[k] = new_inf
 
 
 @numba.njit(cache=True, nogil=True)
@@ -82,26 +88,35 @@ def markov(
         out, infected, onset: written, ``[B, C, N]``, ``[B, N]``, ``[B, N]`` (``onset`` may
             be ``infected`` without E).
     """
+    # block by block: the block's uniforms and probabilities in passes that compile to vector
+    # code, then the agents (the choices between float32/float64 draws and one or many
+    # probabilities made outside the per-agent loop)
     b_count, _, n = health.shape
     per_agent = p_infect.shape[1] != 1
+    u = np.empty(_BLOCK, health.dtype)  # float64 exactly when double
+    p = np.empty(_BLOCK, p_infect.dtype)
     for b in range(b_count):
         key = _mix(np.uint64(keys[b]) ^ np.uint64(c))
         h, o, inf, ons = health[b], out[b], infected[b], onset[b]
         sig, gam = p_onset[b], p_recover[b]
-        pb = p_infect[b]
-        # four copies of one loop, so that each compiles without a branch inside
-        if double and per_agent:
-            for k in range(n):
-                _markov_agent(k, _u64(key, start + k), h, o, inf, ons, pb[k], sig, gam, one, zero)
-        elif double:
-            for k in range(n):
-                _markov_agent(k, _u64(key, start + k), h, o, inf, ons, pb[0], sig, gam, one, zero)
-        elif per_agent:
-            for k in range(n):
-                _markov_agent(k, _u32(key, start + k), h, o, inf, ons, pb[k], sig, gam, one, zero)
-        else:
-            for k in range(n):
-                _markov_agent(k, _u32(key, start + k), h, o, inf, ons, pb[0], sig, gam, one, zero)
+        for lo in range(0, n, _BLOCK):
+            m = min(_BLOCK, n - lo)
+            if double:
+                for i in range(m):
+                    u[i] = _u64(key, start + lo + i)
+            else:
+                for i in range(m):
+                    u[i] = _u32(key, start + lo + i)
+            if per_agent:
+                p[:m] = p_infect[b, lo : lo + m]
+            else:
+                p[:m] = p_infect[b, 0]
+            if h.shape[0] == 4:
+                for i in range(m):
+                    _seir_agent(lo + i, u[i], h, o, inf, ons, p[i], sig, gam, one, zero)
+            else:
+                for i in range(m):
+                    _sir_agent(lo + i, u[i], h, o, inf, p[i], gam, one, zero)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -146,52 +161,59 @@ def move(
         of a branching stage is not 0/1.
     """
     # Block by block, in passes that compile to vector code: each agent's stage and where its
-    # time up and its branch lead (stage by stage), then the moves (branch-free: agents of
-    # every stage are mixed, so branches on the stage would mispredict), then the new rows.
+    # time up and its branch lead (stage by stage, no gathers), the block's uniforms, then the
+    # moves (branch-free: agents of every stage are mixed, so branches on the stage would
+    # mispredict), then the new rows. Every choice between float32/float64 draws, one or many
+    # probabilities and kept fates is made outside the per-agent loops.
     b_count, c_count, n = health.shape
     per_agent = p_infect.shape[1] != 1
     stage = np.empty(_BLOCK, np.int8)
     dest = np.empty(_BLOCK, np.int8)
     other = np.empty(_BLOCK, np.int8)
     ones = np.empty(_BLOCK, np.int8)
+    u = np.empty(_BLOCK, health.dtype)  # float64 exactly when double
+    p = np.empty(_BLOCK, p_infect.dtype)
     first = np.int8(go[0])
-    bad = False
+    no, yes = np.int8(0), np.int8(1)
+    bad = 0
     for b in range(b_count):
         key = _mix(np.uint64(keys[b]) ^ np.uint64(c))
         for lo in range(0, n, _BLOCK):
             m = min(_BLOCK, n - lo)
-            stage[:] = -1
-            dest[:] = -1
-            other[:] = -1
-            ones[:] = 0
+            stage[:m] = -1  # -1: an empty slot (all zero)
+            dest[:m] = -1
+            other[:m] = -1
+            ones[:m] = 0
             for j in range(c_count):
-                hj, jj, gj = health[b, j, lo : lo + m], np.int8(j), np.int8(go[j])
+                hj, jj, gj = health[b, j, lo : lo + m], np.int8(j + 1), np.int8(go[j])
                 aj = np.int8(alt[j] if alt[j] >= 0 else go[j])
                 for i in range(m):
                     v = hj[i]
                     hit = v == one
-                    stage[i] = jj if hit else stage[i]
+                    stage[i] += jj if hit else no  # -1 + (j + 1)
                     dest[i] = gj if hit else dest[i]
                     other[i] = aj if hit else other[i]
-                    ones[i] += hit
-                    bad |= (v != zero) & (v != one)
+                    ones[i] += yes if hit else no
+                    bad += (v != zero) & (v != one)
+            if double:
+                for i in range(m):
+                    u[i] = _u64(key, start + lo + i)
+            else:
+                for i in range(m):
+                    u[i] = _u32(key, start + lo + i)
+            if per_agent:
+                p[:m] = p_infect[b, lo : lo + m]
+            else:
+                p[:m] = p_infect[b, 0]
             t_in, f_in = timer[b, lo : lo + m], fate[b, lo : lo + m]
-            pb = p_infect[b, lo : lo + m] if per_agent else p_infect[b, 0:1]
-            t_out, f_out, code = (
-                timer_out[b, lo : lo + m],
-                fate_out[b, lo : lo + m],
-                code_out[b, lo : lo + m],
-            )
+            t_out, code = timer_out[b, lo : lo + m], code_out[b, lo : lo + m]
             inf_out, ons_out = infected[b, lo : lo + m], onset[b, lo : lo + m]
             for i in range(m):
-                k, to, alt_to = stage[i], dest[i], other[i]
-                t, f = t_in[i], f_in[i]
-                g = start + lo + i
-                u = _u64(key, g) if double else np.float64(_u32(key, g))
+                k, t, f = stage[i], t_in[i], f_in[i]
+                to = other[i] if f == one else dest[i]
                 leaving = (k > 0) & (to >= 0) & (t <= one)
-                bad |= leaving & (alt_to != to) & (f != zero) & (f != one)
-                to = alt_to if f == one else to
-                caught = (k == 0) & (u < pb[i if per_agent else 0])
+                bad += leaving & (other[i] != dest[i]) & (f != zero) & (f != one)
+                caught = (k == 0) & (u[i] < p[i])
                 ent = first if caught else np.int8(-1)
                 ent = to if leaving else ent
                 stage[i] = ent if ent >= 0 else k  # the stage after the step
@@ -199,15 +221,17 @@ def move(
                 code[i] = ent
                 inf_out[i] = one if caught else zero
                 ons_out[i] = one if ent == onset_stage else zero
-                if not keep_fate:
-                    f_out[i] = f if ent < 0 else zero
+            if not keep_fate:
+                f_out = fate_out[b, lo : lo + m]
+                for i in range(m):
+                    f_out[i] = f_in[i] if code[i] < 0 else zero
             for j in range(c_count):
                 oj, jj = out[b, j, lo : lo + m], np.int8(j)
                 for i in range(m):
                     oj[i] = one if stage[i] == jj else zero
             for i in range(m):
-                bad |= ones[i] > 1
-    return not bad
+                bad += ones[i] > 1
+    return bad == 0
 
 
 @numba.njit(cache=True, nogil=True)
