@@ -333,6 +333,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         popsize=args.popsize,
         generations=args.generations,
         behaviours=tuple(args.behaviours.split(",")),
+        waves=tuple(args.waves.split(",")),
         cache=args.cache,
         fit_cache=False if args.no_fit_cache else args.fit_cache,
         device=args.device,
@@ -477,6 +478,12 @@ def parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--behaviours", default="none,heuristic,llm", help="behaviour models to fit and compare"
+    )
+    demo.add_argument(
+        "--waves",
+        default="first",
+        help="fit windows: first (2020-03..06; always run), autumn (2020-03..11 with waning "
+        "immunity, forecasts from December: slower)",
     )
     demo.add_argument(
         "--popsize", type=positive_int("--popsize"), default=10, help="fit: candidates/generation"

@@ -14,9 +14,11 @@ to end, into a report folder.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,7 @@ def run_demo(
     popsize: int = 10,
     generations: int = 6,
     behaviours: tuple[str, ...] = fl.BEHAVIOURS,
+    waves: tuple[str, ...] = ("first",),
     backend: Any = "transformers",
     cache: str | Path | None = None,
     fit_cache: str | Path | None = None,
@@ -72,6 +75,10 @@ def run_demo(
         archetypes: attributes whose combinations are the LLM archetypes.
         popsize, generations: the batched fit (candidates per generation, CMA-ES generations).
         behaviours: which of none / heuristic / llm to fit and compare.
+        waves: the fit windows (keys of :data:`populace.flagship.WAVES`; ``first`` always
+            runs: its table is ``behaviour_models`` and its best model runs the
+            counterfactuals). ``autumn`` refits every behaviour on 2020-03..11 with waning
+            immunity (about 2.5 times the first wave's days: tens of minutes on CPU).
         backend: LLM backend name or object (``covid_behavior.archetype_query``'s ``backend``).
         cache: the LLM answer cache (default ``~/.cache/populace/llm.sqlite``).
         fit_cache: folder of cached fits, scores and counterfactual tables, keyed by digest
@@ -80,6 +87,10 @@ def run_demo(
     unknown = sorted(set(behaviours) - set(fl.BEHAVIOURS))
     if unknown or not behaviours:
         raise ValueError(f"unknown behaviour(s) {unknown}; valid: {', '.join(fl.BEHAVIOURS)}")
+    unknown = sorted(set(waves) - set(fl.WAVES))
+    if unknown:
+        raise ValueError(f"unknown wave(s) {unknown}; valid: {', '.join(fl.WAVES)}")
+    waves = ("first",) + tuple(w for w in dict.fromkeys(waves) if w != "first")
     start = time.perf_counter()
     dev = resolve_device(device)
     scale = scale if scale is not None else (1.0 if dev.type == "cuda" else 0.01)
@@ -108,26 +119,83 @@ def run_demo(
             prior=0.5,
         )
 
-    t0 = time.perf_counter()
-    flag = fl.prepare(setting, query if "llm" in behaviours else None, log=log)
-    seconds = {"prepare": time.perf_counter() - t0}
-    log(f"{flag.population.n:,} agents, {len(flag.labels)} archetypes")
-
-    fits, scores = {}, {}
-    t0 = time.perf_counter()
-    for name in behaviours:
-        fits[name] = fl.fit(flag, name, folder, log=log)
-        scores[name] = cached_score(flag, name, fits[name], folder, log)
-        log(
-            f"{name}: ND {scores[name]['nd_fit']:.3f}, forecast MAE / persistence "
-            f"{scores[name]['forecast_relative_mae']:.2f}"
+    seconds, results, llm = {}, {}, {}
+    for wave in waves:
+        t0 = time.perf_counter()
+        flag = fl.prepare(
+            dataclasses.replace(setting, wave=wave),
+            query if "llm" in behaviours else None,
+            log=log,
         )
-    seconds["fits_and_scores"] = time.perf_counter() - t0
-    best = min(behaviours, key=lambda n: scores[n]["nd_fit"])
+        seconds[f"prepare_{wave}" if wave != "first" else "prepare"] = time.perf_counter() - t0
+        log(f"{wave} wave: {flag.population.n:,} agents, {len(flag.labels)} archetypes")
+        llm = _add_llm(llm, flag.llm)
+        t0 = time.perf_counter()
+        results[wave] = compare(flag, behaviours, folder, log)
+        seconds[f"fits_and_scores_{wave}" if wave != "first" else "fits_and_scores"] = (
+            time.perf_counter() - t0
+        )
+        if wave == "first":
+            first = flag
+    flag, (fits, _, models, best) = first, results["first"]
     t0 = time.perf_counter()
     cf = cached_counterfactuals(flag, best, fits[best], folder, log)
     seconds["counterfactuals"] = time.perf_counter() - t0
 
+    write_tables(out, flag, {w: r[1] for w, r in results.items()}, cf)
+    figures = write_figures(out, flag, {w: r[1] for w, r in results.items()}, cf, best)
+    seconds["total"] = time.perf_counter() - start
+    record = {
+        "agents": flag.population.n,
+        "scale": scale,
+        "fit_window": [fl.START, fl.date_of(fl.FIT_DAYS - 1)],
+        "forecast_origins": [fl.date_of(o) for o in fl.ORIGINS],
+        "seeds": seeds,
+        "archetypes": len(flag.labels),
+        "archetype_attributes": list(archetypes),
+        "behaviour_models": models,
+        "best": best,
+        "waves": {
+            w: {
+                "fit_window": [fl.START, fl.date_of(fl.WAVES[w].fit_days - 1)],
+                "forecast_origins": [fl.date_of(o) for o in fl.WAVES[w].origins],
+                "immunity_days": fl.WAVES[w].immunity,
+                "behaviour_models": r[2],
+                "best": r[3],
+            }
+            for w, r in results.items()
+        },
+        "counterfactuals": cf["summary"],
+        "baseline_attack_rate": cf["baseline_attack_rate"],
+        "llm": llm,
+        "device": dev.type,
+        "device_name": device_name(dev),
+        "seconds": seconds,
+        "versions": versions(),
+        "date": now(),
+    }
+    (out / "summary.json").write_text(dumps(record, indent=2) + "\n")
+    (out / "summary.md").write_text(markdown(record, figures))
+    return record
+
+
+def _add_llm(total: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    """The LLM accounting of several waves' tables, summed."""
+    return {k: total.get(k, 0) + v for k, v in more.items()}
+
+
+def compare(flag: fl.Flagship, behaviours: Sequence[str], folder: Path | None, log):
+    """Fit and score every behaviour on the flagship's wave: (fits, scores, the summary's
+    ``behaviour_models``, the best behaviour by fit ND)."""
+    fits, scores = {}, {}
+    for name in behaviours:
+        fits[name] = fl.fit(flag, name, folder, log=log)
+        scores[name] = cached_score(flag, name, fits[name], folder, log)
+        log(
+            f"{flag.wave.name} wave, {name}: ND {scores[name]['nd_fit']:.3f}, forecast MAE / "
+            f"persistence {scores[name]['forecast_relative_mae']:.2f}"
+        )
+    best = min(behaviours, key=lambda n: scores[n]["nd_fit"])
     models = {}
     for name in behaviours:
         sc = scores[name]
@@ -153,31 +221,7 @@ def run_demo(
         }
         if name != "none":
             models[name]["link"] = fl.link_effect(flag, name, fits[name]["params"])
-    write_tables(out, flag, scores, cf)
-    figures = write_figures(out, flag, scores, cf, best)
-    seconds["total"] = time.perf_counter() - start
-    record = {
-        "agents": flag.population.n,
-        "scale": scale,
-        "fit_window": [fl.START, fl.date_of(fl.FIT_DAYS - 1)],
-        "forecast_origins": [fl.date_of(o) for o in fl.ORIGINS],
-        "seeds": seeds,
-        "archetypes": len(flag.labels),
-        "archetype_attributes": list(archetypes),
-        "behaviour_models": models,
-        "best": best,
-        "counterfactuals": cf["summary"],
-        "baseline_attack_rate": cf["baseline_attack_rate"],
-        "llm": flag.llm,
-        "device": dev.type,
-        "device_name": device_name(dev),
-        "seconds": seconds,
-        "versions": versions(),
-        "date": now(),
-    }
-    (out / "summary.json").write_text(dumps(record, indent=2) + "\n")
-    (out / "summary.md").write_text(markdown(record, figures))
-    return record
+    return fits, scores, models, best
 
 
 def _cache_path(folder: Path | None, kind: str, fit: dict[str, Any]) -> Path | None:
@@ -238,26 +282,31 @@ def cached_counterfactuals(
     return cf
 
 
-def write_tables(out: Path, flag: fl.Flagship, scores: dict, cf: dict) -> None:
-    """comparison, fit (per behaviour, day, borough), forecasts, counterfactuals, attack rates."""
-    rows = []
-    for name, sc in scores.items():
-        for kind in ("cases", "deaths"):
-            pred, obs = sc["predicted"][kind], flag.data[kind][: fl.FIT_DAYS]
-            for b, code in enumerate(NYC_BOROUGHS):
-                rows += [
-                    {
-                        "behaviour": name,
-                        "series": kind,
-                        "borough": code,
-                        "date": fl.date_of(t),
-                        "observed": float(obs[t, b]),
-                        "model": float(pred[t, b]),
-                    }
-                    for t in range(fl.FIT_DAYS)
-                ]
+def write_tables(out: Path, flag: fl.Flagship, waves: dict, cf: dict) -> None:
+    """fit (per wave, behaviour, day, borough), forecasts (per wave), counterfactuals, attack
+    rates. ``waves``: wave → behaviour → score."""
+    rows, forecasts = [], []
+    for wave, scores in waves.items():
+        for name, sc in scores.items():
+            for kind in ("cases", "deaths"):
+                pred = sc["predicted"][kind]
+                obs = fl.observed(pred.shape[0])[kind]
+                for b, code in enumerate(NYC_BOROUGHS):
+                    rows += [
+                        {
+                            "wave": wave,
+                            "behaviour": name,
+                            "series": kind,
+                            "borough": code,
+                            "date": fl.date_of(t),
+                            "observed": float(obs[t, b]),
+                            "model": float(pred[t, b]),
+                        }
+                        for t in range(pred.shape[0])
+                    ]
+            forecasts.append(sc["forecasts"].with_columns(pl.lit(wave).alias("wave")))
     pl.DataFrame(rows).write_parquet(out / "fit.parquet")
-    pl.concat([sc["forecasts"] for sc in scores.values()]).write_parquet(out / "forecasts.parquet")
+    pl.concat(forecasts).write_parquet(out / "forecasts.parquet")
     cf["table"].write_parquet(out / "counterfactuals.parquet")
     cf["metrics"].write_parquet(out / "counterfactual_metrics.parquet")
     codes = flag.population.codebook["area"]
@@ -266,21 +315,26 @@ def write_tables(out: Path, flag: fl.Flagship, scores: dict, cf: dict) -> None:
     ).write_parquet(out / "attack_rate_by_area.parquet")
 
 
-def write_figures(out: Path, flag: fl.Flagship, scores: dict, cf: dict, best: str) -> list[str]:
+def write_figures(out: Path, flag: fl.Flagship, waves: dict, cf: dict, best: str) -> list[str]:
+    """Fit vs data per wave, the comparison, counterfactual differences, the ZIP map."""
     files = []
-    days = torch.arange(fl.FIT_DAYS)
-    for kind in ("cases", "deaths"):
-        fig, axes = plt.subplots(1, 5, figsize=(18, 3.2), sharex=True)
-        for b, (ax, code) in enumerate(zip(axes, NYC_BOROUGHS, strict=True)):
-            ax.plot(days, flag.data[kind][: fl.FIT_DAYS, b], "k.", ms=2, label="data")
-            for name, sc in scores.items():
-                ax.plot(days, sc["predicted"][kind][:, b], label=name)
-            ax.set_title(f"{code} {kind}")
-            ax.set_xlabel("day from 2020-03-01")
-        axes[0].legend(fontsize=7)
-        fig.savefig(out / f"fit_{kind}.png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        files.append(f"fit_{kind}.png")
+    for wave, by_behaviour in waves.items():
+        suffix = "" if wave == "first" else f"_{wave}"
+        for kind in ("cases", "deaths"):
+            t = next(iter(by_behaviour.values()))["predicted"][kind].shape[0]
+            days, obs = torch.arange(t), fl.observed(t)[kind]
+            fig, axes = plt.subplots(1, 5, figsize=(18, 3.2), sharex=True)
+            for b, (ax, code) in enumerate(zip(axes, NYC_BOROUGHS, strict=True)):
+                ax.plot(days, obs[:, b], "k.", ms=2, label="data")
+                for name, sc in by_behaviour.items():
+                    ax.plot(days, sc["predicted"][kind][:, b], label=name)
+                ax.set_title(f"{code} {kind}")
+                ax.set_xlabel("day from 2020-03-01")
+            axes[0].legend(fontsize=7)
+            fig.savefig(out / f"fit_{kind}{suffix}.png", dpi=110, bbox_inches="tight")
+            plt.close(fig)
+            files.append(f"fit_{kind}{suffix}.png")
+    scores = waves["first"]
     fig, ax = plt.subplots(figsize=(5, 3.2))
     names = list(scores)
     x = torch.arange(len(names)).double()
@@ -347,6 +401,21 @@ def _interval(x: list[float]) -> str:
     return f"[{x[0]:.3g}, {x[1]:.3g}]"
 
 
+def _comparison_rows(models: dict[str, Any]) -> list[str]:
+    rows = [
+        "| behaviour | fit ND (seeds) | cases ND, city | deaths ND, city | forecast MAE / "
+        "persistence (seeds) |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    for name, m in models.items():
+        rows.append(
+            f"| {name} | {m['nd_fit']:.3f} {_interval(m['nd_fit_interval'])} | "
+            f"{m['nd_cases_city']:.3f} | {m['nd_deaths_city']:.3f} | "
+            f"{m['forecast_relative_mae']:.2f} {_interval(m['forecast_relative_mae_interval'])} |"
+        )
+    return rows
+
+
 def markdown(r: dict[str, Any], figures: list[str]) -> str:
     lines = [
         "# populace flagship: New York City, behaviour from data, heuristic vs LLM agents",
@@ -358,18 +427,23 @@ def markdown(r: dict[str, Any], figures: list[str]) -> str:
         f"{r['archetypes']} LLM archetypes ({' x '.join(r['archetype_attributes'])}) asked "
         "weekly about their borough's reported cases.",
         "",
-        "| behaviour | fit ND (seeds) | cases ND, city | deaths ND, city | forecast MAE / "
-        "persistence (seeds) |",
-        "|---|--:|--:|--:|--:|",
     ]
-    for name, m in r["behaviour_models"].items():
-        lines.append(
-            f"| {name} | {m['nd_fit']:.3f} {_interval(m['nd_fit_interval'])} | "
-            f"{m['nd_cases_city']:.3f} | {m['nd_deaths_city']:.3f} | "
-            f"{m['forecast_relative_mae']:.2f} {_interval(m['forecast_relative_mae_interval'])} |"
-        )
+    lines += _comparison_rows(r["behaviour_models"])
     origins = ", ".join(r["forecast_origins"])
     lines += ["", f"Best fit: **{r['best']}**. Forecast origins: {origins}."]
+    for wave, w in r["waves"].items():
+        if wave == "first":
+            continue
+        lines += [
+            "",
+            f"## The {wave} wave: fitted {w['fit_window'][0]} .. {w['fit_window'][1]}, "
+            f"immunity {w['immunity_days']:.0f} days (mean), forecasts from "
+            f"{', '.join(w['forecast_origins'])}",
+            "",
+            *_comparison_rows(w["behaviour_models"]),
+            "",
+            f"Best fit: **{w['best']}**.",
+        ]
     for name, m in r["behaviour_models"].items():
         if "link" in m:
             k = m["link"]

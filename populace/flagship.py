@@ -69,13 +69,49 @@ from populace.models import covid, covid_behavior
 from populace.populations import Population
 
 START = "2020-03-01"
-FIT_DAYS = 122  # 2020-03-01 .. 2020-06-30: the first wave
 #: the model starts LEAD days before the data (2020-02-09): the virus spread in New York weeks
 #: before the first reported case, and infection-to-death takes three weeks or more.
 LEAD = 21
-ORIGINS = (FIT_DAYS, FIT_DAYS + 28)  # 2020-07-01 and 2020-07-29
 HORIZON = 28
 BLOCK = 28  # days per ascertainment level
+#: days per death ratio (the fatality of the first wave's full hospitals and care homes is not
+#: the autumn's): one ratio over the first wave's 122 days, a second from 2020-08-01 on
+DEATH_BLOCK = 153
+
+
+@dataclasses.dataclass(frozen=True)
+class Wave:
+    """A fit window and its forecast origins.
+
+    Attributes:
+        name: ``first`` or ``autumn``.
+        fit_days: data rows fitted, from row 0 (2020-03-01); every run starts ``LEAD`` days
+            before row 0, so a later wave's runs carry the immunity of the earlier ones.
+        origins: data rows of the rolling 4-week forecasts (after the fit window).
+        immunity: mean days a recovery protects (geometric; None: for good). The autumn wave
+            comes back on waning and reinfection (:mod:`populace.epi.severity`).
+    """
+
+    name: str
+    fit_days: int
+    origins: tuple[int, ...]
+    immunity: float | None = None
+
+    @property
+    def days(self) -> int:
+        """Data rows a wave reads: to its last origin's horizon."""
+        return self.origins[-1] + HORIZON
+
+
+#: first wave: 2020-03-01 .. 2020-06-30, origins 2020-07-01 and 2020-07-29; autumn wave: the
+#: same start to 2020-11-30 (both waves, a year's waning immunity), origins 2020-12-01 and
+#: 2020-12-29
+WAVES = {
+    "first": Wave("first", 122, (122, 150)),
+    "autumn": Wave("autumn", 275, (275, 303), immunity=365.0),
+}
+FIT_DAYS = WAVES["first"].fit_days
+ORIGINS = WAVES["first"].origins
 CASE_DELAY = 8.0  # mean days from infection to a reported case (incubation + testing)
 DEATH_RATIO = (1.0, 3.0)  # observed over the prognoses' deaths: the range allowed
 BEHAVIOURS = ("none", "heuristic", "llm")
@@ -128,9 +164,9 @@ def date_of(day: int) -> str:
     return (dt.date.fromisoformat(START) + dt.timedelta(days=day)).isoformat()
 
 
-def table_weeks() -> int:
-    """Weeks of answers the runs read: model days 0 .. the last forecast origin."""
-    return (LEAD + ORIGINS[-1]) // WEEK + 1
+def table_weeks(wave: str = "first") -> int:
+    """Weeks of answers the runs of ``wave`` read: model days 0 .. its last forecast origin."""
+    return (LEAD + WAVES[wave].origins[-1]) // WEEK + 1
 
 
 def observed(days: int) -> dict[str, torch.Tensor]:
@@ -283,6 +319,7 @@ class Setting:
         seeds: seeds of the scoring and counterfactual runs.
         seed: run seed.
         device: where the simulations run.
+        wave: the fit window and forecast origins (a key of ``WAVES``).
     """
 
     scale: float = 0.01
@@ -294,6 +331,11 @@ class Setting:
     seeds: int = 2
     seed: int = 0
     device: str = "cpu"
+    wave: str = "first"
+
+    def __post_init__(self) -> None:
+        if self.wave not in WAVES:
+            raise ValueError(f"unknown wave {self.wave!r}; valid: {', '.join(WAVES)}")
 
 
 @dataclasses.dataclass
@@ -314,6 +356,10 @@ class Flagship:
     def multiplier(self) -> float:
         return NYC_RESIDENTS / self.population.n
 
+    @property
+    def wave(self) -> Wave:
+        return WAVES[self.setting.wave]
+
     def behaviour(self, name: str) -> StayHome | None:
         if name == "none":
             return None
@@ -331,6 +377,7 @@ class Flagship:
             initial_infected=None,
             behaviour=self.behaviour(name),
             vaccine_order="degree",
+            immunity=self.wave.immunity,
             **params,
         )
 
@@ -341,10 +388,9 @@ def prepare(setting: Setting, query_factory: Callable[[], Any] | None, log=print
     from populace.populations.nyc import nyc
 
     pop = nyc(scale=setting.scale, seed=setting.population_seed, homes=False)
-    days = ORIGINS[-1] + HORIZON
-    data = observed(days)
+    data = observed(WAVES[setting.wave].days)
     people = residents(pop)
-    weeks = table_weeks()
+    weeks = table_weeks(setting.wave)
     cases = torch.cat([torch.zeros(LEAD, 5, dtype=torch.float64), data["cases"]])  # model time
     known = situations(cases, people, weeks)
     city = situations(cases.sum(dim=1, keepdim=True), people.sum().reshape(1), weeks)
@@ -426,16 +472,20 @@ def fit_predictions(
     profiled out per 28-day block. Deaths: the model's own (severity by age) times a
     ``death_ratio`` ``[B]`` profiled out within ``DEATH_RATIO`` = [1, 3]: New York's first-wave
     fatality (care homes, full hospitals) ran above the age-specific prognoses, never below, so
-    the deaths bound the size of the epidemic from below and above."""
+    the deaths bound the size of the epidemic from below and above. One ratio per
+    ``DEATH_BLOCK`` days (``[B, T]``; the first wave has one)."""
     t = data["cases"].shape[0]
     unit = unit_cases(infections, mult)[:, LEAD : LEAD + t]
     asc = ascertainment(unit, data["cases"])
     dead = deaths[:, LEAD : LEAD + t] * mult
-    ratio = data["deaths"].sum() / dead.sum(dim=(1, 2)).clamp_min(1e-9)
-    ratio = ratio.clamp(*DEATH_RATIO)
+    ratio = torch.zeros(dead.shape[0], t, dtype=dead.dtype)
+    for start in range(0, t, DEATH_BLOCK):
+        sl = slice(start, min(start + DEATH_BLOCK, t))
+        level = data["deaths"][sl].sum() / dead[:, sl].sum(dim=(1, 2)).clamp_min(1e-9)
+        ratio[:, sl] = level.clamp(*DEATH_RATIO).unsqueeze(1)
     return {
         "cases": asc.unsqueeze(2) * unit,
-        "deaths": ratio.view(-1, 1, 1) * dead,
+        "deaths": ratio.unsqueeze(2) * dead,
         "ascertainment": asc,
         "death_ratio": ratio,
     }
@@ -478,9 +528,11 @@ def simulate(
     return sim.run(days).metrics
 
 
-def losses_of(flag: Flagship, name: str, days: int = FIT_DAYS):
-    """The batched objective of behaviour ``name``: ``{param: [P]}`` → ``[P]`` losses, every
-    candidate on the same random numbers (common seed)."""
+def losses_of(flag: Flagship, name: str, days: int | None = None):
+    """The batched objective of behaviour ``name`` over the first ``days`` data rows (default:
+    the wave's fit window): ``{param: [P]}`` → ``[P]`` losses, every candidate on the same
+    random numbers (common seed)."""
+    days = flag.wave.fit_days if days is None else days
     data = {k: v[:days] for k, v in flag.data.items()}
 
     def evaluate(values: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -586,14 +638,15 @@ def weekly(x: torch.Tensor) -> torch.Tensor:
 def score(flag: Flagship, name: str, params: Mapping[str, float]) -> dict[str, Any]:
     """Fit ND and rolling-forecast error of fitted behaviour ``name``, per seed.
 
-    One run of ``len(ORIGINS) x seeds`` members to the last origin + 28 days; member (o, s)
-    holds the behaviour at origin o's week. ND over the fit window (cases and deaths, member
+    One run of ``origins x seeds`` members (the wave's) to the last origin + 28 days; member
+    (o, s) holds the behaviour at origin o's week. ND over the fit window (cases and deaths, member
     mean over seeds and per seed); at each origin the cases ascertainment of each borough is
     re-anchored on the 14 days before it (at most 1) and the next four weekly totals are compared
     with the data and with persistence (the last week repeated)."""
-    s = flag.setting
-    days = LEAD + ORIGINS[-1] + HORIZON
-    members = [(o, k) for o in ORIGINS for k in range(s.seeds)]
+    s, wave = flag.setting, flag.wave
+    fit_days = wave.fit_days
+    days = LEAD + wave.days
+    members = [(o, k) for o in wave.origins for k in range(s.seeds)]
     count = len(members)
     values = {n: torch.full((count,), float(v), dtype=torch.float64) for n, v in params.items()}
     hold = [(LEAD + o) // WEEK for o, _ in members]
@@ -602,8 +655,8 @@ def score(flag: Flagship, name: str, params: Mapping[str, float]) -> dict[str, A
     metrics = simulate(flag, name, values, days - 1, seeds)
     inf = borough_rows(metrics, "new_infections", count)
     dead = borough_rows(metrics, "new_deaths", count)
-    fit_data = {k: v[:FIT_DAYS] for k, v in flag.data.items()}
-    first = [i for i, (o, _) in enumerate(members) if o == ORIGINS[0]]
+    fit_data = {k: v[:fit_days] for k, v in flag.data.items()}
+    first = [i for i, (o, _) in enumerate(members) if o == wave.origins[0]]
     pred = fit_predictions(inf[first], dead[first], fit_data, flag.multiplier)
     nd_cases = nd(pred["cases"], fit_data["cases"], WEEK)  # [S, 5]
     nd_deaths = nd(pred["deaths"], fit_data["deaths"], WEEK)
@@ -648,7 +701,7 @@ def score(flag: Flagship, name: str, params: Mapping[str, float]) -> dict[str, A
         "nd_deaths_by_borough": dict(zip(NYC_BOROUGHS, nd_deaths.mean(0).tolist(), strict=True)),
         "forecast_relative_mae": float(rel.mean()),
         "forecast_relative_mae_interval": [float(rel.min()), float(rel.max())],
-        "death_ratio": float(pred["death_ratio"].mean()),
+        "death_ratio": pred["death_ratio"].mean(0)[::DEATH_BLOCK].tolist(),
         "ascertainment_by_block": pred["ascertainment"].mean(0)[::BLOCK].tolist(),
         "predicted": {k: pred[k].mean(0) for k in ("cases", "deaths")},
         "forecasts": forecasts,
@@ -660,7 +713,7 @@ def link_effect(flag: Flagship, name: str, params: Mapping[str, float]) -> dict[
     window's weeks (population-weighted), and the fitted scale and bias."""
     from populace.behaviors.stay_home import link
 
-    table = flag.tables[name][: (LEAD + FIT_DAYS) // WEEK + 1]
+    table = flag.tables[name][: (LEAD + flag.wave.fit_days) // WEEK + 1]
     p = covid.CovidParams().replace(
         link_scale=float(params["link_scale"]), link_bias=float(params["link_bias"])
     )
@@ -728,12 +781,13 @@ def scenarios(
 
 
 def counterfactuals(
-    flag: Flagship, name: str, params: Mapping[str, float], days: int = FIT_DAYS
+    flag: Flagship, name: str, params: Mapping[str, float], days: int | None = None
 ) -> dict[str, Any]:
     """Run the baseline and :func:`scenarios` on fitted behaviour ``name``: paired differences
     per borough (infections, deaths, hospital peak; NYC scale) with 90 % intervals over seeds,
     and the baseline attack rate by ZIP-code area."""
     s = flag.setting
+    days = flag.wave.fit_days if days is None else days
     model = flag.model(name, metrics=STUDY_METRICS, **{k: float(v) for k, v in params.items()})
     result = study(
         model,

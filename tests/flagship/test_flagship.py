@@ -84,9 +84,58 @@ def test_the_observation_is_profiled_out_in_closed_form():
     for have, ratio in ((1.5, 2.0), (0.6, 3.0), (6.0, 1.0)):  # model deaths x 10 = have x obs
         deaths = torch.cat([lead, obs.expand(2, 60, 5) * have / 10], dim=1)
         pred = fl.fit_predictions(infections, deaths, data, 10.0)
-        assert torch.allclose(pred["death_ratio"], torch.full((2,), ratio, dtype=torch.float64))
+        want = torch.full((2, 60), ratio, dtype=torch.float64)
+        assert torch.allclose(pred["death_ratio"], want)
         assert torch.allclose(pred["deaths"], data["deaths"].expand(2, 60, 5) * have * ratio / 3)
     assert (fl.objective(pred, data) >= 0).all()
+
+
+def test_each_block_of_days_has_its_own_death_ratio():
+    """The autumn fit spans two fatality regimes: a ratio per ``DEATH_BLOCK`` days."""
+    t = fl.DEATH_BLOCK + 50
+    obs = 1 + torch.rand(t, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    deaths = torch.cat([torch.zeros(1, fl.LEAD, 5), obs.unsqueeze(0) / 10], dim=1).double()
+    truth = obs.clone()
+    truth[: fl.DEATH_BLOCK] *= 2.5  # the model's deaths x 2.5 in the first block, x 1.2 after
+    truth[fl.DEATH_BLOCK :] *= 1.2
+    data = {"cases": obs, "deaths": truth}
+    pred = fl.fit_predictions(torch.ones(1, fl.LEAD + t, 5).double(), deaths, data, 10.0)
+    assert torch.allclose(pred["death_ratio"][0, : fl.DEATH_BLOCK], torch.tensor(2.5).double())
+    assert torch.allclose(pred["death_ratio"][0, fl.DEATH_BLOCK :], torch.tensor(1.2).double())
+    assert torch.allclose(pred["deaths"][0], truth)
+
+
+def test_an_unknown_wave_is_named():
+    with pytest.raises(ValueError, match="unknown wave 'spring'; valid: first, autumn"):
+        fl.Setting(wave="spring")
+    assert fl.table_weeks("autumn") > fl.table_weeks("first")
+    autumn = fl.WAVES["autumn"]
+    assert autumn.origins[0] >= autumn.fit_days  # forecasts only from after the fit window
+    assert autumn.days <= fl.observed(autumn.days)["cases"].shape[0]  # the data reach
+
+
+@pytest.mark.slow
+def test_the_autumn_wave_scores_after_waning_immunity():
+    """The autumn wave's runs carry the first wave's immunity, which wanes: recovered agents
+    become susceptible again and are reinfected; its scores read its own window and origins."""
+    flag = fl.prepare(fl.Setting(scale=0.0004, seeds=1, wave="autumn"), None, log=lambda m: None)
+    assert flag.data["cases"].shape[0] == fl.WAVES["autumn"].days
+    model = flag.model("none", metrics=("S", "R", "new_infections"), beta=1.2, initial=3e-3)
+    assert model.options["immunity"] is not None
+    from populace.engine import Simulation
+
+    got = Simulation(model, seed=0, progress=False).run(fl.LEAD + 200).metrics
+    s, infections = got["S"].to_torch(), got["new_infections"].to_torch()
+    low = int(s.argmin())
+    assert s[-1] > s[low] + 5  # susceptibles come back after the first wave
+    assert float(infections.sum()) > model.agents  # more infections than people: reinfections
+    params = {"beta": 1.2, "initial": 3e-3}
+    sc = fl.score(flag, "none", params)
+    origins = sc["forecasts"]["origin"].unique().sort().to_list()
+    assert origins == [fl.date_of(o) for o in fl.WAVES["autumn"].origins]
+    assert sc["predicted"]["cases"].shape == (fl.WAVES["autumn"].fit_days, 5)
+    assert len(sc["death_ratio"]) == 2  # before and after 2020-08-01
+    assert 0 <= sc["nd_fit"] and sc["forecast_relative_mae"] > 0
 
 
 @pytest.fixture(scope="module")
