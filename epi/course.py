@@ -14,8 +14,9 @@ the last step (-1: none), from which flows (new infections, new deaths) are coun
 
 Each step, from the state at the start of the step:
 
-1. :meth:`Course.move`: a susceptible agent is infected with probability ``1 - exp(-hazard)``;
-   an agent whose timer runs out leaves its stage; every other timer counts down one day.
+1. :meth:`Course.move`: a susceptible agent is infected with probability ``1 - exp(-hazard)``
+   (or a probability the model computed: ``p_infect``); an agent whose timer runs out leaves
+   its stage; every other timer counts down one day.
 2. the model may act on where agents landed (hospital admission, say) and set the branch
    probabilities of this step's entrants (vaccine protection against severe disease, worse
    care without a bed);
@@ -342,14 +343,22 @@ class Course:
         moves = Moves(health, entered, zeros, zeros, seeded, log_prob, code)
         return self.settle(moves, self.branch_probs(params, ctx), ctx)
 
-    def move(self, state: CourseState, hazard: torch.Tensor, ctx: Context) -> Moves:
-        """Step 1: infection (``hazard``: ``[B, N]`` or broadcastable, >= 0) and the end of
-        timed stages, from the state at the start of the step."""
+    def move(
+        self,
+        state: CourseState,
+        hazard: torch.Tensor | None,
+        ctx: Context,
+        *,
+        p_infect: torch.Tensor | None = None,
+    ) -> Moves:
+        """Step 1: infection (``hazard``: ``[B, N]`` or broadcastable, >= 0; or, instead, its
+        probability ``p_infect = 1 - exp(-hazard)``) and the end of timed stages, from the state
+        at the start of the step."""
         h = state.health
         b, c, n = h.shape
         u = ctx.rng.uniform(n, dtype=h.dtype)
         s = h[:, 0]
-        infect, lp = self._choose((-torch.expm1(-hazard)).expand(b, n), u)
+        infect, lp = self._choose(infection_probability(hazard, p_infect).expand(b, n), u)
         infected = s * infect
         log_prob = state.log_prob if lp is None else state.log_prob + (s * lp).sum(dim=1)
         up = (state.timer <= 1).to(h.dtype)  # time is up this step (in a timed stage)
@@ -427,27 +436,33 @@ class Course:
         }
 
     def advance(
-        self, state: CourseState, hazard: torch.Tensor, params: Params, ctx: Context
+        self,
+        state: CourseState,
+        hazard: torch.Tensor | None,
+        params: Params,
+        ctx: Context,
+        *,
+        p_infect: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """:meth:`move` then :meth:`settle` with the params' branch probabilities."""
+        """:meth:`move` (from ``hazard`` or ``p_infect``) then :meth:`settle` with the params'
+        branch probabilities."""
         probs = self.branch_probs(params, ctx)
         if self.estimator == "none" and self.backend == "auto":
-            fused = self._fused(state, hazard, probs, ctx)
+            fused = self._fused(state, infection_probability(hazard, p_infect), probs, ctx)
             if fused is not None:
                 return fused
-        return self.settle(self.move(state, hazard, ctx), probs, ctx)
+        return self.settle(self.move(state, hazard, ctx, p_infect=p_infect), probs, ctx)
 
     def _fused(
         self,
         state: CourseState,
-        hazard: torch.Tensor,
+        p_infect: torch.Tensor,
         probs: Mapping[str, torch.Tensor],
         ctx: Context,
     ) -> dict[str, torch.Tensor] | None:
         """:meth:`advance` by the fused kernel (same numbers), or None where it cannot run
         (the random streams then stand where they stood)."""
         h = state.health
-        p_infect = torch.neg(hazard).expm1_().neg_()  # -expm1(-hazard), one new tensor
         branch = [probs[st.name] for st in self.stages if st.branch]
         if not transition.available(h, state.timer, state.fate, p_infect, *branch):
             return None
@@ -479,6 +494,20 @@ class Course:
             "fate": got["fate"],
             "entered": got["entered"],
         }
+
+
+def infection_probability(
+    hazard: torch.Tensor | None, p_infect: torch.Tensor | None
+) -> torch.Tensor:
+    """``1 - exp(-hazard)``, computed as ``-expm1(-hazard)``, or ``p_infect`` as it is (one of
+    the two, not both)."""
+    if (hazard is None) == (p_infect is None):
+        raise ValueError("give the infection hazard or its probability p_infect, not both")
+    if p_infect is not None:
+        return p_infect
+    if hazard.requires_grad:
+        return -torch.expm1(-hazard)
+    return torch.neg(hazard).expm1_().neg_()  # one new tensor
 
 
 def seir(

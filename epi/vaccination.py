@@ -151,6 +151,28 @@ def susceptibility(
     return (state.vaccine_draw >= protection).to(protection.dtype)
 
 
+def infection_probability(
+    state: VaccineState,
+    params: Params,
+    ctx: Context,
+    pressure: torch.Tensor,
+    mode: str = "leaky",
+) -> torch.Tensor:
+    """``[B, N]`` probability of infection today, ``1 - exp(-susceptibility x pressure)``, of
+    agents under ``pressure`` (the hazard of an unprotected agent, broadcastable to ``[B, N]``,
+    e.g. ``[B, 1]`` well mixed).
+
+    All-or-nothing without waning protects fully or not at all, so the probability is the
+    unprotected one or exactly 0: ``1 - exp(-pressure)`` is computed once per member, not per
+    agent (the same numbers as the general formula)."""
+    if mode == "all_or_nothing" and not _wanes(params) and pressure.shape[-1] == 1:
+        ve = member_view(params.ve_infection, 2)
+        protected = (state.vaccinated_at >= 0).logical_and_(state.vaccine_draw < ve)
+        p = -torch.expm1(-pressure)
+        return torch.where(protected, torch.zeros((), dtype=p.dtype, device=p.device), p)
+    return -torch.expm1(-susceptibility(state, params, ctx, mode) * pressure)
+
+
 def severe_factor(state: VaccineState, params: Params, ctx: Context) -> torch.Tensor:
     """``[B, N]`` factor on the probability of severe disease of an infected agent."""
     return 1 - member_view(params.ve_severe, 2) * efficacy_left(state, params, ctx)

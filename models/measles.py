@@ -187,8 +187,8 @@ def build(
         x = course.infectiousness(state, params)
         pressure = member_view(params.beta, 2) * x.sum(dim=1, keepdim=True) / living
         pressure = pressure + member_view(params.importations, 2) / living
-        hazard = vaccination.susceptibility(state, params, ctx, vaccine) * pressure
-        return state.replace(**course.advance(state, hazard, params, ctx))
+        p = vaccination.infection_probability(state, params, ctx, pressure, vaccine)
+        return state.replace(**course.advance(state, None, params, ctx, p_infect=p))
 
     def count(fn):
         def metric(state: MeaslesState, params: MeaslesParams, ctx: Context) -> torch.Tensor:

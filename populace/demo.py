@@ -7,8 +7,9 @@ to end, into a report folder.
    archetype and week (cached on disk: ``~/.cache/populace/llm.sqlite`` unless told otherwise);
 3. a fit of each behaviour (none / heuristic / LLM) to the first wave's cases and deaths per
    borough (cached by digest next to the LLM cache, so a rerun of the same setting fits
-   nothing), then its fit ND and rolling 4-week forecasts vs persistence over seeds;
-4. the targeted counterfactuals on the best-fitting behaviour;
+   nothing), then its fit ND and rolling 4-week forecasts vs persistence over seeds; with
+   ``--waves first,autumn`` the same again on the autumn wave (2020-03..11, waning immunity);
+4. the targeted counterfactuals on the best-fitting behaviour of the first wave;
 5. ``report/``: ``summary.md``, ``summary.json``, parquet tables and figures.
 """
 

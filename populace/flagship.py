@@ -32,12 +32,16 @@ design, then CMA-ES generations; every candidate one member of one simulation, c
 numbers) minimising the mean over boroughs of the cases and deaths ND of weekly totals
 (normalised deviation, ``sum |pred - obs| / sum obs``).
 
-Each fitted model is then scored (:func:`score`): ND over the fit window and rolling 4-week
-forecasts from origins after it (the behaviour held at the origin's week, the ascertainment
-re-anchored on the 14 days before the origin), relative to persistence, with intervals over
-seeds. The best model runs the counterfactuals (:func:`counterfactuals`): schools closed in one
-borough, a vaccine to the 65+ first or to the most connected first, a stay-home order triggered
-per borough by its own prevalence; paired differences per borough.
+Two fit windows (:data:`WAVES`): the ``first`` wave (2020-03-01 .. 06-30, forecasts from
+2020-07-01 and 07-29) and the ``autumn`` wave (2020-03-01 .. 11-30: both waves in one run, with a
+year's mean waning immunity so recovered agents are reinfected, a death ratio per 153 days, and
+forecasts from 2020-12-01 and 12-29). Each fitted model is then scored (:func:`score`): ND over
+the fit window and rolling 4-week forecasts from origins after it (the behaviour held at the
+origin's week, the ascertainment re-anchored on the 14 days before the origin), relative to
+persistence, with intervals over seeds. The best model of the first wave runs the
+counterfactuals (:func:`counterfactuals`): schools closed in one borough, a vaccine to the 65+
+first or to the most connected first, a stay-home order triggered per borough by its own
+prevalence; paired differences per borough.
 """
 
 from __future__ import annotations

@@ -133,6 +133,22 @@ def test_waning_lowers_protection_as_exp():
     assert torch.allclose(factor, torch.full_like(factor, 1 - 0.8 * math.exp(-0.3)))
 
 
+@pytest.mark.parametrize("mode", ["all_or_nothing", "leaky"])
+@pytest.mark.parametrize("waning", [0.0, 0.01])
+def test_infection_probability_is_one_minus_exp_of_the_protected_hazard(mode, waning):
+    """The probability of infection equals ``1 - exp(-susceptibility x pressure)`` bit for bit,
+    also on the all-or-nothing shortcut (0 for the protected, the member's probability else)."""
+    model = campaign_model(vax_coverage0=0.5, ve_infection=0.8, vax_waning=waning)
+    sim = Simulation(model, members=2, seed=3)
+    state = sim.run(10).final_state
+    params, ctx = sim.params.at(10), sim.ctx.at(10)
+    pressure = torch.tensor([[0.3], [1.7]], dtype=ctx.dtype)
+    got = vaccination.infection_probability(state, params, ctx, pressure, mode)
+    factor = vaccination.susceptibility(state, params, ctx, mode)
+    assert torch.equal(got, -torch.expm1(-factor * pressure))
+    assert 0 < float((got == 0).double().mean()) < 1 or mode == "leaky"
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
