@@ -417,6 +417,21 @@ def _comparison_rows(models: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _link_rows(models: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, m in models.items():
+        if "link" in m:
+            k = m["link"]
+            rows.append(
+                f"- {name} link: scale {k['link_scale']:.2f}, bias {k['link_bias']:+.2f}; mean "
+                f"stay-home share {k['raw_mean']:.3f} raw → {k['acted_mean']:.3f} acted on "
+                f"(weekly range {_interval(k['raw_week_range'])} → "
+                f"{_interval(k['acted_week_range'])}), effect "
+                f"{m['params']['stay_home_effect']:.2f} of non-household contacts."
+            )
+    return rows
+
+
 def markdown(r: dict[str, Any], figures: list[str]) -> str:
     lines = [
         "# populace flagship: New York City, behaviour from data, heuristic vs LLM agents",
@@ -432,6 +447,7 @@ def markdown(r: dict[str, Any], figures: list[str]) -> str:
     lines += _comparison_rows(r["behaviour_models"])
     origins = ", ".join(r["forecast_origins"])
     lines += ["", f"Best fit: **{r['best']}**. Forecast origins: {origins}."]
+    lines += _link_rows(r["behaviour_models"])
     for wave, w in r["waves"].items():
         if wave == "first":
             continue
@@ -444,17 +460,8 @@ def markdown(r: dict[str, Any], figures: list[str]) -> str:
             *_comparison_rows(w["behaviour_models"]),
             "",
             f"Best fit: **{w['best']}**.",
+            *_link_rows(w["behaviour_models"]),
         ]
-    for name, m in r["behaviour_models"].items():
-        if "link" in m:
-            k = m["link"]
-            lines.append(
-                f"- {name} link: scale {k['link_scale']:.2f}, bias {k['link_bias']:+.2f}; mean "
-                f"stay-home share {k['raw_mean']:.3f} raw → {k['acted_mean']:.3f} acted on "
-                f"(weekly range {_interval(k['raw_week_range'])} → "
-                f"{_interval(k['acted_week_range'])}), effect "
-                f"{m['params']['stay_home_effect']:.2f} of non-household contacts."
-            )
     lines += [
         "",
         f"## Counterfactuals on the {r['best']} model (NYC, paired over seeds, 90 % interval)",
