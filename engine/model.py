@@ -22,10 +22,11 @@ Step = Callable[[S, P, Context], S]
 Metric = Callable[[S, P, Context], torch.Tensor]
 
 #: device types where ``compile="auto"`` compiles a model's steps unless it says otherwise. None:
-#: on the 2-core CPU (benchmarks/results/compile-cpu-*.json) compiled steps lose or tie for every
-#: zoo model but kuramoto at 1e5 agents, and a cold compile (5-20 s) outweighs any run shorter
-#: than ~10^4 steps; CUDA is not measured yet (``python -m populace.benchmarks.compile --device
-#: cuda``). See :mod:`populace.engine.compiled`.
+#: on the 2-core CPU (benchmarks/results/compile-cpu-*.json) compiled steps win in steady state
+#: only for pure-torch steps at 1e5 agents (physarum 1.8x, kuramoto 1.3x) and lose or tie
+#: elsewhere, and a first compile (2-12 s, plus ~15 s of inductor start per process) outweighs
+#: what runs of fewer than a few thousand steps save; CUDA is not measured yet (``python -m
+#: populace.benchmarks.compile --device cuda``). See :mod:`populace.engine.compiled`.
 COMPILE_ON: tuple[str, ...] = ()
 
 #: column names of the recorded tables that no metric may take.
