@@ -134,13 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     # cold compilation: inductor's on-disk cache would hide what a first run costs
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="populace-compile-")
     sizes = [("small", "large").index(s) for s in args.sizes]
-    record = run(args.models, sizes, args.repeats, args.device)
-    if args.save:
-        from populace.benchmarks.harness import save
+    from populace.benchmarks.harness import emit
 
-        print(f"saved {save(record, args.save)}", file=sys.stderr)
-    print(json.dumps(record))
-    return 0
+    return emit(run(args.models, sizes, args.repeats, args.device), args.save)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -98,3 +99,12 @@ def save(record: dict[str, Any], folder: str | Path) -> Path:
     stamp = record["date"].replace(":", "").replace("-", "")
     path = Path(folder) / f"{record['name']}-{record['device']}-{stamp}.json"
     return storage.write_file(path, [(storage.dumps(record, indent=2) + "\n").encode()])
+
+
+def emit(record: dict[str, Any], folder: str | Path | None) -> int:
+    """A benchmark command's ending: save ``record`` into ``folder`` (if given, saying where on
+    stderr), print it as the last stdout line; returns the exit status 0."""
+    if folder:
+        print(f"saved {save(record, folder)}", file=sys.stderr)
+    print(storage.dumps(record))
+    return 0

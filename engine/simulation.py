@@ -189,6 +189,11 @@ class Simulation:
         # sharded over ranks: this rank's members (all of them when the agents are sharded)
         self.all_seeds = [int(s) for s in seeds]
         self.shard = shard_for(distributed, model, self.all_seeds)
+        if self.shard is not None and compile is True:
+            raise ValueError(
+                "compile=True is not supported for a run sharded over ranks (its steps "
+                "exchange data between ranks); use compile='auto' or False"
+            )
         if self.shard is not None:
             seeds, device = self.shard.local_seeds(), local_device(device)
         self.model = model
@@ -222,14 +227,9 @@ class Simulation:
         self.state = self._init_state()
         if check_finite:
             _check_finite(self.state, "the initial state")
-        self.compiled = compiled.wanted(compile, model.compile_on, self.device)
-        if self.compiled and self.shard is not None:
-            if compile is True:
-                raise ValueError(
-                    "compile=True is not supported for a run sharded over ranks (its steps "
-                    "exchange data between ranks); use compile='auto' or False"
-                )
-            self.compiled = False
+        self.compiled = self.shard is None and compiled.wanted(
+            compile, model.compile_on, self.device
+        )
         #: one :class:`~populace.engine.compiled.StepReport` per step (empty when eager)
         self.compile_report: list[compiled.StepReport] = []
         self._steps = None
