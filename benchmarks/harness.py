@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -39,11 +40,13 @@ def bench_model(
     warmup: int = 2,
     options: dict[str, Any] | None = None,
     params: dict[str, Any] | None = None,
+    compile: str | bool = "auto",
 ) -> dict[str, Any]:
     """Run ``warmup`` untimed steps, then ``steps`` timed ones, of a model: a zoo name (built
     with ``agents``, ``options`` and ``params``) or a built :class:`Model`.
 
     Metrics are recorded only at the first and last step so the figure is the step loop's.
+    ``compile``: :class:`Simulation`'s switch (a compiled run compiles in its warmup steps).
 
     Returns:
         name, device, device_name, agents, members, steps, seconds, agent_steps_per_s,
@@ -60,7 +63,13 @@ def bench_model(
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     sim = Simulation(
-        model, members=members, seed=seed, device=dev, progress=False, record_every=max(steps, 1)
+        model,
+        members=members,
+        seed=seed,
+        device=dev,
+        progress=False,
+        record_every=max(steps, 1),
+        compile=compile,
     )
     sim.run(warmup)
     sync(dev)
@@ -78,6 +87,7 @@ def bench_model(
         "seconds": seconds,
         "agent_steps_per_s": agents * members * steps / seconds if seconds > 0 else None,
         "peak_memory_bytes": peak_memory_bytes(dev),
+        "compiled": [r.compiled for r in sim.compile_report],
         "final": result.final(),
         "versions": versions(),
         "date": now(),
@@ -89,3 +99,12 @@ def save(record: dict[str, Any], folder: str | Path) -> Path:
     stamp = record["date"].replace(":", "").replace("-", "")
     path = Path(folder) / f"{record['name']}-{record['device']}-{stamp}.json"
     return storage.write_file(path, [(storage.dumps(record, indent=2) + "\n").encode()])
+
+
+def emit(record: dict[str, Any], folder: str | Path | None) -> int:
+    """A benchmark command's ending: save ``record`` into ``folder`` (if given, saying where on
+    stderr), print it as the last stdout line; returns the exit status 0."""
+    if folder:
+        print(f"saved {save(record, folder)}", file=sys.stderr)
+    print(storage.dumps(record))
+    return 0

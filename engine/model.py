@@ -21,6 +21,14 @@ Step = Callable[[S, P, Context], S]
 #: ``metric(state, params, ctx) -> [B]`` (or ``[B, A]`` for a metric declared with :func:`per`).
 Metric = Callable[[S, P, Context], torch.Tensor]
 
+#: device types where ``compile="auto"`` compiles a model's steps unless it says otherwise. None:
+#: on the 2-core CPU (benchmarks/results/compile-cpu-*.json) compiled steps win in steady state
+#: only for pure-torch steps at 1e5 agents (physarum 1.8x, kuramoto 1.3x) and lose or tie
+#: elsewhere, and a first compile (2-12 s, plus ~15 s of inductor start per process) outweighs
+#: what runs of fewer than a few thousand steps save; CUDA is not measured yet (``python -m
+#: populace.benchmarks.compile --device cuda``). See :mod:`populace.engine.compiled`.
+COMPILE_ON: tuple[str, ...] = ()
+
 #: column names of the recorded tables that no metric may take.
 INDEX_COLUMNS = ("member", "step", "scenario", "seed")
 
@@ -69,6 +77,9 @@ class Model(Generic[S, P]):
         options: the build options that made this model (for run records).
         data: read-only tensors shared by all members (a :class:`Data`, or a dict of tensors),
             reached from steps as ``ctx.data``.
+        compile_on: device types (``"cpu"``, ``"cuda"``) where ``Simulation(compile="auto")``
+            compiles the steps (:mod:`populace.engine.compiled`): where compiled steps were
+            measured to beat eager ones (``benchmarks/compile.py``).
     """
 
     name: str
@@ -79,6 +90,7 @@ class Model(Generic[S, P]):
     agents: int = 0
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     data: Data = EMPTY
+    compile_on: tuple[str, ...] = COMPILE_ON
 
     def __post_init__(self) -> None:
         if not self.steps:
@@ -88,6 +100,13 @@ class Model(Generic[S, P]):
         if not isinstance(self.data, Data):
             object.__setattr__(self, "data", Data(self.data))
         object.__setattr__(self, "steps", tuple(self.steps))
+        object.__setattr__(self, "compile_on", tuple(self.compile_on))
+        unknown = sorted(set(self.compile_on) - {"cpu", "cuda"})
+        if unknown:
+            raise ModelError(
+                f"model {self.name!r}: compile_on names unknown device type(s) {unknown}; "
+                f"valid: cpu, cuda"
+            )
         for fn in self.steps:
             if not callable(fn):
                 raise ModelError(f"model {self.name!r}: step {fn!r} is not callable")
@@ -137,15 +156,18 @@ class Model(Generic[S, P]):
         """The same model with some parameter values replaced (names checked)."""
         return dataclasses.replace(self, params=self.params.replace(**values))
 
-    def step(self, state: S, params: P, ctx: Context) -> S:
+    def step(self, state: S, params: P, ctx: Context, fns: tuple[Step, ...] | None = None) -> S:
         """Apply every step once; ``params`` must already be resolved at ``ctx.step``.
+
+        ``fns``: callables run in place of :attr:`steps`, one per step (a simulation's
+        compiled steps, each naming its function as ``.fn``).
 
         Raises:
             ModelError: naming the step function and step number when a step returns anything
                 but a state of the same class, or changes the number of members or agents.
         """
         cls = type(state)
-        for fn in self.steps:
+        for fn in self.steps if fns is None else fns:
             out = fn(state, params, ctx)
             if type(out) is not cls:
                 raise ModelError(

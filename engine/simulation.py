@@ -15,11 +15,11 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
-from populace.engine import storage
+from populace.engine import compiled, storage
 from populace.engine.context import Context, resolve_device
 from populace.engine.distributed import local_device, shard_for
 from populace.engine.intervention import Trigger
-from populace.engine.model import Model, ModelError
+from populace.engine.model import Model, ModelError, function_name
 from populace.engine.params import Params, _as_tensor
 from populace.engine.recorder import Recorder
 from populace.engine.rng import Streams, member_seed
@@ -145,6 +145,11 @@ class Simulation:
             or a :class:`~populace.engine.distributed.Distributed`. A sharded run's metrics
             table is the whole run's on every rank; ``final_state`` is the rank's part
             (:meth:`global_state` gathers it); checkpoints hold the whole run.
+        compile: fuse the step functions with ``torch.compile`` (:mod:`~populace.engine.compiled`):
+            ``"auto"`` (on the device types in ``model.compile_on``, where it was measured to
+            win), True or False. Each compiled graph is checked against the eager step; a step
+            that cannot be compiled runs eagerly with a warning. ``compile_report`` says how
+            each step runs.
     """
 
     def __init__(
@@ -164,7 +169,9 @@ class Simulation:
         triggers: Sequence[Trigger] = (),
         threads: int | str | None = "auto",
         distributed: Any = None,
+        compile: str | bool = "auto",
     ) -> None:
+        compiled.check_compile(compile)
         self.threads = use_threads(threads)
         if seeds is None:
             if isinstance(members, bool) or not isinstance(members, int) or members < 1:
@@ -182,6 +189,11 @@ class Simulation:
         # sharded over ranks: this rank's members (all of them when the agents are sharded)
         self.all_seeds = [int(s) for s in seeds]
         self.shard = shard_for(distributed, model, self.all_seeds)
+        if self.shard is not None and compile is True:
+            raise ValueError(
+                "compile=True is not supported for a run sharded over ranks (its steps "
+                "exchange data between ranks); use compile='auto' or False"
+            )
         if self.shard is not None:
             seeds, device = self.shard.local_seeds(), local_device(device)
         self.model = model
@@ -215,6 +227,19 @@ class Simulation:
         self.state = self._init_state()
         if check_finite:
             _check_finite(self.state, "the initial state")
+        self.compiled = self.shard is None and compiled.wanted(
+            compile, model.compile_on, self.device
+        )
+        #: one :class:`~populace.engine.compiled.StepReport` per step (empty when eager)
+        self.compile_report: list[compiled.StepReport] = []
+        self._steps = None
+        if self.compiled:
+            self._steps, self.compile_report = compiled.compile_steps(
+                model.steps,
+                self.device,
+                self.state.dims.get("N", model.agents),
+                [function_name(fn) for fn in model.steps],
+            )
 
     @property
     def members(self) -> int:
@@ -273,7 +298,7 @@ class Simulation:
                     if t % self.record_every == 0:  # the phase counts from step 0 (resumes keep it)
                         recorder.record(t, self._measure(state, params, t))
                     self.rng.begin(t)
-                    state = self.model.step(state, params, self.ctx.at(t))
+                    state = self.model.step(state, params, self.ctx.at(t), self._steps)
                     if self.check_finite:
                         _check_finite(state, f"step {t}")
                     bar.update(1)

@@ -148,6 +148,21 @@ def add_run_options(p: argparse.ArgumentParser, steps_default: int) -> None:
     )
 
 
+#: ``--compile`` values -> Simulation's ``compile`` switch
+COMPILE = {"auto": "auto", "on": True, "off": False}
+
+
+def add_compile_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--compile",
+        choices=tuple(COMPILE),
+        default="auto",
+        help="fuse the steps with torch.compile: on, off, or auto (where measured to win: "
+        "the model's compile_on device types); a step that cannot be compiled runs eagerly "
+        "with a warning",
+    )
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     summaries = models.summaries()
     width = max(map(len, summaries))
@@ -205,6 +220,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         check_finite=args.check_finite,
         progress=None if not args.json and rank0 else False,
         distributed=None if comm is None else _shard(args.shard),
+        compile=COMPILE[args.compile],
     )
     if out is None:
         result = sim.run(args.steps)
@@ -228,6 +244,7 @@ def cmd_run(args: argparse.Namespace) -> None:
                 "date": now(),
                 "seconds": result.seconds,
                 "final": result.final(),
+                "compiled": {r.step: r.reason or "compiled" for r in sim.compile_report},
             }
             if comm is not None:
                 record["world_size"], record["shard"] = comm.world, args.shard
@@ -308,6 +325,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         device=args.device,
         seed=args.seed,
         warmup=args.warmup,
+        compile=COMPILE[args.compile],
     )
     if args.save:
         path = harness.save(record, args.save)
@@ -432,6 +450,7 @@ def parser() -> argparse.ArgumentParser:
         "contact layers, a swarm's box in slabs (vicsek_slabs) or a stigmergy field in rows "
         "(physarum_slabs) over the ranks",
     )
+    add_compile_option(run)
     run.set_defaults(fn=cmd_run)
 
     bench = sub.add_parser(
@@ -442,6 +461,7 @@ def parser() -> argparse.ArgumentParser:
     add_run_options(bench, steps_default=100)
     bench.add_argument("--warmup", type=non_negative_int("--warmup"), default=2)
     bench.add_argument("--save", metavar="DIR", help="also write the JSON record into DIR")
+    add_compile_option(bench)
     llm = bench.add_argument_group("bench llm", "options of `populace bench llm`")
     llm.add_argument("--backend", default="transformers", help="transformers | vllm | openai")
     llm.add_argument("--archetypes", type=positive_int("--archetypes"), default=8)
