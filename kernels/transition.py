@@ -30,7 +30,11 @@ Site = tuple[torch.Tensor, int, int]
 
 
 def available(*tensors: torch.Tensor) -> bool:
-    """Whether the kernels can take these tensors (CPU, float32/float64, no gradient)."""
+    """Whether the kernels can take these tensors (CPU, float32/float64, no gradient), outside
+    a ``torch.compile`` trace (which would trace into numba: the compiled step takes the torch
+    reference instead)."""
+    if torch.compiler.is_compiling():
+        return False
     return HAS_NUMBA and all(
         t.device.type == "cpu"
         and not t.requires_grad
