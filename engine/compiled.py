@@ -26,6 +26,7 @@ reason. ``Simulation.compile_report`` has one :class:`StepReport` per step.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -78,9 +79,9 @@ class EagerDraws:
     """``ctx.rng`` inside a compiled step: the same streams, each draw run eagerly.
 
     The streams number their draws with Python counters (site, step); traced, those would be
-    frozen into the graph. Each method here is a graph break that draws exactly as
-    :class:`~populace.engine.rng.Streams` does, so compiled and eager steps draw the same
-    numbers.
+    frozen into the graph. In the class :func:`eager_draws` makes, each of :data:`DRAWS` is a
+    graph break that draws exactly as :class:`~populace.engine.rng.Streams` does, so compiled
+    and eager steps draw the same numbers.
     """
 
     def __init__(self, streams: Streams) -> None:
@@ -91,45 +92,59 @@ class EagerDraws:
         self.agents = streams.agents
         self.seeds = streams.seeds
 
-    @torch.compiler.disable
     def uniform(self, *shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return self.streams.uniform(*shape, dtype=dtype)
 
-    @torch.compiler.disable
     def normal(self, *shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return self.streams.normal(*shape, dtype=dtype)
 
-    @torch.compiler.disable
     def integers(self, low: int, high: int, *shape: int) -> torch.Tensor:
         return self.streams.integers(low, high, *shape)
 
-    @torch.compiler.disable
     def permutation(self, n: int) -> torch.Tensor:
         return self.streams.permutation(n)
 
-    @torch.compiler.disable
     def uniform_at(self, index: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return self.streams.uniform_at(index, dtype)
 
-    @torch.compiler.disable
     def claim(self, *shape: int) -> tuple[torch.Tensor, int, int]:
         return self.streams.claim(*shape)
 
-    @torch.compiler.disable
     def get_state(self) -> list[int]:
         return self.streams.get_state()
 
-    @torch.compiler.disable
     def set_state(self, state: Sequence[int]) -> None:
         self.streams.set_state(state)
 
-    @torch.compiler.disable
     def select(self, members: Sequence[int]) -> Streams:
         return self.streams.select(members)
 
-    @torch.compiler.disable
     def view(self, agents: tuple[int, int] | None) -> Streams:
         return self.streams.view(agents)
+
+
+#: the methods of :class:`EagerDraws` that draw or move the streams
+DRAWS = (
+    "uniform",
+    "normal",
+    "integers",
+    "permutation",
+    "uniform_at",
+    "claim",
+    "get_state",
+    "set_state",
+    "select",
+    "view",
+)
+
+
+@functools.cache
+def eager_draws() -> type[EagerDraws]:
+    """:class:`EagerDraws` with each of :data:`DRAWS` a graph break (``torch.compiler.disable``),
+    made on first use: the decorator imports ``torch._dynamo`` (about a second and 60 MB), which
+    an eager run should not pay."""
+    wrapped = {name: torch.compiler.disable(getattr(EagerDraws, name)) for name in DRAWS}
+    return type("EagerDraws", (EagerDraws,), wrapped)
 
 
 @dataclasses.dataclass
@@ -240,7 +255,7 @@ class CompiledStep:
             return self.fn(state, params, ctx)
         streams = ctx.rng
         before = streams.get_state()
-        inner = dataclasses.replace(ctx, rng=EagerDraws(streams))
+        inner = dataclasses.replace(ctx, rng=eager_draws()(streams))
         graphs = _graphs()
         start = time.perf_counter()
         if self.mode == "reduce-overhead":
