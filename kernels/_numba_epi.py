@@ -45,6 +45,23 @@ def _uniform(key, counter, double):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _fill_block(u, p, key, first, m, double, p_member, lo, per_agent):
+    """The block's ``m`` uniforms (counters ``first ..``; 53 or 24 bits by ``double``) into
+    ``u`` and its infection probabilities (``p_member[lo:]``, or the one value) into ``p``, in
+    loops that compile to vector code."""
+    if double:
+        for i in range(m):
+            u[i] = _u64(key, first + i)
+    else:
+        for i in range(m):
+            u[i] = _u32(key, first + i)
+    if per_agent:
+        p[:m] = p_member[lo : lo + m]
+    else:
+        p[:m] = p_member[0]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _seir_agent(k, u, h, o, infected, onset, p, sig, gam, one, zero):
     """Agent ``k`` of one member (rows ``h``, ``o``: S, E, I, R) with uniform ``u``, as the
     reference's sums."""
@@ -101,16 +118,7 @@ def markov(
         sig, gam = p_onset[b], p_recover[b]
         for lo in range(0, n, _BLOCK):
             m = min(_BLOCK, n - lo)
-            if double:
-                for i in range(m):
-                    u[i] = _u64(key, start + lo + i)
-            else:
-                for i in range(m):
-                    u[i] = _u32(key, start + lo + i)
-            if per_agent:
-                p[:m] = p_infect[b, lo : lo + m]
-            else:
-                p[:m] = p_infect[b, 0]
+            _fill_block(u, p, key, start + lo, m, double, p_infect[b], lo, per_agent)
             if h.shape[0] == 4:
                 for i in range(m):
                     _seir_agent(lo + i, u[i], h, o, inf, ons, p[i], sig, gam, one, zero)
@@ -195,16 +203,7 @@ def move(
                     other[i] = aj if hit else other[i]
                     ones[i] += yes if hit else no
                     bad += (v != zero) & (v != one)
-            if double:
-                for i in range(m):
-                    u[i] = _u64(key, start + lo + i)
-            else:
-                for i in range(m):
-                    u[i] = _u32(key, start + lo + i)
-            if per_agent:
-                p[:m] = p_infect[b, lo : lo + m]
-            else:
-                p[:m] = p_infect[b, 0]
+            _fill_block(u, p, key, start + lo, m, double, p_infect[b], lo, per_agent)
             t_in, f_in = timer[b, lo : lo + m], fate[b, lo : lo + m]
             t_out, code = timer_out[b, lo : lo + m], code_out[b, lo : lo + m]
             inf_out, ons_out = infected[b, lo : lo + m], onset[b, lo : lo + m]
