@@ -474,7 +474,7 @@ def fit_predictions(
 
     Cases: the infections after the reporting delay times an ``ascertainment`` ``[B, T]``
     profiled out per 28-day block. Deaths: the model's own (severity by age) times a
-    ``death_ratio`` ``[B]`` profiled out within ``DEATH_RATIO`` = [1, 3]: New York's first-wave
+    ``death_ratio`` profiled out within ``DEATH_RATIO`` = [1, 3]: New York's first-wave
     fatality (care homes, full hospitals) ran above the age-specific prognoses, never below, so
     the deaths bound the size of the epidemic from below and above. One ratio per
     ``DEATH_BLOCK`` days (``[B, T]``; the first wave has one)."""
