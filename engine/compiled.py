@@ -8,10 +8,12 @@ A compiled step is ``torch.compile(fn, dynamic=False)`` (on CUDA with at most
 :data:`CUDA_GRAPH_AGENTS` agents, ``mode="reduce-overhead"``: the step's kernels replayed as one
 CUDA graph). What the compiler cannot see runs eagerly in between the fused pieces:
 
-- random draws: the step sees ``ctx.rng`` as :class:`EagerDraws`, whose methods run outside the
-  compiled graph (the counter-based streams number their draws in Python);
-- numpy and numba kernels: traced as opaque calls (``trace_numpy`` off), so they run on the
-  real arrays;
+- random draws: the step sees ``ctx.rng`` as :class:`EagerDraws` (made by :func:`eager_draws`),
+  whose methods run outside the compiled graph (the counter-based streams number their draws
+  in Python);
+- numba kernels: the epidemic days' (:mod:`populace.kernels.transition`) step aside while
+  torch.compile traces, so the compiled step is their torch reference; other numpy and numba
+  calls are traced as opaque calls (``trace_numpy`` off) and run on the real arrays;
 - host synchronisations (``bool(x.any())``, ``.item()``): graph breaks.
 
 Each call that compiles a graph is checked: the step runs again eagerly from the same state and
