@@ -15,8 +15,7 @@ import pickle
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
-from sharded_runs import TIMEOUT, _frame, group_of_one
+from sharded_runs import TIMEOUT, _frame, group_of_one, leave_group
 
 from populace.engine import Simulation
 from populace.engine import distributed as D
@@ -157,7 +156,7 @@ def worker(rank: int, world: int, port: int, folder: str, mode: str) -> None:
     comm = D.init("gloo", timeout=TIMEOUT)
     got = run_cases(comm, Path(folder), mode)
     (Path(folder) / f"w{world}_r{rank}.pkl").write_bytes(pickle.dumps(got))
-    dist.destroy_process_group()
+    leave_group()
 
 
 def in_process(folder: Path, mode: str) -> dict:

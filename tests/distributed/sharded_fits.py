@@ -11,8 +11,7 @@ import pickle
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
-from sharded_runs import TIMEOUT
+from sharded_runs import TIMEOUT, leave_group
 
 from populace.calibration.fit import Free, Problem
 from populace.calibration.neural import NeuralCalibrator, fit_neural, lagged_features
@@ -125,5 +124,5 @@ def worker(rank: int, world: int, port: int, folder: str, mode: str) -> None:
     if mode == "controls":
         got["unaveraged"] = unaveraged()
         got["errors"] = disagreements(rank)
-    dist.destroy_process_group()
     (Path(folder) / f"w{world}_r{rank}.pkl").write_bytes(pickle.dumps(got))
+    leave_group()
