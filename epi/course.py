@@ -502,7 +502,7 @@ def infection_probability(
     """``1 - exp(-hazard)``, computed as ``-expm1(-hazard)``, or ``p_infect`` as it is (one of
     the two, not both)."""
     if (hazard is None) == (p_infect is None):
-        raise ValueError("give the infection hazard or its probability p_infect, not both")
+        raise ValueError("give exactly one of the infection hazard and its probability p_infect")
     if p_infect is not None:
         return p_infect
     if hazard.requires_grad:

@@ -166,3 +166,15 @@ def test_malformed_courses_are_refused(stages, message):
 def test_a_course_names_params_its_model_lacks():
     with pytest.raises(ValueError, match=r"\['p_alt'\]"):
         branch_course().check_params(Params())
+
+
+def test_the_infection_is_given_by_a_hazard_or_a_probability_exactly_once():
+    from populace.epi.course import infection_probability
+
+    hazard = torch.tensor([[0.0, 0.5, 2.0]], dtype=torch.float64)
+    assert torch.equal(infection_probability(hazard, None), -torch.expm1(-hazard))
+    p = torch.tensor([[0.1, 0.2, 0.3]])
+    assert infection_probability(None, p) is p
+    for both in ((None, None), (hazard, p)):
+        with pytest.raises(ValueError, match="exactly one of the infection hazard"):
+            infection_probability(*both)
