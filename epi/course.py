@@ -447,11 +447,12 @@ class Course:
         """:meth:`move` (from ``hazard`` or ``p_infect``) then :meth:`settle` with the params'
         branch probabilities."""
         probs = self.branch_probs(params, ctx)
+        p_infect = infection_probability(hazard, p_infect)  # once, for the kernel or move
         if self.estimator == "none" and self.backend == "auto":
-            fused = self._fused(state, infection_probability(hazard, p_infect), probs, ctx)
+            fused = self._fused(state, p_infect, probs, ctx)
             if fused is not None:
                 return fused
-        return self.settle(self.move(state, hazard, ctx, p_infect=p_infect), probs, ctx)
+        return self.settle(self.move(state, None, ctx, p_infect=p_infect), probs, ctx)
 
     def _fused(
         self,
