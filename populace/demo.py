@@ -120,31 +120,29 @@ def run_demo(
             prior=0.5,
         )
 
-    seconds, results, llm = {}, {}, {}
+    seconds, flags, results, llm = {}, {}, {}, {}
     for wave in waves:
+        suffix = "" if wave == "first" else f"_{wave}"  # the first wave's timings keep their keys
         t0 = time.perf_counter()
-        flag = fl.prepare(
+        flags[wave] = flag = fl.prepare(
             dataclasses.replace(setting, wave=wave),
             query if "llm" in behaviours else None,
             log=log,
         )
-        seconds[f"prepare_{wave}" if wave != "first" else "prepare"] = time.perf_counter() - t0
+        seconds[f"prepare{suffix}"] = time.perf_counter() - t0
         log(f"{wave} wave: {flag.population.n:,} agents, {len(flag.labels)} archetypes")
         llm = _add_llm(llm, flag.llm)
         t0 = time.perf_counter()
         results[wave] = compare(flag, behaviours, folder, log)
-        seconds[f"fits_and_scores_{wave}" if wave != "first" else "fits_and_scores"] = (
-            time.perf_counter() - t0
-        )
-        if wave == "first":
-            first = flag
-    flag, (fits, _, models, best) = first, results["first"]
+        seconds[f"fits_and_scores{suffix}"] = time.perf_counter() - t0
+    flag, (fits, _, models, best) = flags["first"], results["first"]
     t0 = time.perf_counter()
     cf = cached_counterfactuals(flag, best, fits[best], folder, log)
     seconds["counterfactuals"] = time.perf_counter() - t0
 
-    write_tables(out, flag, {w: r[1] for w, r in results.items()}, cf)
-    figures = write_figures(out, flag, {w: r[1] for w, r in results.items()}, cf, best)
+    scores = {w: r[1] for w, r in results.items()}
+    write_tables(out, flags, scores, cf)
+    figures = write_figures(out, flags, scores, cf, best)
     seconds["total"] = time.perf_counter() - start
     record = {
         "agents": flag.population.n,
@@ -283,15 +281,15 @@ def cached_counterfactuals(
     return cf
 
 
-def write_tables(out: Path, flag: fl.Flagship, waves: dict, cf: dict) -> None:
+def write_tables(out: Path, flags: dict, waves: dict, cf: dict) -> None:
     """fit (per wave, behaviour, day, borough), forecasts (per wave), counterfactuals, attack
-    rates. ``waves``: wave → behaviour → score."""
+    rates. ``flags``: wave → its flagship; ``waves``: wave → behaviour → score."""
     rows, forecasts = [], []
     for wave, scores in waves.items():
         for name, sc in scores.items():
             for kind in ("cases", "deaths"):
                 pred = sc["predicted"][kind]
-                obs = fl.observed(pred.shape[0])[kind]
+                obs = flags[wave].data[kind]
                 for b, code in enumerate(NYC_BOROUGHS):
                     rows += [
                         {
@@ -310,20 +308,21 @@ def write_tables(out: Path, flag: fl.Flagship, waves: dict, cf: dict) -> None:
     pl.concat(forecasts).write_parquet(out / "forecasts.parquet")
     cf["table"].write_parquet(out / "counterfactuals.parquet")
     cf["metrics"].write_parquet(out / "counterfactual_metrics.parquet")
-    codes = flag.population.codebook["area"]
+    codes = flags["first"].population.codebook["area"]
     pl.DataFrame(
         {"area": list(codes), "attack_rate": cf["attack_rate_by_area"].tolist()}
     ).write_parquet(out / "attack_rate_by_area.parquet")
 
 
-def write_figures(out: Path, flag: fl.Flagship, waves: dict, cf: dict, best: str) -> list[str]:
-    """Fit vs data per wave, the comparison, counterfactual differences, the ZIP map."""
+def write_figures(out: Path, flags: dict, waves: dict, cf: dict, best: str) -> list[str]:
+    """Fit vs data per wave, the comparison, counterfactual differences, the ZIP map
+    (``flags``: wave → its flagship; ``waves``: wave → behaviour → score)."""
     files = []
     for wave, by_behaviour in waves.items():
         suffix = "" if wave == "first" else f"_{wave}"
         for kind in ("cases", "deaths"):
             t = next(iter(by_behaviour.values()))["predicted"][kind].shape[0]
-            days, obs = torch.arange(t), fl.observed(t)[kind]
+            days, obs = torch.arange(t), flags[wave].data[kind][:t]
             fig, axes = plt.subplots(1, 5, figsize=(18, 3.2), sharex=True)
             for b, (ax, code) in enumerate(zip(axes, NYC_BOROUGHS, strict=True)):
                 ax.plot(days, obs[:, b], "k.", ms=2, label="data")
@@ -368,7 +367,7 @@ def write_figures(out: Path, flag: fl.Flagship, waves: dict, cf: dict, best: str
     fig.savefig(out / "counterfactuals.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     files.append("counterfactuals.png")
-    areas = area_shapes(flag)
+    areas = area_shapes(flags["first"])
     if areas is not None:
         from populace.populations.geography import choropleth
 
