@@ -17,7 +17,7 @@ import torch
 
 from populace import models
 from populace.calibration import cli as calibration_cli
-from populace.engine import Model, storage
+from populace.engine import Model
 from populace.populations import cli as population_cli
 
 #: sizes refused before any work (an ensemble larger than this cannot be built in memory)
@@ -309,9 +309,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
             device=str(device),
         )
         record["device_name"] = device_name(device)
-        if args.save:
-            print(f"saved {harness.save(record, args.save)}", file=sys.stderr)
-        print(storage.dumps(record))
+        harness.emit(record, args.save)
         return
     try:
         models.builder(args.model)
@@ -327,10 +325,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         warmup=args.warmup,
         compile=COMPILE[args.compile],
     )
-    if args.save:
-        path = harness.save(record, args.save)
-        print(f"saved {path}", file=sys.stderr)
-    print(storage.dumps(record))
+    harness.emit(record, args.save)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
