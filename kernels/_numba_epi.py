@@ -273,12 +273,12 @@ def settle(
             took = 0
             r = branch_row[ent] if branching else -1
             if r >= 0:
-                uf = _u64(k_fate, start + i) if double else np.float64(_u32(k_fate, start + i))
+                uf = _uniform(k_fate, start + i, double)
                 if uf < p_branch[r, b, i]:
                     took = 1
                     fate_out[b, i] = one
             ent_index[m] = b * n + i
             ent_slot[m] = 2 * ent + took
-            ent_u[m] = _u64(k_days, start + i) if double else _u32(k_days, start + i)
+            ent_u[m] = _uniform(k_days, start + i, double)  # a float32 value when not double
             m += 1
     return m
