@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--members", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--passes", type=int, default=2)
+    parser.add_argument("--anchors", default="", help="first-wave anchor ratios, comma-separated")
+    parser.add_argument("--rolling-anchors", default="", help="anchor ratios after the wave")
+    parser.add_argument("--nowcast-rows", type=int, default=None)
     parser.add_argument("--origins", type=int, default=9)
     parser.add_argument("--max-updates", type=int, default=3, help="filter updates per week")
     parser.add_argument("--out", default=str(RESULTS), help="results folder ('' = do not write)")
@@ -44,6 +47,9 @@ def main(argv: list[str] | None = None) -> dict:
         passes=args.passes,
         origins=args.origins,
         max_updates=args.max_updates,
+        anchors=tuple(n for n in args.anchors.split(",") if n),
+        rolling_anchors=tuple(n for n in args.rolling_anchors.split(",") if n),
+        nowcast_rows=args.nowcast_rows,
         out=folder,
         log=lambda text: print(f"[{time.perf_counter() - began:7.0f} s] {text}", file=sys.stderr),
     )

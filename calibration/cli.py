@@ -102,6 +102,24 @@ def add_nyc_parser(sub) -> None:
     p.add_argument("--members", type=_positive_int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--passes", type=_positive_int, default=2, help="filter/observation rounds")
+    p.add_argument(
+        "--anchors",
+        type=_names,
+        default="",
+        help="ratios the first-wave ascertainment is re-anchored on: fatality,hospitalised",
+    )
+    p.add_argument(
+        "--rolling-anchors",
+        type=_names,
+        default="",
+        help="ratios re-anchoring the ascertainment after the first wave, at each origin",
+    )
+    p.add_argument(
+        "--nowcast-rows",
+        type=_positive_int,
+        default=None,
+        help="hold the rate nowcast on the next week's incomplete window of at least N rows",
+    )
     p.add_argument("--fit-end", default="2020-06-30", help="last day of the first-wave fit")
     p.add_argument("--origins", type=int, default=9, help="rolling forecast origins (0: none)")
     p.add_argument("--first-origin", default="2020-07-01", help="first forecast origin")
@@ -138,6 +156,9 @@ def cmd_calibrate_nyc(args: argparse.Namespace) -> None:
             origins=args.origins,
             first_origin=args.first_origin,
             fit_end=args.fit_end,
+            anchors=args.anchors,
+            rolling_anchors=args.rolling_anchors,
+            nowcast_rows=args.nowcast_rows,
             out=tmp,
         )
     if args.out is not None:
@@ -150,6 +171,11 @@ def cmd_calibrate_nyc(args: argparse.Namespace) -> None:
         "agents": record["agents"],
     }
     print(storage.dumps(last))
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """A comma-separated list of names ('' for none)."""
+    return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
 def _positive_int(text: str) -> int:

@@ -17,8 +17,10 @@ A fit alternates (``passes`` times) a sequential filter of the weekly rates per 
 cases (:func:`~populace.calibration.sequential.filter_schedule`: each week from a warm start, a
 simulation of 19 days only, matched on the week 12 days later: latency plus reporting delay)
 with an observation-only Adam fit of the observation params on all three series (the model rows
-fixed: no simulation). Deaths and hospitalisations pin the infections, so the ascertainment's
-level and shape are identified.
+fixed: no simulation). Cases alone cannot tell more infections from a lower ascertainment, so
+(``anchors``) every pass but the last also fits the hospitalisation and fatality ratios over
+time and moves the ascertainment by their drift (:func:`anchored`): the next pass's infections
+then follow the hospitalisations and deaths, and the last pass fits those ratios constant.
 
 :func:`rolling_forecasts` then walks the filter forward week by week; at each origin (every 28
 days from 2020-07-01) it refits the observation params on the data up to the origin, holds the
@@ -51,10 +53,10 @@ from populace.calibration.forecast import (
     weekly,
     weighted_interval_score,
 )
-from populace.calibration.observation import Series
+from populace.calibration.observation import Series, ratio_rows
 from populace.calibration.optimize import adam
 from populace.calibration.report import error_table, plot_fit, write_report
-from populace.calibration.sequential import filter_schedule, hold
+from populace.calibration.sequential import filter_schedule, hold, nowcast
 from populace.engine import Model, Schedule
 
 FIT_WINDOW = ("2020-03-01", "2020-06-30")
@@ -73,6 +75,10 @@ START = {
     "dispersion": 10.0,
 }
 KNOT_DAYS = 14
+#: observation ratios held at their first-wave values to pin the infections after it (the
+#: ascertainment is re-anchored on them, see :func:`anchored`), and their rows per knot.
+ANCHORS = ("fatality", "hospitalised")
+ANCHOR_DAYS = 28
 
 
 def row_of(date: str) -> int:
@@ -175,34 +181,30 @@ def observation_fit(
     rows: int | None = None,
     max_epochs: int = 400,
     fixed: Mapping[str, Any] | None = None,
+    varying: Mapping[str, int] | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """Fit the observation params with Adam on fixed model rows (no simulation).
 
     Args:
         metrics: metric → ``[B, >= rows]`` model rows.
-        values: the current observation values (starting points; the ascertainment Schedule is
-            regrown to a knot every 14 of ``rows``).
+        values: the current observation values (starting points; a Schedule is regrown to
+            its knots over ``rows``, a constant repeated on them).
         rows: data rows to fit (default all of the problem's).
         fixed: observation params held at these values (the others are fitted).
+        varying: observation params fitted as smooth Schedules besides the ascertainment,
+            with their rows per knot (e.g. ``{"fatality": 28}``).
 
     Returns:
-        (the fitted observation values, the ascertainment a Schedule; the Adam fit).
+        (the fitted observation values, the varying ones Schedules; the Adam fit).
     """
     rows = problem.rows if rows is None else rows
-    knots = max(1, -(-rows // KNOT_DAYS))
-    asc = values["ascertainment"]
-    old = asc.values if isinstance(asc, Schedule) else torch.as_tensor([float(asc)])
-    start = [float(old[min(k, old.numel() - 1)]) for k in range(knots)]
-    free = [
-        Free("ascertainment", start, period=KNOT_DAYS)
-        if knots > 1
-        else Free("ascertainment", start[0])
-    ]
     fixed = dict(fixed or {})
-    free += [
-        Free(n, float(values[n]))
-        for n in problem.observation
-        if n != "ascertainment" and n not in fixed
+    periods = {"ascertainment": KNOT_DAYS, **(varying or {})}
+    names = ["ascertainment", *(n for n in problem.observation if n != "ascertainment")]
+    free = [
+        _knots(n, values[n], rows, periods[n]) if n in periods else Free(n, float(values[n]))
+        for n in names
+        if n not in fixed
     ]
     sub = dataclasses.replace(
         problem,
@@ -214,6 +216,15 @@ def observation_fit(
     )
     fit = adam(sub, lr=0.05, patience=20, max_epochs=max_epochs)
     return {**fixed, **sub.split(fit.theta.to(sub.dtype))}, fit
+
+
+def _knots(name: str, value: Any, rows: int, period: int) -> Free:
+    """``name`` free as a Schedule of a knot every ``period`` of ``rows`` rows, from ``value``
+    (a Schedule's knots, the last repeated; or a constant)."""
+    knots = max(1, -(-rows // period))
+    old = value.values if isinstance(value, Schedule) else torch.as_tensor([float(value)])
+    start = [float(old[min(k, old.numel() - 1)]) for k in range(knots)]
+    return Free(name, start, period=period) if knots > 1 else Free(name, start[0])
 
 
 @dataclasses.dataclass
@@ -253,13 +264,20 @@ def fit_wave(
     lag: int = 12,
     max_updates: int = 4,
     max_epochs: int = 400,
+    anchors: Sequence[str] = (),
 ) -> Wave:
     """Fit the first wave: ``passes`` x (filter the weekly rates on cases, then fit the
-    observation params on all series)."""
+    observation params on all series).
+
+    With ``anchors`` (ratios such as ``fatality``), every pass but the last fits those ratios
+    as Schedules too and re-anchors the ascertainment on their geometric-mean levels
+    (:func:`anchored`): the next filter's infections then follow the hospitalisations' and
+    deaths' shape, the cases setting the ascertainment only. The last pass fits them constant.
+    """
     values = dict(problem.fixed)
     targets = {k: [f"cases_{b}"] for k, b in enumerate(NYC_BOROUGHS)}
     evaluations, began = 0, time.perf_counter()
-    for _ in range(passes):
+    for done in range(passes):
         filt = filter_schedule(
             problem,
             "beta_borough",
@@ -272,7 +290,13 @@ def fit_wave(
         )
         evaluations += filt.evaluations
         metrics = _complete(problem, filt, values, problem.rows)
-        values, obs_fit = observation_fit(problem, metrics, values, max_epochs=max_epochs)
+        varying = {n: ANCHOR_DAYS for n in anchors} if done < passes - 1 else {}
+        values, obs_fit = observation_fit(
+            problem, metrics, values, max_epochs=max_epochs, varying=varying
+        )
+        if varying:
+            levels = {n: level(values[n]) for n in anchors}
+            values = anchored(values, levels, 0, problem.rows) | levels
     seen = dataclasses.replace(problem, fixed={}, metrics=metrics, free=[])
     with torch.no_grad():
         predicted, _ = seen.predict(values)
@@ -405,6 +429,8 @@ def rolling_forecasts(
     lag: int = 12,
     max_updates: int = 4,
     max_epochs: int = 300,
+    anchors: Sequence[str] = (),
+    nowcast_rows: int | None = None,
     log: Callable[[str], None] | None = None,
 ) -> pl.DataFrame:
     """Walk the filter on from the end of the first-wave fit through every origin; score each.
@@ -416,6 +442,12 @@ def rolling_forecasts(
     Args:
         wave: the first-wave fit (its filter's warm start and pieces continue).
         origins: data rows of the forecast origins, increasing, after the first-wave fit.
+        anchors: ratios (of :data:`ANCHORS`) fitted over time at each origin, the
+            ascertainment after the first wave then re-anchored on their first-wave values
+            (:func:`anchored`) for the weeks filtered next; () fits them constant.
+        nowcast_rows: hold the rate :func:`~populace.calibration.sequential.nowcast` fits on
+            the next week's incomplete window when it has at least this many rows (None: hold
+            the last filtered week's).
 
     Raises:
         ValueError: origins not increasing, before the first wave's end, or whose 28 days of
@@ -435,6 +467,7 @@ def rolling_forecasts(
     targets = {k: [f"cases_{b}"] for k, b in enumerate(NYC_BOROUGHS)}
     values = dict(wave.values)
     warm, pieces = wave.filtered.warm, wave.pieces
+    first_rows = next(iter(wave.metrics.values())).shape[1]
     scores = []
     for origin in origins:
         filt = filter_schedule(
@@ -451,12 +484,72 @@ def rolling_forecasts(
             targets=targets,
         )
         warm, pieces = filt.warm, filt.pieces
-        metrics = hold(problem, "beta_borough", pieces[-1], warm, origin + HORIZON, values)
-        values, _ = observation_fit(problem, metrics, values, rows=origin, max_epochs=max_epochs)
+        rate = pieces[-1]
+        if nowcast_rows is not None:
+            rate = nowcast(
+                problem,
+                "beta_borough",
+                filt,
+                origin,
+                values=values,
+                lag=lag,
+                min_rows=nowcast_rows,
+                max_updates=max_updates,
+                targets=targets,
+            )
+        metrics = hold(problem, "beta_borough", rate, warm, origin + HORIZON, values)
+        varying = {n: ANCHOR_DAYS for n in anchors}
+        values, _ = observation_fit(
+            problem, metrics, values, rows=origin, max_epochs=max_epochs, varying=varying
+        )
         scores += score_origin(problem, metrics, values, origin)
+        if anchors:
+            values = anchored(values, {n: wave.values[n] for n in anchors}, first_rows, origin)
         if log is not None:
             log(f"origin {date_of(origin)}: {filt.evaluations} window runs, {filt.seconds:.0f} s")
     return pl.DataFrame(scores)
+
+
+def level(ratio: Schedule | Any) -> float:
+    """The geometric mean of a Schedule's knots (a constant: itself)."""
+    if not isinstance(ratio, Schedule):
+        return float(ratio)
+    return float(ratio.values.to(torch.float64).log().mean().exp())
+
+
+def anchored(
+    values: Mapping[str, Any], constants: Mapping[str, Any], after: int, rows: int
+) -> dict[str, Any]:
+    """``values`` with the ascertainment's knots from row ``after`` on re-anchored on the
+    ``constants`` of other ratios.
+
+    A ratio fitted as a Schedule ``r(t)`` on fixed model onsets says how far those onsets are
+    from the ones the ratio's first-wave constant ``c`` implies (``r(t) / c``: 2 means the model
+    infects half as many as the deaths say). Each ascertainment knot at ``t >= after`` is
+    multiplied by the geometric mean over the ratios of ``c / r(t)``: the share of onsets
+    confirmed if the infections were the ones the hospitalisations and deaths imply. The
+    filter then lowers or raises the rates to match the cases with them, so the model's
+    susceptibles are depleted by the infections the data imply, not by those a first-wave
+    ascertainment held on implies.
+
+    Args:
+        values: fitted observation values (``ascertainment`` and the ratios of ``constants``
+            Schedules or constants).
+        constants: ratio name → its first-wave value.
+        after: first row re-anchored.
+        rows: rows the ratios were fitted on (knots are evaluated within them).
+    """
+    asc = values["ascertainment"]
+    if not isinstance(asc, Schedule) or not constants:
+        return dict(values)
+    knots = torch.tensor(asc.starts, dtype=torch.long).clamp(max=rows - 1)
+    log_shift = torch.zeros(len(asc.starts), dtype=torch.float64)
+    for name, constant in constants.items():
+        r = ratio_rows(values[name], rows, torch.float64, "cpu").expand(rows)
+        log_shift += (float(constant) / r[knots]).log() / len(constants)
+    log_shift = torch.where(knots >= after, log_shift, torch.zeros_like(log_shift))
+    shifted = asc.values.to(torch.float64) * log_shift.exp()
+    return {**values, "ascertainment": Schedule(shifted.clamp(1e-4, 1.0), asc.starts)}
 
 
 def summarize(scores: pl.DataFrame) -> dict[str, Any]:
@@ -497,6 +590,9 @@ def calibrate_nyc(
     first_origin: str = FIRST_ORIGIN,
     fit_end: str = FIT_WINDOW[1],
     max_updates: int = 3,
+    anchors: Sequence[str] = (),
+    rolling_anchors: Sequence[str] = (),
+    nowcast_rows: int | None = None,
     out: str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -506,18 +602,27 @@ def calibrate_nyc(
     ``origins.csv`` (MAE and WIS per origin vs both baselines), ``fit.png`` and
     ``calibration.json`` (the returned record).
 
+    Args:
+        anchors: ratios the first-wave fit re-anchors the ascertainment on (see
+            :func:`fit_wave`; needs ``passes`` >= 2, e.g. :data:`ANCHORS`); () (the default)
+            fits the three series with constant ratios on the infections the cases imply.
+        rolling_anchors, nowcast_rows: as :func:`rolling_forecasts`.
+
     Raises:
-        ValueError: a fit window or forecast origins outside the data.
+        ValueError: a fit window or forecast origins outside the data, an unknown anchor.
     """
     from populace.engine.provenance import device_name, now, versions
 
     if origins < 0:
         raise ValueError(f"origins must be >= 0, got {origins}")
+    unknown = sorted((set(anchors) | set(rolling_anchors)) - set(ANCHORS))
+    if unknown:
+        raise ValueError(f"unknown anchor ratio(s) {unknown}; valid: {', '.join(ANCHORS)}")
     began = time.perf_counter()
     model = nyc_model(agents)
     build_seconds = time.perf_counter() - began
     problem = nyc_problem(model, fit_end, members=members, seed=seed)
-    wave = fit_wave(problem, passes=passes, max_updates=max_updates)
+    wave = fit_wave(problem, passes=passes, max_updates=max_updates, anchors=anchors)
     if log is not None:
         log(f"first wave: {wave.evaluations} window runs, {wave.seconds:.0f} s")
     errors = pl.DataFrame(
@@ -536,6 +641,9 @@ def calibrate_nyc(
         "max_updates": max_updates,
         "fit_window": [FIT_WINDOW[0], fit_end],
         "method": "sequential filter (weekly beta_borough) + Adam (observation params)",
+        "anchors": list(anchors),
+        "rolling_anchors": list(rolling_anchors),
+        "nowcast_rows": nowcast_rows,
         "nd": nd_by_borough["NYC"],
         "nd_by_borough": {b: nd_by_borough[b] for b in NYC_BOROUGHS},
         "nd_all": errors.to_dicts(),
@@ -555,7 +663,15 @@ def calibrate_nyc(
         rows = origins_of(first_origin, origins)
         t0 = time.perf_counter()
         scores = rolling_forecasts(
-            model, wave, origins=rows, members=members, seed=seed, max_updates=max_updates, log=log
+            model,
+            wave,
+            origins=rows,
+            members=members,
+            seed=seed,
+            max_updates=max_updates,
+            anchors=rolling_anchors,
+            nowcast_rows=nowcast_rows,
+            log=log,
         )
         summary = summarize(scores)
         record |= {

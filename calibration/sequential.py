@@ -110,11 +110,6 @@ def filter_schedule(
         CalibrationError: an unknown or multi-axis ``name``, a warm start at or after
             ``until``, or ``until`` outside the data.
     """
-    decls = problem.model.params.declarations()
-    if name not in decls:
-        raise CalibrationError(f"model {problem.model.name!r} has no parameter {name!r}")
-    if len(decls[name].axes) > 1:
-        raise CalibrationError(f"{name!r} runs along several axes; filter one-axis params only")
     if isinstance(period, bool) or not isinstance(period, int) or period < 1:
         raise CalibrationError(f"period must be a positive integer, got {period!r}")
     if max_updates < 1 or lag < 0 or not tol > 0:
@@ -122,10 +117,7 @@ def filter_schedule(
     until = problem.rows if until is None else until
     if not 0 < until <= problem.rows:
         raise CalibrationError(f"until={until} lies outside the data's {problem.rows} rows")
-    values = dict(values or {})
-    obs_values = {n: v for n, v in values.items() if n in problem.observation}
-    model_values = {n: v for n, v in values.items() if n not in problem.observation}
-    targets = dict(targets or entry_targets(problem, name))
+    base, model_values, targets, (lo, hi) = _setup(problem, name, values, targets)
     first = 0 if warm is None else warm.row
     if first >= until:
         raise CalibrationError(f"the warm start at row {first} is not before until={until}")
@@ -134,10 +126,6 @@ def filter_schedule(
     width = len(targets)
     current = torch.as_tensor(start, dtype=torch.float64).reshape(-1).expand(width).clone()
     done = [] if prefix is None else [p.reshape(-1) for p in torch.as_tensor(prefix)]
-    lo = decls[name].low if decls[name].low is not None else -math.inf
-    hi = decls[name].high if decls[name].high is not None else math.inf
-    defaults = {n: d.default for n, d in problem.observation.items()}
-    base = dataclasses.replace(problem, free=(), fixed={**defaults, **problem.fixed, **obs_values})
     mismatch, evaluations, began = [], 0, time.perf_counter()
     history = None if warm is None else warm.history
     r0 = first
@@ -146,28 +134,9 @@ def filter_schedule(
         window = dataclasses.replace(
             base, observed={n: s[:end] for n, s in problem.observed.items()}, warm=warm
         )
-        rows = slice(end - period, end)
-        best = None
-        log_v, log_pred_prev, log_v_prev = current.log(), None, None
-        slope = torch.full((width,), float(elasticity), dtype=torch.float64)
-        for _ in range(max_updates):
-            value = log_v.exp().clamp(max(lo, 1e-9), hi)
-            shaped = value if width > 1 else value[0]
-            preds, snap = _window(window, {**model_values, name: shaped}, r0, period, end)
-            evaluations += 1
-            log_ratio, log_pred = _log_ratio(window, preds, targets, rows)
-            worst = float(log_ratio.abs().max())
-            if best is None or worst < best[0]:
-                best = (worst, value.clone(), snap)
-            if worst < tol:
-                break
-            if log_pred_prev is not None:
-                dv = log_v - log_v_prev
-                measured = (log_pred - log_pred_prev) / torch.where(dv.abs() > 1e-9, dv, 1.0)
-                slope = torch.where(dv.abs() > 1e-9, measured.clamp(0.3, 10.0), slope)
-            log_v_prev, log_pred_prev = log_v, log_pred
-            log_v = log_v + (log_ratio / slope).clamp(-1.0, 1.0)  # at most a factor e per update
-        worst, value, snap = best
+        piece = _Piece(window, model_values, name, targets, (lo, hi), r0, period, end, period)
+        (worst, value, snap), runs = piece.fit(current, tol, max_updates, elasticity)
+        evaluations += runs
         mismatch.append(worst)
         done.append(value)
         current = value
@@ -183,6 +152,131 @@ def filter_schedule(
         evaluations,
         time.perf_counter() - began,
     )
+
+
+def _setup(
+    problem: Problem,
+    name: str,
+    values: Mapping[str, Any] | None,
+    targets: Mapping[int, Sequence[str]] | None,
+) -> tuple[Problem, dict[str, Any], dict[int, list[str]], tuple[float, float]]:
+    """(the problem with every param fixed, the model values, entry → series, ``name``'s
+    bounds), refusing an unknown or multi-axis ``name``."""
+    decls = problem.model.params.declarations()
+    if name not in decls:
+        raise CalibrationError(f"model {problem.model.name!r} has no parameter {name!r}")
+    if len(decls[name].axes) > 1:
+        raise CalibrationError(f"{name!r} runs along several axes; filter one-axis params only")
+    values = dict(values or {})
+    obs_values = {n: v for n, v in values.items() if n in problem.observation}
+    model_values = {n: v for n, v in values.items() if n not in problem.observation}
+    targets = {k: list(v) for k, v in (targets or entry_targets(problem, name)).items()}
+    lo = decls[name].low if decls[name].low is not None else -math.inf
+    hi = decls[name].high if decls[name].high is not None else math.inf
+    defaults = {n: d.default for n, d in problem.observation.items()}
+    base = dataclasses.replace(problem, free=(), fixed={**defaults, **problem.fixed, **obs_values})
+    return base, model_values, targets, (lo, hi)
+
+
+def nowcast(
+    problem: Problem,
+    name: str,
+    filtered: Filtered,
+    until: int,
+    *,
+    values: Mapping[str, Any] | None = None,
+    lag: int = 0,
+    min_rows: int = 3,
+    tol: float = 0.03,
+    max_updates: int = 4,
+    elasticity: float = 2.0,
+    targets: Mapping[int, Sequence[str]] | None = None,
+) -> torch.Tensor:
+    """The value of ``name`` in force since the end of ``filtered``: one value from its warm
+    start's row ``r0`` on, fitted on the data rows ``r0 + lag .. until`` that are already in
+    (the next piece's window, incomplete), or the last filtered piece where fewer than
+    ``min_rows`` rows are in. Holding it (:func:`hold`) rather than the last piece forecasts
+    from a rate up to ``period`` rows more recent.
+
+    Args: as :func:`filter_schedule` (``filtered`` its result with at least one piece).
+
+    Returns:
+        ``[A]`` (``[]`` without an axis).
+
+    Raises:
+        CalibrationError: ``filtered`` without pieces or warm start, ``until`` not after its
+            warm start or outside the data, ``min_rows`` < 1.
+    """
+    if not filtered.pieces.numel() or filtered.warm is None:
+        raise CalibrationError("nowcast needs a filter with at least one piece")
+    r0 = filtered.warm.row
+    if not r0 < until <= problem.rows:
+        raise CalibrationError(
+            f"until={until} must lie after the filter's warm start (row {r0}) and within the "
+            f"data's {problem.rows} rows"
+        )
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
+        raise CalibrationError(f"min_rows must be a positive integer, got {min_rows!r}")
+    last = filtered.pieces[-1]
+    matched = until - (r0 + lag)
+    if matched < min_rows:
+        return last
+    base, model_values, targets, bounds = _setup(problem, name, values, targets)
+    window = dataclasses.replace(
+        base, observed={n: s[:until] for n, s in problem.observed.items()}, warm=filtered.warm
+    )
+    period = until - r0
+    piece = _Piece(window, model_values, name, targets, bounds, r0, period, until, matched)
+    (_, value, _), _ = piece.fit(last.reshape(-1).clone(), tol, max_updates, elasticity)
+    return value if value.numel() > 1 else value[0]
+
+
+@dataclasses.dataclass
+class _Piece:
+    """One value of ``name`` in force from row ``r0``, matched on the ``matched`` rows before
+    ``end`` of each entry's observed series (a window simulation ``r0..end`` per update; the warm
+    start is taken at ``r0 + period``)."""
+
+    window: Problem
+    model_values: Mapping[str, Any]
+    name: str
+    targets: Mapping[int, Sequence[str]]
+    bounds: tuple[float, float]
+    r0: int
+    period: int
+    end: int
+    matched: int
+
+    def fit(
+        self, current: torch.Tensor, tol: float, max_updates: int, elasticity: float
+    ) -> tuple[tuple[float, torch.Tensor, WarmStart], int]:
+        """Secant updates of ``log v`` from ``current`` ``[A]``: ((the best update's largest
+        log mismatch, its value ``[A]``, the warm start at ``r0 + period``), simulations run)."""
+        lo, hi = self.bounds
+        width = current.numel()
+        rows = slice(self.end - self.matched, self.end)
+        best, runs = None, 0
+        log_v, log_pred_prev, log_v_prev = current.log(), None, None
+        slope = torch.full((width,), float(elasticity), dtype=torch.float64)
+        for _ in range(max_updates):
+            value = log_v.exp().clamp(max(lo, 1e-9), hi)
+            shaped = value if width > 1 else value[0]
+            values = {**self.model_values, self.name: shaped}
+            preds, snap = _window(self.window, values, self.r0, self.period, self.end)
+            runs += 1
+            log_ratio, log_pred = _log_ratio(self.window, preds, self.targets, rows)
+            worst = float(log_ratio.abs().max())
+            if best is None or worst < best[0]:
+                best = (worst, value.clone(), snap)
+            if worst < tol:
+                break
+            if log_pred_prev is not None:
+                dv = log_v - log_v_prev
+                measured = (log_pred - log_pred_prev) / torch.where(dv.abs() > 1e-9, dv, 1.0)
+                slope = torch.where(dv.abs() > 1e-9, measured.clamp(0.3, 10.0), slope)
+            log_v_prev, log_pred_prev = log_v, log_pred
+            log_v = log_v + (log_ratio / slope).clamp(-1.0, 1.0)  # at most a factor e per update
+        return best, runs
 
 
 def _window(

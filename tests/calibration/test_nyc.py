@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import warnings
 
@@ -12,11 +13,14 @@ import torch
 
 from populace.calibration.data import NYC_BOROUGHS, NYC_CASES, NYC_SERIES, nyc_series
 from populace.calibration.nyc import (
+    anchored,
     date_of,
     fit_wave,
+    level,
     nd_rows,
     nyc_model,
     nyc_problem,
+    observation_fit,
     observed,
     origins_of,
     rolling_forecasts,
@@ -186,3 +190,51 @@ def test_calibrate_nyc_cli_prints_the_contract(tmp_path, capsys):
         assert (out / name).is_file(), name
     assert main([*args[:-2], "--fit-end", "2035-01-01"]) == 2
     assert "lies outside the data" in capsys.readouterr().err
+    other = tmp_path / "other"
+    assert main([*args[:-1], str(other), "--rolling-anchors", "fatality,tests"]) == 2
+    assert "unknown anchor ratio(s) ['tests']" in capsys.readouterr().err
+    assert not other.exists()  # nothing half-written
+
+
+def test_anchored_moves_the_ascertainment_by_the_ratios_drift_after_the_wave():
+    asc = Schedule.every(torch.full((6,), 0.1, dtype=torch.float64), 14)
+    values = {
+        "ascertainment": asc,
+        # deaths say: twice the model's infections from day 28 on (fatality 2 x its constant)
+        "fatality": Schedule.every(torch.tensor([0.01, 0.01, 0.02, 0.02, 0.02, 0.02]), 14),
+        "hospitalised": 0.05,
+    }
+    one = anchored(values, {"fatality": 0.01}, after=28, rows=84)
+    torch.testing.assert_close(
+        one["ascertainment"].values,
+        torch.tensor([0.1, 0.1, 0.05, 0.05, 0.05, 0.05], dtype=torch.float64),
+    )
+    assert one["fatality"] is values["fatality"] and one["ascertainment"].starts == asc.starts
+    # two ratios: the geometric mean of their drifts (the constant one has none)
+    two = anchored(values, {"fatality": 0.01, "hospitalised": 0.05}, after=28, rows=84)
+    want = 0.1 / 2**0.5
+    torch.testing.assert_close(two["ascertainment"].values[2:], torch.full((4,), want).double())
+    torch.testing.assert_close(two["ascertainment"].values[:2], asc.values[:2])
+    assert level(values["fatality"]) == pytest.approx(0.01 * 2 ** (4 / 6))
+    assert level(0.3) == 0.3
+
+
+def test_the_observation_fit_fits_a_ratio_over_time_when_asked(march):
+    problem, wave = march
+    truth = Schedule.every(torch.tensor([0.004, 0.016], dtype=torch.float64), 14)
+    values = {**wave.values, "death_delay": 2.0}  # deaths follow onsets within days
+    seen = dataclasses.replace(problem, fixed={}, metrics=wave.metrics, free=[])
+    with torch.no_grad():
+        expected, _ = seen.predict({**values, "fatality": truth})
+    observed_ = dict(problem.observed)
+    observed_ |= {f"deaths_{b}": expected[f"deaths_{b}"].mean(dim=0) for b in NYC_BOROUGHS}
+    synthetic = dataclasses.replace(problem, observed=observed_, smoothness=0.0)
+    fixed = {n: v for n, v in values.items() if n not in ("fatality", "ascertainment")}
+    fitted, _ = observation_fit(
+        synthetic, wave.metrics, values, max_epochs=200, fixed=fixed, varying={"fatality": 14}
+    )
+    knots = fitted["fatality"].values
+    assert isinstance(fitted["fatality"], Schedule) and knots.shape == (2,)
+    torch.testing.assert_close(knots.double(), truth.values, rtol=0.2, atol=0)  # the 4x rise
+    constant, _ = observation_fit(synthetic, wave.metrics, values, max_epochs=20, fixed=fixed)
+    assert not isinstance(constant["fatality"], Schedule)

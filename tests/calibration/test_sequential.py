@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from populace.calibration.fit import CalibrationError, Problem
-from populace.calibration.sequential import entry_targets, filter_schedule, hold
+from populace.calibration.sequential import entry_targets, filter_schedule, hold, nowcast
 from populace.engine import Schedule, Simulation
 from populace.models import covid_nyc_seir
 
@@ -73,3 +73,38 @@ def test_filter_errors(weekly_problem):
         filter_schedule(weekly_problem, "beta", 0)
     with pytest.raises(CalibrationError, match="no observed series for 'beta_borough'"):
         entry_targets(weekly_problem, "beta_borough")
+
+
+def test_nowcast_fits_the_rate_in_force_since_the_last_piece(weekly_problem):
+    # pieces 0-1 (beta 0.9) are complete by row 20; piece 2 (0.35, from row 14) has 4 of its
+    # 2 + 7 rows: the nowcast finds the drop the last piece has not seen
+    filt = filter_schedule(weekly_problem, "beta", 7, start=0.5, lag=2, until=20)
+    assert filt.warm.row == 14 and filt.pieces.shape == (2,)
+    assert float(filt.pieces[-1]) == pytest.approx(TRUE[1], rel=0.25)
+    now = nowcast(weekly_problem, "beta", filt, 20, lag=2)
+    assert now.shape == ()
+    assert float(now) == pytest.approx(TRUE[2], rel=0.3), float(now)
+    # too few rows in: the last piece
+    held = nowcast(weekly_problem, "beta", filt, 20, lag=2, min_rows=5)
+    assert float(held) == float(filt.pieces[-1])
+    # no data after until are used
+    cut = dataclasses.replace(
+        weekly_problem, observed={"cases": weekly_problem.observed["cases"].clone()}
+    )
+    cut.observed["cases"][20:] = 1e6
+    assert float(nowcast(cut, "beta", filt, 20, lag=2)) == float(now)
+
+
+def test_nowcast_errors(weekly_problem):
+    filt = filter_schedule(weekly_problem, "beta", 7, start=0.5, lag=2, until=20)
+    with pytest.raises(CalibrationError, match="until=14 must lie after"):
+        nowcast(weekly_problem, "beta", filt, 14, lag=2)
+    with pytest.raises(CalibrationError, match="until=99 must lie after"):
+        nowcast(weekly_problem, "beta", filt, 99, lag=2)
+    with pytest.raises(CalibrationError, match="min_rows must be a positive integer"):
+        nowcast(weekly_problem, "beta", filt, 20, lag=2, min_rows=0)
+    with pytest.raises(CalibrationError, match="has no parameter 'zeta'"):
+        nowcast(weekly_problem, "zeta", filt, 20, lag=2)
+    empty = dataclasses.replace(filt, pieces=filt.pieces[:0])
+    with pytest.raises(CalibrationError, match="at least one piece"):
+        nowcast(weekly_problem, "beta", empty, 20, lag=2)
