@@ -530,15 +530,42 @@ class Interrupted(KeyboardInterrupt):
     """SIGTERM (or SIGINT) while a command runs: staged outputs are removed on the way out."""
 
 
+#: the signal whose Interrupted has not reached :func:`main` yet (at most one)
+_pending: list[str] = []
+#: seconds between raises of a pending Interrupted
+RERAISE_EVERY = 0.5
+
+
 def _on_signal(signum: int, frame: Any) -> None:
-    raise Interrupted(signal.Signals(signum).name)
+    """Raise Interrupted, and again every :data:`RERAISE_EVERY` s until :func:`main` catches it:
+    an exception raised while a finalizer (``__del__``, e.g. llvmlite's during a numba
+    compile) runs is printed and dropped by Python, and the command would run on."""
+    name = signal.Signals(signum).name
+    if not _pending:
+        _pending.append(name)
+        signal.setitimer(signal.ITIMER_REAL, RERAISE_EVERY, RERAISE_EVERY)
+    raise Interrupted(name)
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    if _pending and sys.exc_info()[1] is None:  # dropped, not on its way out through a handler
+        raise Interrupted(_pending[0])
+
+
+def _handlers() -> dict[int, Any]:
+    """The handlers :func:`main` installs: SIGTERM, SIGALRM (the re-raise) and SIGINT where it
+    is Python's default (a host that handles Ctrl-C itself, e.g. Jupyter, keeps its own)."""
+    out = {signal.SIGTERM: _on_signal, signal.SIGALRM: _on_alarm}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        out[signal.SIGINT] = _on_signal
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; user errors print one line (exit 2), Ctrl-C/SIGTERM one line (130/143)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _on_signal) if in_main_thread else None
+    previous = {s: signal.signal(s, h) for s, h in _handlers().items()} if in_main_thread else {}
     try:
         return _main(argv)
     except KeyboardInterrupt as err:
@@ -547,7 +574,10 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.Signals[name].value
     finally:
         if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            _pending.clear()
+            for s, h in previous.items():
+                signal.signal(s, h)
 
 
 #: commands that run sharded under torchrun (calibrate: each evaluation's members split over

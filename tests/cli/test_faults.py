@@ -403,3 +403,28 @@ def test_a_killed_writer_leaves_only_a_hidden_temporary_that_the_next_writer_rem
     assert run_cli(capsys, *sir_run(tmp_path / "out"))[0] == 0
     assert hidden(tmp_path) == []
     storage.verify_folder(tmp_path / "out", "run")
+
+
+def test_an_interrupt_a_finalizer_drops_is_raised_again():
+    # Python prints and drops an exception raised while a __del__ runs (llvmlite's, during a
+    # numba compile, ate a SIGTERM and the command ran on): main's handlers raise it again
+    from populace import cli
+
+    class Finalizer:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)  # the handler runs here, inside __del__: its exception is dropped
+
+    previous = {s: signal.signal(s, h) for s, h in cli._handlers().items()}
+    began = time.monotonic()
+    try:
+        with pytest.raises(cli.Interrupted, match="SIGTERM"):
+            Finalizer()  # collected at once
+            while time.monotonic() - began < 10:
+                time.sleep(0.01)
+        assert time.monotonic() - began < 3 * cli.RERAISE_EVERY + 0.5
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        cli._pending.clear()
+        for s, h in previous.items():
+            signal.signal(s, h)
