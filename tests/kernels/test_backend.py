@@ -48,4 +48,3 @@ def test_cpu_only_torch_does_not_import_triton_unless_interpreting():
     assert "TRITON_INTERPRET=1" in plain["error"]
     interpreted = _probe(interpret=True)
     assert interpreted["imported"] and interpreted["has"] and interpreted["error"] is None
-
