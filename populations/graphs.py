@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 import torch
 
 from populace.kernels.graph import check_layer, edge_rows
+
+if TYPE_CHECKING:  # networkx (about 12 MB resident) is imported by the converters that use it
+    import networkx as nx
 
 
 def _generator(seed: int | torch.Generator | None, device: torch.device) -> torch.Generator:
@@ -265,6 +268,8 @@ def to_networkx(layer: torch.Tensor, *, directed: bool = False, weight: str = "w
     With ``directed=False`` each stored edge ``(i, j)`` becomes one undirected edge (a
     symmetric layer round-trips exactly).
     """
+    import networkx as nx
+
     check_layer(layer)
     crow = layer.crow_indices().cpu()
     rows = edge_rows(crow).tolist()
