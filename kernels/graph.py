@@ -458,9 +458,7 @@ def contact_pressure(
         else:
             crow, col, w = layer.crow_indices(), layer.col_indices(), layer.values()
             part = _LayerPressure.apply(crow, col, w, infectious, torch.ones_like(s))
-        if where == "numba" and not s.requires_grad:  # part is this call's own buffer
-            term = part.mul_(s.unsqueeze(1))
-        else:
-            term = s.unsqueeze(1) * part
+        # numba's part is this call's own buffer: scaled in place (autograd keeps s's gradient)
+        term = part.mul_(s.unsqueeze(1)) if where == "numba" else s.unsqueeze(1) * part
         out = term if out is None else out + term
     return out if susceptibility is None else out * susceptibility

@@ -234,6 +234,21 @@ def test_auto_keeps_gradients_by_pulling():
         contact_pressure(layer, x.detach(), strategy="frontier")
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_scale_keeps_its_gradient_and_a_plain_scale_its_value(backend):
+    """Only the layer scale needs a gradient: the kernel paths run (numba scales its own buffer
+    in place) and the gradient is the reference's."""
+    layer, _, x, _, s = _pressure_inputs(requires_grad=False)
+    sa, sr = s.clone().requires_grad_(True), s.clone().requires_grad_(True)
+    got = contact_pressure(layer, x, scales=[sa], backend=backend)
+    want = contact_pressure_reference([layer], x, scales=[sr])
+    torch.testing.assert_close(got, want)
+    (got * x).sum().backward()
+    (want * x).sum().backward()
+    torch.testing.assert_close(sa.grad, sr.grad)
+    torch.testing.assert_close(contact_pressure(layer, x, scales=[s], backend=backend), want)
+
+
 @triton_ok
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("strategy", ["push", "pull"])
