@@ -70,6 +70,10 @@ def csr_from_edges(
 
     Returns:
         ``[N, N]`` sparse CSR tensor, rows sorted by column.
+
+    Memory: with one number as weight (on CPU) the build sorts one int64 key per stored edge
+    in place, about 8 bytes per stored edge beyond the inputs and the layer; per-edge weights
+    are carried through torch stable sorts, about 100 bytes per stored edge at peak.
     """
     if src.shape != dst.shape or src.dim() != 1:
         raise ValueError(
@@ -83,7 +87,7 @@ def csr_from_edges(
     ):
         raise ValueError(f"edge endpoints outside [0, {agents})")
     w = torch.as_tensor(weight, dtype=dtype, device=src.device)
-    if w.dim() == 0 and src.device.type == "cpu":  # one weight for all edges: sort keys only
+    if w.dim() == 0 and src.device.type == "cpu" and not w.requires_grad:  # sort keys only
         if not torch.isfinite(w):
             raise ValueError("edge weights contain NaN/Inf")
         crow, cols = _unit_csr(src.numpy(), dst.numpy(), agents, symmetric, dedupe)
