@@ -103,8 +103,9 @@ def _reference_csr(
     symmetric: bool,
     dedupe: bool,
 ) -> torch.Tensor:
-    """:func:`csr_from_edges` for per-edge weights (or on a GPU): torch stable sorts of the
-    ``row * N + col`` keys carry each weight along (about 100 bytes per stored edge at peak)."""
+    """:func:`csr_from_edges` for per-edge weights (or on a GPU, or a weight needing a
+    gradient): torch stable sorts of the ``row * N + col`` keys carry each weight along (about
+    100 bytes per stored edge at peak)."""
     w = w.expand(src.shape).clone()
     if not torch.isfinite(w).all():
         raise ValueError("edge weights contain NaN/Inf")
