@@ -37,7 +37,7 @@ def tensor_digest(t: torch.Tensor) -> str:
         parts = [t]
     for p in parts:
         p = p.detach().cpu().contiguous()
-        h.update(p.view(torch.uint8).numpy().tobytes() if p.numel() else b"")
+        h.update(p.view(torch.uint8).numpy() if p.numel() else b"")  # its buffer, not a copy
     return h.hexdigest()
 
 

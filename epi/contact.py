@@ -62,7 +62,7 @@ def layered(
         weights = [None] * len(layers)
     if not (len(layers) == len(scales) == len(weights)):
         raise ValueError(f"{len(layers)} layers, {len(scales)} scales, {len(weights)} weights")
-    out = torch.zeros_like(infectious)
+    out = None  # no zeros to add the first layer to: one [B, N] buffer fewer per step
     for layer, scale, weight in zip(layers, scales, weights, strict=True):
         s = torch.as_tensor(scale, dtype=infectious.dtype, device=infectious.device)
         per_agent = s.dim() == 2
@@ -70,11 +70,12 @@ def layered(
         if weight is not None:
             a = weight if a is None else a * weight
         if a is None:
-            out = out + contact_pressure(layer, infectious, scales=[s])
+            term = contact_pressure(layer, infectious, scales=[s])
         else:
             part = contact_pressure(layer, infectious * a)
-            out = out + (part * a if per_agent else member_view(s, 2) * part * a)
-    return out
+            term = part * a if per_agent else member_view(s, 2) * part * a
+        out = term if out is None else out + term
+    return torch.zeros_like(infectious) if out is None else out
 
 
 def layer_scale(value: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:

@@ -211,7 +211,9 @@ class Disease:
         (the random streams then stand where they stood)."""
         h = state.health
         sigma = member_view(params.sigma, 2) if self.latent else None
-        probs = (-torch.expm1(-hazard), sigma, member_view(params.gamma, 2))
+        with torch.no_grad():  # the kernel gives no gradient: one buffer, the rest in place
+            p_infect = hazard.neg().expm1_().neg_()  # -expm1(-hazard), the same bits
+        probs = (p_infect, sigma, member_view(params.gamma, 2))
         before = ctx.rng.get_state()
         got = transition.markov(h, *probs, ctx.rng.claim(h.shape[2]))
         if got is None:

@@ -7,16 +7,27 @@ import os
 
 import torch
 
-try:  # triton is a Linux-only dependency
-    import triton  # noqa: F401
-    import triton.language  # noqa: F401
-
-    HAS_TRITON = True
-except ImportError:  # pragma: no cover - depends on the platform
-    HAS_TRITON = False
-
 #: Triton's CPU interpreter is on (tests run kernels on CPU this way).
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+#: torch is built for a GPU (CUDA or ROCm): Triton kernels could launch on its tensors.
+GPU_TORCH = torch.version.cuda is not None or torch.version.hip is not None
+
+#: triton is installed (a Linux-only dependency); found without importing it.
+TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
+
+#: Triton kernels can launch in this process: triton imports, and torch is built for a GPU or
+#: the interpreter is on. With a CPU-only torch and no interpreter no kernel could ever launch,
+#: so triton (about 70 MB resident) is not imported at all.
+HAS_TRITON = False
+if TRITON_INSTALLED and (GPU_TORCH or INTERPRET):
+    try:
+        import triton  # noqa: F401
+        import triton.language  # noqa: F401
+
+        HAS_TRITON = True
+    except ImportError:  # pragma: no cover - a broken install
+        pass
 
 #: numba is installed (the optional ``numba`` extra): CPU kernels of some families. Found without
 #: importing it (numba takes a while to import); the kernel modules import it on first use.
@@ -41,6 +52,11 @@ def check_backend(backend: str, valid: tuple[str, ...] = BACKENDS) -> str:
     if backend not in valid:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(valid)}")
     if backend == "triton" and not HAS_TRITON:
+        if TRITON_INSTALLED and not GPU_TORCH and not INTERPRET:
+            raise RuntimeError(
+                "backend 'triton' with a CPU-only torch needs TRITON_INTERPRET=1 (set before "
+                "import)"
+            )
         raise RuntimeError("backend 'triton' asked for, but triton does not import")
     if backend == "numba" and not HAS_NUMBA:
         raise RuntimeError(

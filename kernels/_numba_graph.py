@@ -54,3 +54,22 @@ def layer_pressure(crow, col, weight, crow_t, col_t, weight_t, unit, x, push_fra
                 acc += x[b, col[e]] if unit else weight[e] * x[b, col[e]]
             part[b, i] = acc
     return False
+
+
+@numba.njit(cache=True, nogil=True)
+def is_own_transpose(crow, col, weight):
+    """Whether the CSR arrays of A (``crow [N + 1]``, ``col [E]`` int64, ``weight [E]``) are
+    exactly those of A^T as :func:`populace.kernels.graph.transposed` builds it (row j of A^T
+    lists the edges ``(i, j)`` of A by ascending edge index): one pass with a cursor per row,
+    ``[N]`` int64 of memory, where building A^T to compare takes about 30 bytes per edge.
+    """
+    n = crow.shape[0] - 1
+    cursor = crow[:n].copy()  # the next entry of row j of A that A^T's row j must equal
+    for i in range(n):
+        for e in range(crow[i], crow[i + 1]):
+            j = col[e]
+            p = cursor[j]
+            if p >= crow[j + 1] or col[p] != i or weight[p] != weight[e]:
+                return False
+            cursor[j] = p + 1
+    return True  # every row's cursor moved to its end: the counts match too (they sum to E)

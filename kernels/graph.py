@@ -184,7 +184,18 @@ def transposed(layer: torch.Tensor) -> Transposed:
     if hit is not None and hit[0]() is layer and hit[1] == w._version:
         return hit[2]
     crow, col = layer.crow_indices(), layer.col_indices()
-    n = layer.shape[0]
+    lean = choose("auto", col) == "numba" and w.dtype in (torch.float32, torch.float64)
+    if lean and _own_transpose_numba(crow, col, w):  # no A^T built to find it equals A
+        out = Transposed(crow, col, w.detach(), bool((w == 1).all()), True)
+    else:
+        out = transpose_reference(crow, col, w)
+    return _remember(layer, w, out)
+
+
+def transpose_reference(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor) -> Transposed:
+    """A^T of the CSR arrays of A (``[N + 1]``, ``[E]``, ``[E]``) by a stable sort of the
+    columns (torch); A's own arrays when they are equal."""
+    n = crow.shape[0] - 1
     with torch.no_grad():
         # stable sort by column: each column's rows come out ascending (sorted columns of A^T)
         by_col = torch.sort(col, stable=True).indices
@@ -192,14 +203,27 @@ def transposed(layer: torch.Tensor) -> Transposed:
         crow_t = torch.zeros(n + 1, dtype=torch.int64, device=col.device)
         crow_t[1:] = torch.cumsum(torch.bincount(col, minlength=n), 0)
         w_t = w.detach().index_select(0, by_col)
+        del by_col
         symmetric = bool(torch.equal(crow_t, crow) and torch.equal(col_t, col)) and bool(
             torch.equal(w_t, w.detach())
         )
         unit = bool((w == 1).all())
     if symmetric:
         crow_t, col_t, w_t = crow, col, w.detach()
-    del by_col
-    out = Transposed(crow_t, col_t, w_t, unit, symmetric)
+    return Transposed(crow_t, col_t, w_t, unit, symmetric)
+
+
+def _own_transpose_numba(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor) -> bool:
+    """A == A^T array for array, checked by the numba kernel without building A^T."""
+    from populace.kernels import _numba_graph
+
+    return bool(
+        _numba_graph.is_own_transpose(crow.numpy(), col.numpy(), w.detach().contiguous().numpy())
+    )
+
+
+def _remember(layer: torch.Tensor, w: torch.Tensor, out: Transposed) -> Transposed:
+    """Cache ``out`` as the transpose of ``layer`` at its weights' version ``w._version``."""
     key = id(layer)
     _TRANSPOSED[key] = (
         weakref.ref(layer, lambda _, k=key: _TRANSPOSED.pop(k, None)),
@@ -434,6 +458,7 @@ def contact_pressure(
         else:
             crow, col, w = layer.crow_indices(), layer.col_indices(), layer.values()
             part = _LayerPressure.apply(crow, col, w, infectious, torch.ones_like(s))
-        term = s.unsqueeze(1) * part
+        # numba's part is this call's own buffer: scaled in place (autograd keeps s's gradient)
+        term = part.mul_(s.unsqueeze(1)) if where == "numba" else s.unsqueeze(1) * part
         out = term if out is None else out + term
     return out if susceptibility is None else out * susceptibility

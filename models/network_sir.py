@@ -19,9 +19,10 @@ intervention that closes schools is a :class:`~populace.engine.Schedule` on ``sc
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import torch
 
 from populace.engine import Context, Data, Model, Params, member_view, param
@@ -32,6 +33,9 @@ from populace.epi.observation import compartment, flow
 from populace.kernels.graph import check_layer
 from populace.models.sir import final_size
 from populace.populations.graphs import configuration_model, erdos_renyi, from_networkx
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 NAME = "network_sir"
 SUMMARY = "SIR/SEIR on contact-network layers (CSR), per-contact transmissibility T; S E I R"
@@ -108,7 +112,7 @@ def make_layers(
         layers = dict(graph)
     elif isinstance(graph, torch.Tensor):
         layers = {"contacts": graph}
-    elif isinstance(graph, nx.Graph):
+    elif _is_networkx(graph):
         layers = {"contacts": from_networkx(graph, nodelist=sorted(graph.nodes))}
     elif graph == "erdos_renyi":
         layers = {"contacts": erdos_renyi(agents, degree, graph_seed)}
@@ -131,6 +135,13 @@ def make_layers(
     return layers
 
 
+def _is_networkx(graph: object) -> bool:
+    """Whether ``graph`` is a networkx graph, without importing networkx to find out (one
+    could only have been made with networkx imported)."""
+    nx = sys.modules.get("networkx")
+    return nx is not None and isinstance(graph, nx.Graph)
+
+
 def transmit(names: tuple[str, ...], disease: Disease, axis: str | None = None):
     """The step: infection over the layers, then E→I (SEIR) and I→R, all from the old state.
 
@@ -145,7 +156,7 @@ def transmit(names: tuple[str, ...], disease: Disease, axis: str | None = None):
         # over_halo: the plain call in one process; with the agents sharded, the halo too
         pressure = over_halo(ctx, layered, layers, disease.share(state, "I"), scales)
         per_contact = member_view(-torch.log1p(-params.transmissibility), 2)
-        hazard = torch.where(pressure > 0, pressure * per_contact, torch.zeros_like(pressure))
+        hazard = torch.where(pressure > 0, pressure * per_contact, 0.0)
         return state.replace(**disease.advance(state, hazard, params, ctx))
 
     return step

@@ -11,9 +11,10 @@ from populace.kernels.graph import (
     contact_pressure,
     contact_pressure_reference,
     spmv_reference,
+    transpose_reference,
     transposed,
 )
-from populace.populations.graphs import erdos_renyi
+from populace.populations.graphs import csr_from_edges, erdos_renyi
 
 triton_ok = pytest.mark.skipif(
     not (HAS_TRITON and (INTERPRET or torch.cuda.is_available())),
@@ -181,6 +182,47 @@ def test_transpose_is_a_transpose_and_follows_in_place_weight_changes():
     assert torch.equal(transposed(layer).weight, t.weight * 2)
 
 
+def _csr(rows, cols, weights, n):
+    crow = torch.zeros(n + 1, dtype=torch.int64)
+    rows = torch.tensor(rows, dtype=torch.int64)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n), 0)
+    cols = torch.tensor(cols, dtype=torch.int64)
+    return crow, cols, torch.tensor(weights, dtype=torch.float32)
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason="the numba kernel needs the numba extra")
+def test_own_transpose_check_agrees_with_building_the_transpose():
+    """The numba one-pass check says "A^T == A" exactly where the torch build finds its arrays
+    equal: symmetric graphs (repeats included), asymmetric weights or structure, and repeated
+    entries whose weights come in another order in the mirrored row."""
+    from populace.kernels import _numba_graph
+
+    gen = torch.Generator().manual_seed(4)
+    src, dst = torch.randint(0, 30, (2, 120), generator=gen)
+    weights = torch.rand(120, generator=gen)
+    cases = {
+        "erdos_renyi": erdos_renyi(200, 6.0, seed=1),
+        "repeats kept": csr_from_edges(src, dst, 30, dedupe=False),
+        "weighted symmetric": csr_from_edges(src, dst, 30, weights),
+        # (i, j, w1) and (j, i, w2) both kept: row i holds w1 then w2, row j w2 then w1
+        "weighted repeats kept": csr_from_edges(src, dst, 30, weights, dedupe=False),
+        "directed": csr_from_edges(src, dst, 30, symmetric=False),
+        "weighted directed": random_layer(40, 0.1, torch.float32)[0],
+    }
+    arrays = {k: (v.crow_indices(), v.col_indices(), v.values()) for k, v in cases.items()}
+    # the same entries both ways, but the repeated (0, 1)s' weights in the other order in row 1
+    arrays["repeat order"] = _csr([0, 0, 1, 1], [1, 1, 0, 0], [1.0, 2.0, 2.0, 1.0], 2)
+    arrays["one-way edge"] = _csr([0, 0, 1], [0, 1, 1], [1.0, 1.0, 1.0], 2)
+    arrays["no edges"] = _csr([], [], [], 3)
+    want = {"erdos_renyi", "repeats kept", "weighted symmetric", "no edges"}
+    for name, (crow, col, w) in arrays.items():
+        own = bool(_numba_graph.is_own_transpose(crow.numpy(), col.numpy(), w.numpy()))
+        assert own == transpose_reference(crow, col, w).symmetric == (name in want), name
+    layer = cases["weighted symmetric"]
+    t = transposed(layer)  # the numba check: no copy, weights kept, not unit
+    assert t.symmetric and not t.unit and t.col.data_ptr() == layer.col_indices().data_ptr()
+
+
 def test_auto_keeps_gradients_by_pulling():
     layer, w, x, sus, s = _pressure_inputs()
     xa = x.detach().clone().requires_grad_(True)
@@ -190,6 +232,21 @@ def test_auto_keeps_gradients_by_pulling():
     torch.testing.assert_close(xa.grad, xr.grad)
     with pytest.raises(ValueError, match="unknown strategy"):
         contact_pressure(layer, x.detach(), strategy="frontier")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_scale_keeps_its_gradient_and_a_plain_scale_its_value(backend):
+    """Only the layer scale needs a gradient: the kernel paths run (numba scales its own buffer
+    in place) and the gradient is the reference's."""
+    layer, _, x, _, s = _pressure_inputs(requires_grad=False)
+    sa, sr = s.clone().requires_grad_(True), s.clone().requires_grad_(True)
+    got = contact_pressure(layer, x, scales=[sa], backend=backend)
+    want = contact_pressure_reference([layer], x, scales=[sr])
+    torch.testing.assert_close(got, want)
+    (got * x).sum().backward()
+    (want * x).sum().backward()
+    torch.testing.assert_close(sa.grad, sr.grad)
+    torch.testing.assert_close(contact_pressure(layer, x, scales=[s], backend=backend), want)
 
 
 @triton_ok

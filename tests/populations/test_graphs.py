@@ -93,3 +93,51 @@ def test_csr_from_edges_symmetric_keeps_one_weight_per_pair():
     dense = layer.to_dense()
     torch.testing.assert_close(dense, dense.T)
     assert dense[0, 1] == 1.0 and dense[2, 3] == 2.0  # the first weight given for the pair
+
+
+def _stored_edges(src, dst, symmetric, dedupe):
+    """The sorted (row, col) entries csr_from_edges should store, written out in Python."""
+    pairs = list(zip(src.tolist(), dst.tolist(), strict=True))
+    if dedupe:
+        pairs = {(min(u, v), max(u, v)) if symmetric else (u, v) for u, v in pairs if u != v}
+    if symmetric:
+        pairs = [*pairs, *((v, u) for u, v in pairs)]
+    return sorted(pairs)
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("dedupe", [True, False])
+def test_one_weight_key_sort_equals_the_weighted_build_and_the_edge_list(symmetric, dedupe):
+    """A number as weight takes the in-place key sort (no permutation carried); a weight
+    per edge takes the torch stable sorts: the same arrays, the entries written out by hand,
+    on graphs with repeats, self-loops and agents without contacts."""
+    gen = torch.Generator().manual_seed(7)
+    for trial in range(30):
+        n = int(torch.randint(1, 25, (1,), generator=gen))
+        e = int(torch.randint(0, 60, (1,), generator=gen))
+        src, dst = torch.randint(0, n, (2, e), generator=gen)
+        one = csr_from_edges(src, dst, n, 2.5, symmetric=symmetric, dedupe=dedupe)
+        per_edge = csr_from_edges(
+            src, dst, n, torch.full((e,), 2.5), symmetric=symmetric, dedupe=dedupe
+        )
+        for a, b in [
+            (one.crow_indices(), per_edge.crow_indices()),
+            (one.col_indices(), per_edge.col_indices()),
+            (one.values(), per_edge.values()),
+        ]:
+            assert a.dtype == b.dtype and torch.equal(a, b), trial
+        rows = torch.repeat_interleave(torch.arange(n), one.crow_indices().diff())
+        got = list(zip(rows.tolist(), one.col_indices().tolist(), strict=True))
+        assert got == _stored_edges(src, dst, symmetric, dedupe), trial
+        assert bool((one.values() == 2.5).all())
+
+
+def test_csr_from_edges_refuses_a_bad_weight_with_one_number_too():
+    src, dst = torch.tensor([0, 1]), torch.tensor([1, 2])
+    for bad in (float("nan"), float("inf"), torch.tensor(float("nan"))):
+        with pytest.raises(ValueError, match="NaN/Inf"):
+            csr_from_edges(src, dst, 3, bad)
+    with pytest.raises(ValueError, match="NaN/Inf"):
+        csr_from_edges(src, dst, 3, torch.tensor([1.0, float("nan")]))
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        csr_from_edges(src, torch.tensor([1, -1]), 3, 1.0)
