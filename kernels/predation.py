@@ -11,44 +11,15 @@ the energy), before claiming any draw: the caller then runs the reference.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 
-from populace.kernels.transition import Site
-
-#: ``claim(n) -> Site``: the next draw site of an ``n``-element uniform draw (``Streams.claim``)
-Claim = Callable[[int], Site]
-
-
-def _sites(claim: Claim, *sizes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One draw site per size, claimed in order: the member keys, the site constants and the
-    counters of element 0."""
-    sites = [claim(n) for n in sizes]
-    consts = np.array([c for _, c, _ in sites], dtype=np.int64)
-    return sites[0][0].numpy(), consts, np.array([s for _, _, s in sites], dtype=np.int64)
-
-
-#: numpy scalar types of the energy dtypes the kernels take
-_SCALARS = {torch.float32: np.float32, torch.float64: np.float64}
-
-
-def _ready(first: torch.Tensor, *tensors: torch.Tensor) -> bool:
-    """Whether the kernels take these tensors (as :func:`~populace.kernels.transition.available`:
-    CPU, no gradient, outside a ``torch.compile`` trace; and every float in ``first``'s dtype,
-    float32 or float64)."""
-    if first.dtype not in _SCALARS or torch.compiler.is_compiling():
-        return False
-    return all(
-        t.is_cpu and not t.requires_grad and (t.dtype == first.dtype or not t.is_floating_point())
-        for t in (first, *tensors)
-    )
+from populace.kernels._fused import Claim, ready, sites
 
 
 def _units(dtype: torch.dtype) -> tuple:
     """1, 0 and 2 as numpy scalars of ``dtype`` (the kernels' arithmetic stays in it)."""
-    kind = _SCALARS[dtype]
+    kind = {torch.float32: np.float32, torch.float64: np.float64}[dtype]
     return kind(1), kind(0), kind(2)
 
 
@@ -87,13 +58,14 @@ def step(
         New ``(sheep, wolves, grown, countdown, dropped)``, or None (the kernel cannot run).
     """
     energy = sheep[1]
-    if not _ready(energy, *sheep, *wolves, grown, countdown, dropped, *params, regrowth):
+    tensors = (*sheep, *wolves, grown, countdown, dropped, *params, regrowth)
+    if not ready(*tensors, floats=energy.dtype):
         return None
     from populace.kernels import _numba_predation
 
     b, s = sheep[0].shape
     w = wolves[0].shape[1]
-    keys, sites, starts = _sites(claim, s, s, s, w, w, s, w)
+    keys, consts, starts = sites(claim, s, s, s, w, w, s, w)
     sheep, wolves, *grass = _numba_predation.step(
         tuple(t.numpy() for t in sheep),
         tuple(t.numpy() for t in wolves),
@@ -104,7 +76,7 @@ def step(
         int(regrowth),
         width,
         keys,
-        sites,
+        consts,
         starts,
         energy.dtype == torch.float64,
         _units(energy.dtype),
