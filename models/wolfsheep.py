@@ -20,6 +20,11 @@ densities). Animals are slots of a fixed capacity with an ``alive`` mask; newbor
 lowest free slots, and births beyond capacity are dropped and counted in the ``dropped``
 metric (never silently). ``tests/models/test_wolfsheep.py`` compares the mean sheep and wolf
 counts over time with the Mesa model's.
+
+**One kernel per step on the CPU.** The model's step (:func:`step`) is the three phases in
+turn; on the CPU with numba it is one call of :func:`populace.kernels.predation.step`, which
+claims the phases' draws in their order and returns their tensors bit for bit (tested), without
+the hundred-odd small tensor ops that cost far more than the work at a few hundred animals.
 """
 
 from __future__ import annotations
