@@ -1,5 +1,6 @@
 """What the fused CPU step kernels (:mod:`~populace.kernels.predation`,
-:mod:`~populace.kernels.exchange`) share: the can-it-run check and the claiming of draw sites."""
+:mod:`~populace.kernels.exchange`, :mod:`~populace.kernels.segregation`) share: the can-it-run
+check and the claiming of draw sites."""
 
 from __future__ import annotations
 

@@ -86,7 +86,8 @@ def step(cell, wealth, width, height, keys, sites, starts):
             draws' site constants and counters of agent 0.
 
     Returns:
-        New ``(cell, wealth)``.
+        New ``(cell, wealth)`` and True, or False (then the outputs are undefined) when a cell is
+        off the grid.
     """
     b_count, n = cell.shape
     cells = width * height
@@ -101,6 +102,10 @@ def step(cell, wealth, width, height, keys, sites, starts):
     arriving = np.empty(n, dtype=np.int64)
     gone = np.empty(cells, dtype=np.int64)
     come = np.empty(cells, dtype=np.int64)
+    for b in range(b_count):
+        for i in range(n):
+            if cell[b, i] < 0 or cell[b, i] >= cells:
+                return dest, out, False
     for b in range(b_count):
         k_move = _mix(np.uint64(keys[b]) ^ np.uint64(sites[0]))
         k_order = _mix(np.uint64(keys[b]) ^ np.uint64(sites[1]))
@@ -132,4 +137,4 @@ def step(cell, wealth, width, height, keys, sites, starts):
             if mate >= 0 and w[a] > 0:
                 w[a] -= 1
                 w[mate] += 1
-    return dest, out
+    return dest, out, True

@@ -93,7 +93,11 @@ def step(grid, radius, min_similar, keys, sites, starts):
                     empty[n_empty] = y * w + x
                     n_empty += 1
                     continue
-                similar = (same_a[y, x] if code == 1 else same_b[y, x]) - 1  # self removed
+                similar = 0  # (a code other than the groups': nobody alike, as the reference)
+                if code == 1:
+                    similar = same_a[y, x] - 1  # self removed
+                elif code == 2:
+                    similar = same_b[y, x] - 1
                 if similar < threshold:
                     movers[n_movers] = y * w + x
                     n_movers += 1

@@ -31,5 +31,7 @@ def step(
 
     n = cell.shape[1]
     drawn = sites(claim, n, n, n)
-    dest, out = _numba_exchange.step(cell.numpy(), wealth.numpy(), width, height, *drawn)
+    dest, out, ok = _numba_exchange.step(cell.numpy(), wealth.numpy(), width, height, *drawn)
+    if not ok:
+        raise ValueError(f"boltzmann: a cell index is off the {width} x {height} grid")
     return torch.from_numpy(dest), torch.from_numpy(out)
