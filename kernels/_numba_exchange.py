@@ -1,7 +1,7 @@
 """CPU kernel of the Boltzmann wealth step (numba): Mesa's one-at-a-time loop, literally.
 
 Imported lazily by :mod:`populace.kernels.exchange` when numba is installed. The torch
-reference is ``sequential_step`` of :mod:`populace.models.boltzmann` (the random order for
+reference is ``sequential_step`` of ``models/boltzmann.py`` (the random order for
 everyone at once: a sort of departures and arrivals, counts along it, a fixed point for who has
 a unit to give). Here the agents act in the same random order, one at a time, with the same
 uniforms (the bits of :mod:`populace.kernels.random`, same sites and counters): each moves,

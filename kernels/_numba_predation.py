@@ -1,7 +1,7 @@
 """CPU kernels of the wolf-sheep phases (numba): move, pay, die, eat and reproduce in one call.
 
 Imported lazily by :mod:`populace.kernels.predation` when numba is installed. The torch
-references are the phases of :mod:`populace.models.wolfsheep` (``sheep_phase``, ``wolf_phase``,
+references are the phases of ``models/wolfsheep.py`` (``sheep_phase``, ``wolf_phase``,
 ``grass_phase``): some forty small ops each over ``[B, capacity]`` slots. Here each member's
 slots are walked a few times in order, the uniforms computed inline (the bits of
 :mod:`populace.kernels.random`, at the same sites and counters as the reference's draws) and

@@ -1,7 +1,7 @@
 """CPU kernel of the Schelling step (numba): neighbour counts, movers, random matching, moves.
 
 Imported lazily by :mod:`populace.kernels.segregation` when numba is installed. The torch
-reference is ``relocate`` of :mod:`populace.models.schelling` (a separable box sum of one-hot
+reference is ``relocate`` of ``models/schelling.py`` (a separable box sum of one-hot
 groups, two argsorts over all cells, gathers and scatters). Here each member's grid is read a
 few times: the same-group neighbour counts as integers (exact, as the reference's float sums of
 0/1), the movers and the empty cells in cell order, each put in the stable order of its

@@ -1,6 +1,6 @@
 """The Boltzmann wealth step in one call (CPU, numba): move, meet a cellmate, give a unit.
 
-The torch reference is ``sequential_step`` of :mod:`populace.models.boltzmann` (Mesa's
+The torch reference is ``sequential_step`` of ``models/boltzmann.py`` (Mesa's
 random-order loop for everyone at once): about fifty ops a step, which at Mesa's example size
 (100 agents) cost far more than the work. :func:`step` runs the loop itself, one agent at a
 time in the same random order with the same uniforms

@@ -1,7 +1,7 @@
 """A wolf-sheep step in one call over the animals (CPU, numba).
 
 The torch reference is ``sheep_phase``, ``wolf_phase`` and ``grass_phase`` of
-:mod:`populace.models.wolfsheep` in turn: at the suite's small size (a few hundred animals)
+``models/wolfsheep.py`` in turn: at the suite's small size (a few hundred animals)
 their hundred-odd small ops a step cost far more than the work. :func:`step` draws the same
 uniforms (the sites the caller claims, in the reference's order) and returns the same tensors
 bit for bit (:mod:`populace.kernels._numba_predation`), or None when it cannot run (no numba,

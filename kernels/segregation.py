@@ -1,6 +1,6 @@
 """The Schelling step in one call (CPU, numba): unhappy agents matched to empty cells.
 
-The torch reference is ``relocate`` of :mod:`populace.models.schelling`: some forty ops a step
+The torch reference is ``relocate`` of ``models/schelling.py``: some forty ops a step
 over every cell, two argsorts among them. :func:`step` computes the same counts, draws the same
 uniforms and makes the same moves (:mod:`populace.kernels._numba_segregation`), or returns None
 when it cannot run (no numba, CUDA tensors, a gradient, inside a ``torch.compile`` trace),
