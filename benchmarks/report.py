@@ -24,7 +24,8 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 def _ms(rec: dict[str, Any]) -> str:
     if "s_per_step" in rec:
-        flag = "" if rec["status"] == "ok" else f" ({rec['steps']} steps, stopped)"
+        done = rec.get("steps_done", rec["steps"])  # an official example's record has both
+        flag = "" if rec["status"] == "ok" else f" ({done} steps, stopped)"
         return f"{rec['s_per_step'] * 1e3:.3g}{flag}"
     return f"{rec['status']}: {rec['reason']}"
 

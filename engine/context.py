@@ -53,4 +53,4 @@ class Context:
         return self.rng.members
 
     def at(self, step: int) -> Context:
-        return dataclasses.replace(self, step=step)
+        return self if step == self.step else dataclasses.replace(self, step=step)

@@ -278,11 +278,12 @@ class Params:
         )
 
     def at(self: P, step: int) -> P:
-        """These params with every schedule resolved to its value at ``step``."""
-        return dataclasses.replace(
-            self,
-            **{n: v.at(step) for n in self.names() if isinstance(v := getattr(self, n), Schedule)},
-        )
+        """These params with every schedule resolved to its value at ``step`` (themselves when
+        none is a schedule)."""
+        resolved = {
+            n: v.at(step) for n in self.names() if isinstance(v := getattr(self, n), Schedule)
+        }
+        return dataclasses.replace(self, **resolved) if resolved else self
 
     def validate(self, label: str = "") -> None:
         """Check every value against its declared bounds, then :meth:`check`.

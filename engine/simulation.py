@@ -294,11 +294,12 @@ class Simulation:
         try:
             with tqdm(total=steps, disable=not show, desc=self.model.name, leave=False) as bar:
                 for t in range(first, last):
-                    params = self._params_at(t, state)
+                    ctx = self.ctx.at(t)
+                    params = self._params_at(t, state, ctx)
                     if t % self.record_every == 0:  # the phase counts from step 0 (resumes keep it)
                         recorder.record(t, self._measure(state, params, t))
                     self.rng.begin(t)
-                    state = self.model.step(state, params, self.ctx.at(t), self._steps)
+                    state = self.model.step(state, params, ctx, self._steps)
                     if self.check_finite:
                         _check_finite(state, f"step {t}")
                     bar.update(1)
@@ -318,10 +319,13 @@ class Simulation:
             self.model.name, frame, state, self.all_seeds, (first, last), seconds, recorder
         )
 
-    def _params_at(self, step: int, state: State) -> Params:
-        """Params in force at ``step``: schedules resolved, then triggered rules applied."""
+    def _params_at(self, step: int, state: State, ctx: Context | None = None) -> Params:
+        """Params in force at ``step``: schedules resolved, then triggered rules applied
+        (``ctx``: the context at ``step``, if the caller has it)."""
         params = self.params.at(step)
-        ctx = self.ctx.at(step)
+        if not self.triggers:
+            return params
+        ctx = ctx or self.ctx.at(step)
         for i, rule in enumerate(self.triggers):
             self.rules_on[i] = rule.update(self.rules_on[i], state, params, ctx)
             params = rule.apply(params, self.rules_on[i], self.model.data)

@@ -9,6 +9,7 @@ capacity) with :func:`static_field`. Steps never mutate a state; they return
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -68,6 +69,23 @@ def _dtype_ok(dtype: torch.dtype, spec: str | torch.dtype) -> bool:
     return DTYPE_KINDS[spec](dtype) if isinstance(spec, str) else dtype == spec
 
 
+@functools.cache
+def _declared(cls: type) -> tuple[tuple[str, tuple, str | torch.dtype], ...]:
+    """``(name, shape, dtype kind)`` of each tensor field of a state class, in field order
+    (looked up once per class: states are validated at every step)."""
+    return tuple(
+        (f.name, f.metadata["shape"], f.metadata["dtype"])
+        for f in dataclasses.fields(cls)
+        if "shape" in f.metadata
+    )
+
+
+@functools.cache
+def _statics(cls: type) -> tuple[str, ...]:
+    """The static fields of a state class."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("static"))
+
+
 @dataclasses.dataclass(frozen=True)
 class State:
     """Base of all model states. Subclasses are ``@dataclass(frozen=True)``."""
@@ -117,42 +135,38 @@ class State:
         origin: dict[str, str] = {}  # which field fixed each symbolic dim
         device = None
         cls = type(self).__name__
-        for f in dataclasses.fields(self):
-            if f.metadata.get("static") and isinstance(getattr(self, f.name), torch.Tensor):
+        for name in _statics(type(self)):
+            if isinstance(getattr(self, name), torch.Tensor):
                 raise StateError(
-                    f"{cls}.{f.name}: a static field cannot hold a tensor; read-only tensors "
+                    f"{cls}.{name}: a static field cannot hold a tensor; read-only tensors "
                     f"shared by all members are model data (Model(data=...), read as ctx.data)"
                 )
-            if "shape" not in f.metadata:
-                continue
-            value = getattr(self, f.name)
-            spec = f.metadata["shape"]
+        for name, spec, kind in _declared(type(self)):
+            value = getattr(self, name)
             if not isinstance(value, torch.Tensor):
-                raise StateError(f"{cls}.{f.name}: expected a tensor, got {type(value).__name__}")
-            if value.dim() != len(spec):
+                raise StateError(f"{cls}.{name}: expected a tensor, got {type(value).__name__}")
+            shape = value.shape
+            if len(shape) != len(spec):
                 raise StateError(
-                    f"{cls}.{f.name}: expected {len(spec)} dims {spec}, got shape "
-                    f"{tuple(value.shape)}"
+                    f"{cls}.{name}: expected {len(spec)} dims {spec}, got shape {tuple(shape)}"
                 )
-            for axis, (sym, size) in enumerate(zip(spec, value.shape, strict=True)):
+            for axis, (sym, size) in enumerate(zip(spec, shape, strict=True)):
                 if isinstance(sym, str):
-                    origin.setdefault(sym, f.name)
+                    origin.setdefault(sym, name)
                 want = sym if isinstance(sym, int) else dims.setdefault(sym, size)
                 if size != want:
                     where = "" if isinstance(sym, int) else f" as set by {cls}.{origin[sym]}"
                     raise StateError(
-                        f"{cls}.{f.name}: dim {axis} ({sym}) is {size}, expected {want}{where} "
-                        f"(shape {tuple(value.shape)}, declared {spec})"
+                        f"{cls}.{name}: dim {axis} ({sym}) is {size}, expected {want}{where} "
+                        f"(shape {tuple(shape)}, declared {spec})"
                     )
-            if not _dtype_ok(value.dtype, f.metadata["dtype"]):
-                raise StateError(
-                    f"{cls}.{f.name}: dtype {value.dtype} is not {f.metadata['dtype']}"
-                )
+            if not _dtype_ok(value.dtype, kind):
+                raise StateError(f"{cls}.{name}: dtype {value.dtype} is not {kind}")
             if device is None:
-                device, first = value.device, f.name
+                device, first = value.device, name
             elif value.device != device:
                 raise StateError(
-                    f"{cls}.{f.name}: on {value.device}, but {cls}.{first} is on {device}"
+                    f"{cls}.{name}: on {value.device}, but {cls}.{first} is on {device}"
                 )
         return dims
 

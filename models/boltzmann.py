@@ -23,6 +23,7 @@ import torch
 
 from populace.engine import Context, Model, Params, State, static_field, tensor_field
 from populace.engine.activation import arrival_cellmates, random_cellmate, random_rank
+from populace.kernels import exchange
 
 NAME = "boltzmann"
 SUMMARY = "Boltzmann wealth (Mesa's example): move, give a unit to a cellmate; Gini"
@@ -84,7 +85,14 @@ def sequential_step(state: BoltzmannState, params: BoltzmannParams, ctx: Context
     agent with wealth gives; one without gives if someone earlier in the order gave to it. That
     recursion runs forward in rank, so it is solved by a few passes that add givers until none
     is added (as many as the longest chain of such gifts, about 3).
+
+    On the CPU with numba, the loop itself runs instead
+    (:func:`populace.kernels.exchange.step`: the same draws and numbers).
     """
+    if ctx.rng.agents is None:  # (a rank's view of the agents refuses the random order)
+        fused = exchange.step(state.cell, state.wealth, state.width, state.height, ctx.rng.claim)
+        if fused is not None:
+            return state.replace(cell=fused[0], wealth=fused[1])
     b, n = state.cell.shape
     dest = random_neighbour_cell(state.cell, state.width, state.height, ctx)
     rank = random_rank(ctx, n)

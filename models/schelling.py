@@ -35,6 +35,7 @@ from populace.engine import (
     static_field,
     tensor_field,
 )
+from populace.kernels import segregation
 
 NAME = "schelling"
 SUMMARY = "Schelling segregation, ABM comparison suite spec (torus, radius, min_similar)"
@@ -113,14 +114,24 @@ def unhappy(state: SchellingState, params: SchellingParams) -> torch.Tensor:
 
 
 def relocate(state: SchellingState, params: SchellingParams, ctx: Context) -> SchellingState:
-    """One synchronous step: unhappy agents move to empty cells by random matching."""
+    """One synchronous step: unhappy agents move to empty cells by random matching.
+
+    On the CPU with numba, one kernel call (:func:`populace.kernels.segregation.step`: the same
+    draws and moves, exactly) runs instead of the torch ops below.
+    """
+    fused = segregation.step(state.grid, state.radius, params.min_similar, ctx.rng.claim)
+    if fused is not None:
+        return state.replace(grid=fused[0], moved=fused[1])
     B, H, W = state.grid.shape
     flat = state.grid.reshape(B, H * W)
     movers = unhappy(state, params).reshape(B, H * W)
     empty = flat == EMPTY
     # random order of the movers (then everyone else), and of the empty cells (then the rest)
-    mover_order = torch.argsort(torch.where(movers, ctx.rng.uniform(H * W), 2.0), dim=1)
-    empty_order = torch.argsort(torch.where(empty, ctx.rng.uniform(H * W), 2.0), dim=1)
+    # (stable: equal uniforms keep cell order, so the kernel's order is the same)
+    mover_order = torch.argsort(
+        torch.where(movers, ctx.rng.uniform(H * W), 2.0), dim=1, stable=True
+    )
+    empty_order = torch.argsort(torch.where(empty, ctx.rng.uniform(H * W), 2.0), dim=1, stable=True)
     moves = torch.minimum(movers.sum(1), empty.sum(1))  # [B]
     valid = torch.arange(H * W, device=flat.device) < moves.view(-1, 1)  # [B, cells] by rank
     arriving = torch.where(valid, torch.gather(flat, 1, mover_order), 0).to(torch.int8)

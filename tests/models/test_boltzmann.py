@@ -13,7 +13,18 @@ from populace.engine.activation import random_rank
 from populace.models import boltzmann
 
 
-def test_the_step_equals_a_one_at_a_time_loop_with_the_same_numbers():
+@pytest.mark.parametrize("path", ["numba", "torch"])
+def test_the_step_equals_a_one_at_a_time_loop_with_the_same_numbers(path, monkeypatch):
+    """Both the torch step and the numba kernel (where numba is installed) against Python's
+    loop."""
+    from populace.kernels import exchange
+
+    if path == "numba":
+        pytest.importorskip("numba")
+        fused, calls = exchange.step, []
+        monkeypatch.setattr(exchange, "step", lambda *a: calls.append(1) or fused(*a))
+    else:
+        monkeypatch.setattr(exchange, "step", lambda *a: None)  # the kernel cannot run
     agents, side, steps = 60, 5, 8
     model = boltzmann.build(agents=agents, width=side, height=side)
     sim = Simulation(model, members=2, seed=4, device="cpu")
@@ -41,6 +52,8 @@ def test_the_step_equals_a_one_at_a_time_loop_with_the_same_numbers():
         state = sim.model.step(state, sim.params.at(t), sim.ctx.at(t))
         assert torch.equal(state.cell, cell) and torch.equal(state.wealth, wealth), t
     assert int(wealth.sum()) == 2 * agents
+    if path == "numba":
+        assert len(calls) == steps
 
 
 def mean_gini(model, steps, seeds):

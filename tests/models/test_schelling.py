@@ -101,3 +101,29 @@ def test_bad_schelling_inputs():
         ParamError, match=r"schelling parameter 'min_similar' must lie in \[0, inf\]"
     ):
         Simulation(schelling.build(agents=10, width=10, min_similar=-1.0), device="cpu")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_numba_step_equals_the_torch_step(dtype, monkeypatch):
+    """The kernel against the torch ops over 10 steps: per-member thresholds, one member with
+    more unhappy agents than empty cells."""
+    pytest.importorskip("numba")
+    from populace.kernels import segregation
+
+    model = schelling.build(agents=200, width=20, radius=1).with_params(
+        min_similar=torch.tensor([3.0, 5.0, 8.0])
+    )
+
+    def run():
+        return Simulation(model, members=3, seed=2, device="cpu", dtype=dtype).run(10)
+
+    fused, calls = segregation.step, []
+    monkeypatch.setattr(segregation, "step", lambda *a: calls.append(1) or fused(*a))
+    kernel = run()
+    assert len(calls) == 10
+    monkeypatch.setattr(segregation, "step", lambda *a: None)  # the kernel cannot run
+    reference = run()
+    assert torch.equal(kernel.final_state.grid, reference.final_state.grid)
+    assert kernel.metrics.equals(reference.metrics)
+    moved = kernel.series("moved")[:, -1]
+    assert moved[0] < moved[1] < moved[2] == 200  # 200 agents, 200 empty cells: all move

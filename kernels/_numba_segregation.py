@@ -1,0 +1,117 @@
+"""CPU kernel of the Schelling step (numba): neighbour counts, movers, random matching, moves.
+
+Imported lazily by :mod:`populace.kernels.segregation` when numba is installed. The torch
+reference is ``relocate`` of ``models/schelling.py`` (a separable box sum of one-hot
+groups, two argsorts over all cells, gathers and scatters). Here each member's grid is read a
+few times: the same-group neighbour counts as integers (exact, as the reference's float sums of
+0/1), the movers and the empty cells in cell order, each put in the stable order of its
+uniforms (the bits of :mod:`populace.kernels.random`, same sites and counters: the cell index),
+and the k-th mover moved to the k-th empty cell. The results equal the reference's exactly.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from populace.kernels._numba_epi import _u32
+from populace.kernels._numba_exchange import _argsort
+from populace.kernels._numba_random import _mix
+
+
+@numba.njit(cache=True, nogil=True)
+def _window_sums(ones, radius, rows, out):
+    """``out``: the sum of ``ones`` (``[H, W]`` 0/1) over each cell's ``(2 radius + 1)^2``
+    window on the torus; ``rows`` ``[H, W]`` is scratch."""
+    h, w = ones.shape
+    for y in range(h):
+        for x in range(w):
+            s = 0
+            for dx in range(-radius, radius + 1):
+                s += ones[y, (x + dx) % w]
+            rows[y, x] = s
+    for y in range(h):
+        for x in range(w):
+            s = 0
+            for dy in range(-radius, radius + 1):
+                s += rows[(y + dy) % h, x]
+            out[y, x] = s
+
+
+@numba.njit(cache=True, nogil=True)
+def _ordered(cells, count, key, start, u, scratch, order):
+    """``cells[:count]`` (in cell order) rearranged into the stable order of their uniforms
+    (site ``key``, counter = cell index + ``start``)."""
+    for k in range(count):
+        u[k] = _u32(key, start + cells[k])
+    _argsort(u[:count], scratch[: count + 1], order[:count])
+    for k in range(count):
+        order[k] = cells[order[k]]
+
+
+@numba.njit(cache=True, nogil=True)
+def step(grid, radius, min_similar, keys, sites, starts):
+    """One step of every member: an agent with fewer than ``min_similar[b]`` (``[B]`` or
+    ``[1]``) neighbours of its group is unhappy; the unhappy agents (in the order of uniforms
+    ``sites[0]``) move to the empty cells (in the order of uniforms ``sites[1]``), the k-th to
+    the k-th, as many as both have.
+
+    Args:
+        grid: ``[B, H, W]`` int8 (0 empty, 1 and 2 the groups).
+
+    Returns:
+        New ``grid`` and ``moved`` ``[B]`` int64.
+    """
+    b_count, h, w = grid.shape
+    n = h * w
+    out = grid.copy()
+    moved = np.zeros(b_count, dtype=np.int64)
+    ones = np.empty((h, w), dtype=np.int32)
+    rows = np.empty((h, w), dtype=np.int32)
+    same_a = np.empty((h, w), dtype=np.int32)
+    same_b = np.empty((h, w), dtype=np.int32)
+    movers = np.empty(n, dtype=np.int64)
+    empty = np.empty(n, dtype=np.int64)
+    mover_order = np.empty(n, dtype=np.int64)
+    empty_order = np.empty(n, dtype=np.int64)
+    u = np.empty(n, dtype=np.float64)
+    scratch = np.empty(n + 1, dtype=np.int64)
+    for b in range(b_count):
+        g = grid[b]
+        for group, same in ((1, same_a), (2, same_b)):
+            for y in range(h):
+                for x in range(w):
+                    ones[y, x] = 1 if g[y, x] == group else 0
+            _window_sums(ones, radius, rows, same)
+        threshold = min_similar[b % min_similar.shape[0]]
+        n_movers = 0
+        n_empty = 0
+        for y in range(h):
+            for x in range(w):
+                code = g[y, x]
+                if code == 0:
+                    empty[n_empty] = y * w + x
+                    n_empty += 1
+                    continue
+                similar = 0  # (a code other than the groups': nobody alike, as the reference)
+                if code == 1:
+                    similar = same_a[y, x] - 1  # self removed
+                elif code == 2:
+                    similar = same_b[y, x] - 1
+                if similar < threshold:
+                    movers[n_movers] = y * w + x
+                    n_movers += 1
+        moves = min(n_movers, n_empty)
+        moved[b] = moves
+        if moves == 0:
+            continue
+        _ordered(movers, n_movers, _mix(np.uint64(keys[b]) ^ np.uint64(sites[0])), starts[0],
+                 u, scratch, mover_order)  # fmt: skip
+        _ordered(empty, n_empty, _mix(np.uint64(keys[b]) ^ np.uint64(sites[1])), starts[1],
+                 u, scratch, empty_order)  # fmt: skip
+        flat = out[b].reshape(n)
+        for k in range(moves):
+            src, dst = mover_order[k], empty_order[k]
+            flat[dst] = flat[src]
+            flat[src] = 0
+    return out, moved
