@@ -9,8 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from populace.kernels._backend import HAS_NUMBA
-from populace.kernels.transition import Site
+from populace.kernels.transition import Site, available
 
 #: ``claim(n) -> Site``: the next draw site of an ``n``-element uniform draw (``Streams.claim``)
 Claim = Callable[[int], Site]
@@ -20,16 +19,13 @@ FLOATS = (torch.float32, torch.float64)
 
 
 def ready(*tensors: torch.Tensor, floats: torch.dtype | None = None) -> bool:
-    """Whether a kernel takes these tensors: numba installed, outside a ``torch.compile`` trace
-    (the compiled step takes the torch reference), all on the CPU without a gradient, and every
-    floating tensor in ``floats`` (float32 or float64)."""
-    if not HAS_NUMBA or torch.compiler.is_compiling():
-        return False
+    """Whether a kernel takes these tensors: :func:`~populace.kernels.transition.available`
+    (numba, CPU, no gradient, outside a ``torch.compile`` trace), and every floating tensor in
+    ``floats`` (float32 or float64; None: no floating tensor)."""
     if floats is not None and floats not in FLOATS:
         return False
-    return all(
-        t.is_cpu and not t.requires_grad and (t.dtype == floats or not t.is_floating_point())
-        for t in tensors
+    return available(*tensors) and all(
+        t.dtype == floats or not t.is_floating_point() for t in tensors
     )
 
 
