@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from populace.calibration.cli import comma_names
 from populace.calibration.nyc import calibrate_nyc
 
 RESULTS = Path(__file__).parent / "results"
@@ -30,8 +31,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--members", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--passes", type=int, default=2)
-    parser.add_argument("--anchors", default="", help="first-wave anchor ratios, comma-separated")
-    parser.add_argument("--rolling-anchors", default="", help="anchor ratios after the wave")
+    parser.add_argument(
+        "--anchors", type=comma_names, default="", help="first-wave anchor ratios, comma-separated"
+    )
+    parser.add_argument(
+        "--rolling-anchors", type=comma_names, default="", help="anchor ratios after the wave"
+    )
     parser.add_argument("--nowcast-rows", type=int, default=None)
     parser.add_argument("--origins", type=int, default=9)
     parser.add_argument("--max-updates", type=int, default=3, help="filter updates per week")
@@ -47,8 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
         passes=args.passes,
         origins=args.origins,
         max_updates=args.max_updates,
-        anchors=tuple(n for n in args.anchors.split(",") if n),
-        rolling_anchors=tuple(n for n in args.rolling_anchors.split(",") if n),
+        anchors=args.anchors,
+        rolling_anchors=args.rolling_anchors,
         nowcast_rows=args.nowcast_rows,
         out=folder,
         log=lambda text: print(f"[{time.perf_counter() - began:7.0f} s] {text}", file=sys.stderr),

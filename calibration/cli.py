@@ -104,13 +104,13 @@ def add_nyc_parser(sub) -> None:
     p.add_argument("--passes", type=_positive_int, default=2, help="filter/observation rounds")
     p.add_argument(
         "--anchors",
-        type=_names,
+        type=comma_names,
         default="",
         help="ratios the first-wave ascertainment is re-anchored on: fatality,hospitalised",
     )
     p.add_argument(
         "--rolling-anchors",
-        type=_names,
+        type=comma_names,
         default="",
         help="ratios re-anchoring the ascertainment after the first wave, at each origin",
     )
@@ -173,7 +173,7 @@ def cmd_calibrate_nyc(args: argparse.Namespace) -> None:
     print(storage.dumps(last))
 
 
-def _names(text: str) -> tuple[str, ...]:
+def comma_names(text: str) -> tuple[str, ...]:
     """A comma-separated list of names ('' for none)."""
     return tuple(n.strip() for n in text.split(",") if n.strip())
 

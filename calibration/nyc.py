@@ -81,6 +81,16 @@ ANCHORS = ("fatality", "hospitalised")
 ANCHOR_DAYS = 28
 
 
+def check_anchors(anchors: Sequence[str], passes: int | None = None) -> None:
+    """Refuse anchor ratios outside :data:`ANCHORS`, and anchors on a one-pass fit (only a
+    pass followed by another is re-anchored: with one pass they would do nothing)."""
+    unknown = sorted(set(anchors) - set(ANCHORS))
+    if unknown:
+        raise ValueError(f"unknown anchor ratio(s) {unknown}; valid: {', '.join(ANCHORS)}")
+    if anchors and passes is not None and passes < 2:
+        raise ValueError(f"anchors {list(anchors)} need passes >= 2, got {passes}")
+
+
 def row_of(date: str) -> int:
     """Data row of an ISO ``date`` (row 0: the fit window's first day)."""
     return (dt.date.fromisoformat(date) - dt.date.fromisoformat(FIT_WINDOW[0])).days
@@ -274,6 +284,7 @@ def fit_wave(
     (:func:`anchored`): the next filter's infections then follow the hospitalisations' and
     deaths' shape, the cases setting the ascertainment only. The last pass fits them constant.
     """
+    check_anchors(anchors, passes)
     values = dict(problem.fixed)
     targets = {k: [f"cases_{b}"] for k, b in enumerate(NYC_BOROUGHS)}
     evaluations, began = 0, time.perf_counter()
@@ -453,6 +464,7 @@ def rolling_forecasts(
         ValueError: origins not increasing, before the first wave's end, or whose 28 days of
             forecast run past the data.
     """
+    check_anchors(anchors)
     origins = list(origins)
     start = wave.filtered.warm.row
     if not origins or origins != sorted(set(origins)) or origins[0] <= start:
@@ -468,6 +480,7 @@ def rolling_forecasts(
     values = dict(wave.values)
     warm, pieces = wave.filtered.warm, wave.pieces
     first_rows = next(iter(wave.metrics.values())).shape[1]
+    varying = {n: ANCHOR_DAYS for n in anchors}
     scores = []
     for origin in origins:
         filt = filter_schedule(
@@ -498,7 +511,6 @@ def rolling_forecasts(
                 targets=targets,
             )
         metrics = hold(problem, "beta_borough", rate, warm, origin + HORIZON, values)
-        varying = {n: ANCHOR_DAYS for n in anchors}
         values, _ = observation_fit(
             problem, metrics, values, rows=origin, max_epochs=max_epochs, varying=varying
         )
@@ -609,15 +621,15 @@ def calibrate_nyc(
         rolling_anchors, nowcast_rows: as :func:`rolling_forecasts`.
 
     Raises:
-        ValueError: a fit window or forecast origins outside the data, an unknown anchor.
+        ValueError: a fit window or forecast origins outside the data, an unknown anchor or
+            anchors on one pass.
     """
     from populace.engine.provenance import device_name, now, versions
 
     if origins < 0:
         raise ValueError(f"origins must be >= 0, got {origins}")
-    unknown = sorted((set(anchors) | set(rolling_anchors)) - set(ANCHORS))
-    if unknown:
-        raise ValueError(f"unknown anchor ratio(s) {unknown}; valid: {', '.join(ANCHORS)}")
+    check_anchors(anchors, passes)  # before any work
+    check_anchors(rolling_anchors)
     began = time.perf_counter()
     model = nyc_model(agents)
     build_seconds = time.perf_counter() - began

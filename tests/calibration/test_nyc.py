@@ -193,6 +193,8 @@ def test_calibrate_nyc_cli_prints_the_contract(tmp_path, capsys):
     other = tmp_path / "other"
     assert main([*args[:-1], str(other), "--rolling-anchors", "fatality,tests"]) == 2
     assert "unknown anchor ratio(s) ['tests']" in capsys.readouterr().err
+    assert main([*args[:-1], str(other), "--anchors", "fatality"]) == 2  # --passes 1
+    assert "anchors ['fatality'] need passes >= 2, got 1" in capsys.readouterr().err
     assert not other.exists()  # nothing half-written
 
 
