@@ -80,6 +80,13 @@ class Model(Generic[S, P]):
         compile_on: device types (``"cpu"``, ``"cuda"``) where ``Simulation(compile="auto")``
             compiles the steps (:mod:`populace.engine.compiled`): where compiled steps were
             measured to beat eager ones (``benchmarks/compile.py``).
+        leap: optional ``leap(state, params, ctx, count) -> state | None``: ``count`` steps
+            from ``ctx.step`` in one call, with exactly the numbers of ``count`` calls of
+            :attr:`steps` (drawing from ``ctx.rng`` as they would, step by step), or None where
+            it cannot run (then the steps run). A simulation leaps between recorded steps when
+            nothing needs the steps in between (see :meth:`Simulation.run
+            <populace.engine.simulation.Simulation.run>`): for a model of a hundred agents, the
+            per-step Python of the step loop costs more than the step.
     """
 
     name: str
@@ -91,6 +98,7 @@ class Model(Generic[S, P]):
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     data: Data = EMPTY
     compile_on: tuple[str, ...] = COMPILE_ON
+    leap: Callable[[S, P, Context, int], S | None] | None = None
 
     def __post_init__(self) -> None:
         if not self.steps:
@@ -110,6 +118,8 @@ class Model(Generic[S, P]):
         for fn in self.steps:
             if not callable(fn):
                 raise ModelError(f"model {self.name!r}: step {fn!r} is not callable")
+        if self.leap is not None and not callable(self.leap):
+            raise ModelError(f"model {self.name!r}: leap {self.leap!r} is not callable")
         columns = self.metric_columns()
         clash = sorted(set(columns) & set(INDEX_COLUMNS))
         if clash:
@@ -166,25 +176,39 @@ class Model(Generic[S, P]):
             ModelError: naming the step function and step number when a step returns anything
                 but a state of the same class, or changes the number of members or agents.
         """
-        cls = type(state)
         for fn in self.steps if fns is None else fns:
-            out = fn(state, params, ctx)
-            if type(out) is not cls:
-                raise ModelError(
-                    f"model {self.name!r}: step function {function_name(fn)!r} returned "
-                    f"{type(out).__name__} at step {ctx.step}; a step returns a {cls.__name__} "
-                    f"(state.replace(...))"
-                )
-            for sym, what in (("B", "ensemble members"), ("N", "agents")):
-                if out.dims.get(sym) != state.dims.get(sym):
-                    raise ModelError(
-                        f"model {self.name!r}: step function {function_name(fn)!r} changed the "
-                        f"number of {what} ({sym}) from {state.dims.get(sym)} to "
-                        f"{out.dims.get(sym)} at step {ctx.step}; shapes are fixed (use an "
-                        f"alive mask for births and deaths)"
-                    )
-            state = out
+            state = self._checked(fn, state, fn(state, params, ctx), ctx.step)
         return state
+
+    def leap_over(self, state: S, params: P, ctx: Context, count: int) -> S | None:
+        """``count`` steps by :attr:`leap` (checked as :meth:`step` checks a step), or None where
+        the model has no leap or it cannot run."""
+        if self.leap is None:
+            return None
+        out = self.leap(state, params, ctx, count)
+        return None if out is None else self._checked(self.leap, state, out, ctx.step)
+
+    def _checked(self, fn: Callable[..., Any], state: S, out: Any, step: int) -> S:
+        """``out``, the state ``fn`` made from ``state``, once it is a state of the same class
+        with the same members and agents (:class:`ModelError` naming ``fn`` and the step)."""
+        cls = type(state)
+        if type(out) is not cls:
+            raise ModelError(
+                f"model {self.name!r}: step function {function_name(fn)!r} returned "
+                f"{type(out).__name__} at step {step}; a step returns a {cls.__name__} "
+                f"(state.replace(...))"
+            )
+        if out.dims is state.dims:  # State.replace kept the validated dims
+            return out
+        for sym, what in (("B", "ensemble members"), ("N", "agents")):
+            if out.dims.get(sym) != state.dims.get(sym):
+                raise ModelError(
+                    f"model {self.name!r}: step function {function_name(fn)!r} changed the "
+                    f"number of {what} ({sym}) from {state.dims.get(sym)} to "
+                    f"{out.dims.get(sym)} at step {step}; shapes are fixed (use an "
+                    f"alive mask for births and deaths)"
+                )
+        return out
 
     def measure(self, state: S, params: P, ctx: Context) -> dict[str, torch.Tensor]:
         """Every metric column of ``state``, each ``[B]``.

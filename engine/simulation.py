@@ -278,7 +278,10 @@ class Simulation:
         return state
 
     def run(self, steps: int) -> Result:
-        """Advance ``steps`` steps from the current one, recording metrics; returns a Result."""
+        """Advance ``steps`` steps from the current one, recording metrics; returns a Result.
+
+        Between recorded steps a model with a :attr:`~populace.engine.model.Model.leap` takes
+        them in one call where it can (same numbers as step by step)."""
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
         keep_graph = torch.is_grad_enabled() and self.params.requires_grad()
@@ -293,16 +296,24 @@ class Simulation:
         start = time.perf_counter()
         try:
             with tqdm(total=steps, disable=not show, desc=self.model.name, leave=False) as bar:
-                for t in range(first, last):
+                t, may_leap = first, self.model.leap is not None
+                while t < last:
                     ctx = self.ctx.at(t)
                     params = self._params_at(t, state, ctx)
                     if t % self.record_every == 0:  # the phase counts from step 0 (resumes keep it)
                         recorder.record(t, self._measure(state, params, t))
-                    self.rng.begin(t)
-                    state = self.model.step(state, params, ctx, self._steps)
+                    count = self._leap_count(t, last) if may_leap else 0
+                    leapt = self.model.leap_over(state, params, ctx, count) if count > 1 else None
+                    may_leap = may_leap and (count < 2 or leapt is not None)  # once refused, step
+                    if leapt is not None:
+                        state, done = leapt, count
+                    else:
+                        self.rng.begin(t)
+                        state, done = self.model.step(state, params, ctx, self._steps), 1
                     if self.check_finite:
                         _check_finite(state, f"step {t}")
-                    bar.update(1)
+                    bar.update(done)
+                    t += done
                 recorder.record(last, self._measure(state, self._params_at(last, state), last))
                 frame = recorder.frame()  # the host copy synchronises the device
                 if self.shard is not None:
@@ -318,6 +329,21 @@ class Simulation:
         return Result(
             self.model.name, frame, state, self.all_seeds, (first, last), seconds, recorder
         )
+
+    def _leap_count(self, step: int, last: int) -> int:
+        """How many steps from ``step`` the model's leap may take at once: to the next recorded
+        step (or ``last``), when nothing needs the steps in between (no triggers, no schedule
+        in the params, no finite check, eager steps, one process); 0 otherwise."""
+        if (
+            self.model.leap is None
+            or self.triggers
+            or self.check_finite
+            or self._steps is not None
+            or self.shard is not None
+            or self.params.at(step) is not self.params
+        ):
+            return 0
+        return min(last, (step // self.record_every + 1) * self.record_every) - step
 
     def _params_at(self, step: int, state: State, ctx: Context | None = None) -> Params:
         """Params in force at ``step``: schedules resolved, then triggered rules applied

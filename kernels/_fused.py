@@ -24,14 +24,19 @@ def ready(*tensors: torch.Tensor, floats: torch.dtype | None = None) -> bool:
     ``floats`` (float32 or float64; None: no floating tensor)."""
     if floats is not None and floats not in FLOATS:
         return False
-    return available(*tensors) and all(
-        t.dtype == floats or not t.is_floating_point() for t in tensors
-    )
+    if not available(*tensors):
+        return False
+    for t in tensors:  # a loop, not all(...): this runs every step of a 100-agent model
+        if t.is_floating_point() and t.dtype != floats:
+            return False
+    return True
 
 
 def sites(claim: Claim, *sizes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One draw site per size, claimed in order: the ``[B]`` member keys, the site constants and
     the counters of element 0."""
-    claimed = [claim(n) for n in sizes]
-    consts = np.array([c for _, c, _ in claimed], dtype=np.int64)
-    return claimed[0][0].numpy(), consts, np.array([s for _, _, s in claimed], dtype=np.int64)
+    consts = np.empty(len(sizes), dtype=np.int64)
+    starts = np.empty(len(sizes), dtype=np.int64)
+    for i, n in enumerate(sizes):
+        keys, consts[i], starts[i] = claim(n)
+    return keys.numpy(), consts, starts

@@ -138,3 +138,14 @@ def step(cell, wealth, width, height, keys, sites, starts):
                 w[a] -= 1
                 w[mate] += 1
     return dest, out, True
+
+
+@numba.njit(cache=True, nogil=True)
+def steps(cell, wealth, width, height, keys, sites, starts):
+    """:func:`step` once per row of ``sites`` and ``starts`` (``[S, 3]``: each step's three
+    draws), each step from the last one's result; the same returns."""
+    for s in range(sites.shape[0]):
+        cell, wealth, ok = step(cell, wealth, width, height, keys, sites[s], starts[s])
+        if not ok:
+            return cell, wealth, False
+    return cell, wealth, True

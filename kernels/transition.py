@@ -33,14 +33,14 @@ def available(*tensors: torch.Tensor) -> bool:
     """Whether the kernels can take these tensors (CPU, float32/float64, no gradient), outside
     a ``torch.compile`` trace (which would trace into numba: the compiled step takes the torch
     reference instead)."""
-    if torch.compiler.is_compiling():
+    if not HAS_NUMBA or torch.compiler.is_compiling():
         return False
-    return HAS_NUMBA and all(
-        t.device.type == "cpu"
-        and not t.requires_grad
-        and (not t.is_floating_point() or t.dtype in (torch.float32, torch.float64))
-        for t in tensors
-    )
+    for t in tensors:  # a loop, not all(...): this runs every step of a small model
+        if t.device.type != "cpu" or t.requires_grad:
+            return False
+        if t.is_floating_point() and t.dtype not in (torch.float32, torch.float64):
+            return False
+    return True
 
 
 def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:

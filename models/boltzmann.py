@@ -115,6 +115,18 @@ def sequential_step(state: BoltzmannState, params: BoltzmannParams, ctx: Context
     return state.replace(cell=dest, wealth=wealth)
 
 
+def sequential_leap(state: BoltzmannState, params: BoltzmannParams, ctx: Context, count: int):
+    """``count`` calls of :func:`sequential_step` from ``ctx.step`` in one numba call
+    (:func:`populace.kernels.exchange.steps`), the same numbers; None where the kernel cannot
+    run (the simulation then steps)."""
+    if ctx.rng.agents is not None:
+        return None
+    out = exchange.steps(
+        state.cell, state.wealth, state.width, state.height, ctx.rng, ctx.step, count
+    )
+    return None if out is None else state.replace(cell=out[0], wealth=out[1])
+
+
 def synchronous_step(state: BoltzmannState, params: BoltzmannParams, ctx: Context):
     """Everyone moves, then everyone with wealth (at the step's start) gives to a cellmate."""
     cell = random_neighbour_cell(state.cell, state.width, state.height, ctx)
@@ -155,13 +167,14 @@ def build(
     def total_wealth(state, params, ctx) -> torch.Tensor:
         return state.wealth.sum(dim=1)
 
-    step = sequential_step if activation == "sequential" else synchronous_step
+    sequential = activation == "sequential"
     return Model(
         name=NAME,
         params=BoltzmannParams(),
         init=init,
-        steps=(step,),
+        steps=(sequential_step if sequential else synchronous_step,),
         metrics={"gini": gini, "wealth": total_wealth},
         agents=agents,
         options={"agents": agents, "width": width, "height": height, "activation": activation},
+        leap=sequential_leap if sequential else None,
     )

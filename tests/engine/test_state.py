@@ -58,6 +58,36 @@ def test_replace_validates_and_rejects_unknown_fields():
         s.x = torch.ones(2, 5)
 
 
+def test_replace_with_alike_tensors_copies_without_a_new_check(monkeypatch):
+    s = make()
+    calls = []
+    real = DecayState.validate
+    monkeypatch.setattr(DecayState, "validate", lambda self: calls.append(1) or real(self))
+    t = s.replace(x=torch.ones(2, 5), label=s.label + 1)  # same shapes, dtypes, device
+    assert calls == [] and t.dims is s.dims and type(t) is DecayState
+    assert t.x.sum() == 10 and s.x.sum() == 0 and torch.equal(t.label, s.label + 1)
+    assert t.alive is s.alive and t.size == s.size
+    # anything else is validated again: another dtype of the same kind, a static, a bad shape
+    u = s.replace(x=torch.ones(2, 5, dtype=torch.float64))
+    assert calls == [1] and u.x.dtype == torch.float64
+    assert s.replace(size=7).size == 7 and calls == [1, 1]
+    with pytest.raises(StateError, match="DecayState.label"):
+        s.replace(label=torch.zeros(2, 5))  # float where int64 is declared
+
+
+def test_replace_runs_a_subclass_own_post_init():
+    @dataclasses.dataclass(frozen=True)
+    class Checked(DecayState):
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            if (self.x < 0).any():
+                raise StateError("Checked.x: negative")
+
+    s = Checked(**{f: getattr(make(), f) for f in ("x", "alive", "label", "size")})
+    with pytest.raises(StateError, match="negative"):
+        s.replace(x=-torch.ones(2, 5))
+
+
 def test_to_casts_only_floating_fields():
     s = make().to(dtype=torch.float64)
     assert s.x.dtype == torch.float64 and s.label.dtype == torch.int64

@@ -104,3 +104,35 @@ def test_each_on_grid_neighbour_is_equally_likely():
         hit = counts[counts > 0].double() / 4000
         assert hit.numel() == size
         assert (hit - 1 / size).abs().max() < 0.03
+
+
+@pytest.mark.parametrize("record_every", [1, 6, 1000])
+def test_the_leap_over_unrecorded_steps_equals_stepping(record_every):
+    """A run that leaps (the numba loop over the steps between records) records and ends
+    exactly as one that steps, leaving the streams where stepping leaves them; it leaps only
+    where no step in between is recorded."""
+    pytest.importorskip("numba")
+    import dataclasses
+
+    model = boltzmann.build(agents=40, width=6, height=4)
+    leaps = []
+    real = boltzmann.sequential_leap
+    counted = dataclasses.replace(
+        model, leap=lambda s, p, c, k: leaps.append((c.step, k)) or real(s, p, c, k)
+    )
+    stepping = dataclasses.replace(model, leap=None)
+    runs = []
+    for m in (counted, stepping):
+        sim = Simulation(m, members=2, seed=3, device="cpu", record_every=record_every)
+        first, second = sim.run(17), sim.run(9)  # a resume in the middle of a record period
+        runs.append((first, second, sim.rng.get_state()))
+    for a, b in zip(runs[0][:2], runs[1][:2], strict=True):
+        assert a.metrics.equals(b.metrics)
+        assert torch.equal(a.final_state.cell, b.final_state.cell)
+        assert torch.equal(a.final_state.wealth, b.final_state.wealth)
+    assert runs[0][2] == runs[1][2]
+    expected = {1: [], 6: [(0, 6), (6, 6), (12, 5), (17, 1), (18, 6), (24, 2)]}.get(record_every)
+    if expected is None:
+        assert leaps == [(0, 17), (17, 9)]
+    else:  # a count of one steps without the leap
+        assert leaps == [x for x in expected if x[1] > 1]
