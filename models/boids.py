@@ -34,6 +34,7 @@ from populace.engine import (
     static_field,
     tensor_field,
 )
+from populace.kernels import flight
 from populace.kernels.neighbors import CellGrid, cell_grid, wrap
 from populace.kernels.swarm import boids_steer
 
@@ -102,24 +103,44 @@ def random_init(agents: int, grid: CellGrid, backend: str):
     return init
 
 
-def flock(state: BoidsState, params: BoidsParams, ctx: Context) -> BoidsState:
-    """One synchronous boids step. Shapes: pos, vel ``[B, N, 2]``."""
-    separation = float(params.separation)
-    cohere, separate, match, count = boids_steer(
-        state.pos, state.vel, state.grid, separation, backend=state.backend
-    )
+def turn(pos, vel, sums, params: BoidsParams, grid: CellGrid):
+    """The torch reference of the turn and move: ``(pos, vel)`` ``[B, N, 2]`` from the
+    neighbour sums (``boids_steer``'s cohere, separate, match and count)."""
+    cohere, separate, match, count = sums
     n = count.clamp(min=1)[..., None]
     steer = (
         member_view(params.cohere_factor, 3) * cohere
         + member_view(params.separate_factor, 3) * separate
         + member_view(params.match_factor, 3) * match
     ) / n
-    vel = state.vel + steer
-    norm = vel.norm(dim=-1, keepdim=True)
+    new = vel + steer
+    # |v| from float64 squares (exact for float32 birds), rounded once to the dtype. torch's CPU
+    # square root is not correctly rounded (about 1 in 140 roots off by an ulp, float32 and
+    # float64 alike); rounding a float64 root to float32 hides that unless the root lies within
+    # a float64 ulp of a float32 rounding boundary (about once in 10^10), so a float32 kernel
+    # with a correctly rounded root gives the same numbers
+    wide = new.to(torch.float64)
+    norm = torch.sqrt(wide[..., 0] * wide[..., 0] + wide[..., 1] * wide[..., 1])
+    norm = norm.to(new.dtype)[..., None]
     # a bird whose steering cancels its velocity exactly keeps its old heading
-    vel = torch.where(norm > 0, vel / norm.clamp(min=torch.finfo(vel.dtype).tiny), state.vel)
-    pos = wrap(state.pos + member_view(params.speed, 3) * vel, state.grid)
-    return state.replace(pos=pos, vel=vel, neighbours=count.mean(dim=1))
+    new = torch.where(norm > 0, new / norm.clamp(min=torch.finfo(new.dtype).tiny), vel)
+    return wrap(pos + member_view(params.speed, 3) * new, grid), new
+
+
+def flock(state: BoidsState, params: BoidsParams, ctx: Context) -> BoidsState:
+    """One synchronous boids step. Shapes: pos, vel ``[B, N, 2]``.
+
+    With numba on the CPU the turn and move run as one kernel call
+    (:func:`populace.kernels.flight.turn`: the same numbers as :func:`turn`)."""
+    separation = float(params.separation)
+    sums = boids_steer(state.pos, state.vel, state.grid, separation, backend=state.backend)
+    grid = state.grid
+    factors = (params.cohere_factor, params.separate_factor, params.match_factor, params.speed)
+    moved = None
+    if state.backend in ("auto", "numba"):
+        moved = flight.turn(state.pos, state.vel, sums, factors, grid.box, grid.periodic)
+    pos, vel = moved if moved is not None else turn(state.pos, state.vel, sums, params, grid)
+    return state.replace(pos=pos, vel=vel, neighbours=sums[3].mean(dim=1))
 
 
 def order(state: BoidsState, params: BoidsParams, ctx: Context) -> torch.Tensor:

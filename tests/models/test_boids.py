@@ -72,3 +72,52 @@ def test_per_member_separation_is_rejected():
 def test_negative_params_are_refused():
     with pytest.raises(ParamError, match=r"boids parameter 'cohere_factor' must lie in \[0, inf\]"):
         Simulation(boids.build(agents=10, cohere_factor=-0.1), device="cpu")
+
+
+def test_the_turn_kernel_equals_the_torch_turn_bit_for_bit():
+    """flight.turn against models/boids.turn over a flock that has formed (per-member factors,
+    one bird whose steering cancels its velocity exactly)."""
+    pytest.importorskip("numba")
+    from populace.kernels import flight
+    from populace.kernels.swarm import boids_steer
+
+    model = boids.build(agents=200, extent=60.0, visual_distance=10.0).with_params(
+        cohere_factor=torch.tensor([0.03, 0.2]), speed=torch.tensor([1.0, 2.5])
+    )
+    sim = Simulation(model, members=2, seed=5, device="cpu")
+    sim.run(15)
+    state, params = sim.state, sim.params
+    sums = list(boids_steer(state.pos, state.vel, state.grid, float(params.separation)))
+    sums[0] = sums[0].clone()
+    sums[1], sums[2] = torch.zeros_like(sums[1]), sums[2].clone()
+    sums[2][0, 0] = -state.vel[0, 0] * sums[3][0, 0].clamp(min=1) / params.match_factor
+    sums[0][0, 0] = 0.0
+    factors = (params.cohere_factor, params.separate_factor, params.match_factor, params.speed)
+    got = flight.turn(state.pos, state.vel, tuple(sums), factors, state.grid.box, True)
+    want = boids.turn(state.pos, state.vel, tuple(sums), params, state.grid)
+    assert got is not None
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == torch.float32 and torch.equal(g, w)
+    assert torch.equal(got[1][0, 0], state.vel[0, 0])  # the cancelled bird kept its heading
+    # where the kernel cannot run (a gradient, float64), it says so: the step takes the reference
+    wide = [t.double() for t in (state.pos, state.vel)]
+    assert (
+        flight.turn(*wide, tuple(t.double() for t in sums), factors, state.grid.box, True) is None
+    )
+    grad = params.speed.clone().requires_grad_(True)
+    assert (
+        flight.turn(state.pos, state.vel, tuple(sums), (*factors[:3], grad), state.grid.box, True)
+        is None
+    )
+
+
+def test_a_run_with_the_turn_kernel_equals_one_with_the_torch_turn(monkeypatch):
+    pytest.importorskip("numba")
+    from populace.kernels import flight
+
+    model = boids.build(agents=150, extent=50.0, visual_distance=8.0)
+    a = Simulation(model, members=2, seed=1, device="cpu").run(25)
+    monkeypatch.setattr(flight, "turn", lambda *args: None)  # the kernel cannot run
+    b = Simulation(model, members=2, seed=1, device="cpu").run(25)
+    assert a.metrics.equals(b.metrics)
+    assert torch.equal(a.final_state.pos, b.final_state.pos)
