@@ -3,6 +3,7 @@ agrees with Mesa's official example; the synchronous port does not."""
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 
 import pytest
@@ -112,8 +113,6 @@ def test_the_leap_over_unrecorded_steps_equals_stepping(record_every):
     exactly as one that steps, leaving the streams where stepping leaves them; it leaps only
     where no step in between is recorded."""
     pytest.importorskip("numba")
-    import dataclasses
-
     model = boltzmann.build(agents=40, width=6, height=4)
     leaps = []
     real = boltzmann.sequential_leap
