@@ -296,13 +296,13 @@ class Simulation:
         start = time.perf_counter()
         try:
             with tqdm(total=steps, disable=not show, desc=self.model.name, leave=False) as bar:
-                t, may_leap = first, self.model.leap is not None
+                t, may_leap = first, self._may_leap()
                 while t < last:
                     ctx = self.ctx.at(t)
                     params = self._params_at(t, state, ctx)
                     if t % self.record_every == 0:  # the phase counts from step 0 (resumes keep it)
                         recorder.record(t, self._measure(state, params, t))
-                    count = self._leap_count(t, last) if may_leap else 0
+                    count = self._leap_count(t, last) if may_leap else 0  # 0, 1: step
                     leapt = self.model.leap_over(state, params, ctx, count) if count > 1 else None
                     may_leap = may_leap and (count < 2 or leapt is not None)  # once refused, step
                     if leapt is not None:
@@ -330,19 +330,21 @@ class Simulation:
             self.model.name, frame, state, self.all_seeds, (first, last), seconds, recorder
         )
 
-    def _leap_count(self, step: int, last: int) -> int:
-        """How many steps from ``step`` the model's leap may take at once: to the next recorded
-        step (or ``last``), when nothing needs the steps in between (no triggers, no schedule
-        in the params, no finite check, eager steps, one process); 0 otherwise."""
-        if (
+    def _may_leap(self) -> bool:
+        """Whether the model's leap may take the steps between recorded ones: nothing needs
+        them (no triggers, no schedule in the params, no finite check, eager steps, one
+        process). The same for every step of a run."""
+        return not (
             self.model.leap is None
             or self.triggers
             or self.check_finite
             or self._steps is not None
             or self.shard is not None
-            or self.params.at(step) is not self.params
-        ):
-            return 0
+            or self.params.at(0) is not self.params  # a schedule somewhere
+        )
+
+    def _leap_count(self, step: int, last: int) -> int:
+        """How many steps from ``step`` a leap takes: to the next recorded step, or ``last``."""
         return min(last, (step // self.record_every + 1) * self.record_every) - step
 
     def _params_at(self, step: int, state: State, ctx: Context | None = None) -> Params:
