@@ -25,17 +25,24 @@ def _member_key(keys, b, c):
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk(cell, out, width, key, start):
-    """Each slot to a uniformly random Moore neighbour cell on the torus: the reference's
-    ``integers(0, 8)`` (a 53-bit uniform times 8, truncated) and its k -> (dy, dx) code."""
+def _walk(cell, alive, out, width, key, start):
+    """Each living slot to a uniformly random Moore neighbour cell on the torus: the
+    reference's ``integers(0, 8)`` (a 53-bit uniform times 8, truncated) and its k -> (dy, dx)
+    code; an empty slot keeps its cell (its draw is skipped, not shifted: counters are slots)."""
     for i in range(cell.shape[0]):
+        if not alive[i]:
+            out[i] = cell[i]
+            continue
         k = min(np.int64(_uniform(key, start + i, True) * 8.0), 7)
         if k >= 4:  # 0..8 without 4, the centre
             k += 1
         dy = np.int64(k >= 6) - np.int64(k < 3)
         dx = k - 3 * dy - 4
-        y, x = cell[i] // width, cell[i] % width
-        out[i] = ((y + dy) % width) * width + (x + dx) % width
+        y = cell[i] // width
+        y, x = y + dy, cell[i] - y * width + dx  # one division; the wraps are compares
+        y = y + width if y < 0 else (y - width if y >= width else y)
+        x = x + width if x < 0 else (x - width if x >= width else x)
+        out[i] = y * width + x
 
 
 @numba.njit(cache=True, nogil=True)
@@ -97,7 +104,7 @@ def _sheep(cell, energy, alive, grown, countdown, gain, p, regrowth, keys, doubl
     one, zero, two = units
     best, eats, width = scratch
     (c0, c), (e0, e), (a0, a) = cell, energy, alive
-    _walk(c0, c, width, keys[0], keys[3])
+    _walk(c0, a0, c, width, keys[0], keys[3])
     _pay(e0, a0, e, a, one, zero)
     on_grass = eats  # scratch: candidates, then winners
     for i in range(c.shape[0]):
@@ -122,7 +129,7 @@ def _wolves(cell, energy, alive, sheep_cell, sheep_alive, gain, p, keys, double,
     one, zero, two = units
     best, flag, eats, prey, width = scratch
     (c0, c), (e0, e), (a0, a) = cell, energy, alive
-    _walk(c0, c, width, keys[0], keys[4])
+    _walk(c0, a0, c, width, keys[0], keys[4])
     _pay(e0, a0, e, a, one, zero)
     flag[:] = False  # cells with a living sheep
     for j in range(sheep_cell.shape[0]):

@@ -20,22 +20,40 @@ from populace.kernels._numba_random import _mix
 
 
 @numba.njit(cache=True, nogil=True)
-def _window_sums(ones, radius, rows, out):
-    """``out``: the sum of ``ones`` (``[H, W]`` 0/1) over each cell's ``(2 radius + 1)^2``
-    window on the torus; ``rows`` ``[H, W]`` is scratch."""
-    h, w = ones.shape
+def _wrapped(n, radius):
+    """``[n + 2 radius]`` int64: entry ``j`` is ``(j - radius) mod n``, the torus index of a
+    window position (a table read in the sums' loops instead of an integer division)."""
+    out = np.empty(n + 2 * radius, dtype=np.int64)
+    for j in range(n + 2 * radius):
+        out[j] = (j - radius) % n
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _window_sums(grid, group, radius, rows, out):
+    """``out``: the number of cells of ``group`` in ``grid`` (``[H, W]`` codes) over each cell's
+    ``(2 radius + 1)^2`` window on the torus, as running sums along rows then columns;
+    ``rows`` ``[H, W]`` is scratch."""
+    h, w = grid.shape
+    span = 2 * radius + 1
+    cols, lines = _wrapped(w, radius), _wrapped(h, radius)
     for y in range(h):
-        for x in range(w):
-            s = 0
-            for dx in range(-radius, radius + 1):
-                s += ones[y, (x + dx) % w]
+        s = 0
+        for j in range(span):
+            s += grid[y, cols[j]] == group
+        rows[y, 0] = s
+        for x in range(1, w):
+            s += (grid[y, cols[x + span - 1]] == group) - (grid[y, cols[x - 1]] == group)
             rows[y, x] = s
-    for y in range(h):
+    for x in range(w):
+        out[0, x] = 0
+    for j in range(span):
         for x in range(w):
-            s = 0
-            for dy in range(-radius, radius + 1):
-                s += rows[(y + dy) % h, x]
-            out[y, x] = s
+            out[0, x] += rows[lines[j], x]
+    for y in range(1, h):
+        top, bottom = lines[y - 1], lines[y + span - 1]
+        for x in range(w):
+            out[y, x] = out[y - 1, x] + rows[bottom, x] - rows[top, x]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -66,7 +84,6 @@ def step(grid, radius, min_similar, keys, sites, starts):
     n = h * w
     out = grid.copy()
     moved = np.zeros(b_count, dtype=np.int64)
-    ones = np.empty((h, w), dtype=np.int32)
     rows = np.empty((h, w), dtype=np.int32)
     same_a = np.empty((h, w), dtype=np.int32)
     same_b = np.empty((h, w), dtype=np.int32)
@@ -78,11 +95,8 @@ def step(grid, radius, min_similar, keys, sites, starts):
     scratch = np.empty(n + 1, dtype=np.int64)
     for b in range(b_count):
         g = grid[b]
-        for group, same in ((1, same_a), (2, same_b)):
-            for y in range(h):
-                for x in range(w):
-                    ones[y, x] = 1 if g[y, x] == group else 0
-            _window_sums(ones, radius, rows, same)
+        _window_sums(g, 1, radius, rows, same_a)
+        _window_sums(g, 2, radius, rows, same_b)
         threshold = min_similar[b % min_similar.shape[0]]
         n_movers = 0
         n_empty = 0
@@ -115,3 +129,27 @@ def step(grid, radius, min_similar, keys, sites, starts):
             flat[dst] = flat[src]
             flat[src] = 0
     return out, moved
+
+
+@numba.njit(cache=True, nogil=True)
+def counts(grid, radius):
+    """Each cell's same-group and occupied neighbours (self excluded; no same-group ones on an
+    empty cell or a code other than the groups'), ``[B, H, W]`` float32 each, from the
+    integer window sums (exact, as the reference's float sums of 0/1)."""
+    b_count, h, w = grid.shape
+    similar = np.empty((b_count, h, w), dtype=np.float32)
+    occupied = np.empty((b_count, h, w), dtype=np.float32)
+    rows = np.empty((h, w), dtype=np.int32)
+    same_a = np.empty((h, w), dtype=np.int32)
+    same_b = np.empty((h, w), dtype=np.int32)
+    for b in range(b_count):
+        g = grid[b]
+        _window_sums(g, 1, radius, rows, same_a)
+        _window_sums(g, 2, radius, rows, same_b)
+        for y in range(h):
+            for x in range(w):
+                code = g[y, x]
+                a, c = same_a[y, x] - (code == 1), same_b[y, x] - (code == 2)
+                occupied[b, y, x] = a + c
+                similar[b, y, x] = a if code == 1 else (c if code == 2 else 0)
+    return similar, occupied

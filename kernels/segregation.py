@@ -4,7 +4,9 @@ The torch reference is ``relocate`` of ``models/schelling.py``: some forty ops a
 over every cell, two argsorts among them. :func:`step` computes the same counts, draws the same
 uniforms and makes the same moves (:mod:`populace.kernels._numba_segregation`), or returns None
 when it cannot run (no numba, CUDA tensors, a gradient, inside a ``torch.compile`` trace),
-before claiming any draw: the caller then runs the reference.
+before claiming any draw: the caller then runs the reference. :func:`counts` is the
+neighbour counts of ``neighbour_counts`` (the metrics' work, a dozen ops over padded one-hot
+grids there), equal to them exactly.
 """
 
 from __future__ import annotations
@@ -35,3 +37,18 @@ def step(
     limit = min_similar.reshape(-1).numpy()
     new, moved = _numba_segregation.step(grid.numpy(), radius, limit, *drawn)
     return torch.from_numpy(new), torch.from_numpy(moved)
+
+
+def counts(grid: torch.Tensor, radius: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(similar, occupied)``, ``[B, H, W]`` float32 each, as ``neighbour_counts`` of
+    ``models/schelling.py``, or None when the kernel cannot run (the caller then runs it).
+
+    Args:
+        grid: ``[B, H, W]`` int8 cell codes, no side below the window ``2 radius + 1``.
+    """
+    if min(grid.shape[-2:]) < 2 * radius + 1 or not ready(grid):
+        return None
+    from populace.kernels import _numba_segregation
+
+    similar, occupied = _numba_segregation.counts(grid.numpy(), radius)
+    return torch.from_numpy(similar), torch.from_numpy(occupied)

@@ -73,12 +73,18 @@ def neighbour_counts(grid: torch.Tensor, radius: int) -> tuple[torch.Tensor, tor
     Returns:
         similar: ``[B, H, W]`` float32, neighbours of the cell's own group (0 on empty cells).
         occupied: ``[B, H, W]`` float32, occupied neighbours.
+
+    On the CPU with numba, one kernel call (:func:`populace.kernels.segregation.counts`, equal
+    exactly: the counts are small integers) runs instead of the torch ops below.
     """
     if min(grid.shape[-2:]) < 2 * radius + 1:
         raise ValueError(
             f"schelling: grid {tuple(grid.shape[-2:])} is smaller than the neighbourhood "
             f"window {2 * radius + 1} (radius {radius}); neighbours would be counted twice"
         )
+    fused = segregation.counts(grid, radius)
+    if fused is not None:
+        return fused
     H, W = grid.shape[-2:]
     onehot = torch.stack([grid == GROUP_A, grid == GROUP_B], dim=1).float()  # [B, 2, H, W]
     padded = F.pad(onehot, (radius,) * 4, mode="circular")

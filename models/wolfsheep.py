@@ -132,8 +132,10 @@ def populate(width: int, sheep: int, wolves: int, sheep_capacity: int, wolf_capa
     return init
 
 
-def walk(cell: torch.Tensor, width: int, ctx: Context) -> torch.Tensor:
-    """``[B, N]`` cells after one step to a uniformly random Moore neighbour on the torus."""
+def walk(cell: torch.Tensor, alive: torch.Tensor, width: int, ctx: Context) -> torch.Tensor:
+    """``[B, N]`` cells after one step of each ``alive`` (``[B, N]`` bool) slot to a uniformly
+    random Moore neighbour on the torus; an empty slot keeps its cell (and its draw goes
+    unused, so the kernel need not make it)."""
     cells = width * width
     k = ctx.rng.integers(0, 8, cell.shape[1])
     k = k + (k >= 4)  # 0..8 without 4, the centre of the 3 x 3 window
@@ -143,7 +145,8 @@ def walk(cell: torch.Tensor, width: int, ctx: Context) -> torch.Tensor:
     x = cell % width + dx
     dx = torch.where(x < 0, dx + width, torch.where(x >= width, dx - width, dx))
     new = cell + dy * width + dx
-    return torch.where(new < 0, new + cells, torch.where(new >= cells, new - cells, new))
+    new = torch.where(new < 0, new + cells, torch.where(new >= cells, new - cells, new))
+    return torch.where(alive, new, cell)
 
 
 def winners(cell: torch.Tensor, candidate: torch.Tensor, key: torch.Tensor, cells: int):
@@ -198,7 +201,7 @@ def reproduce(cell, energy, alive, p, ctx: Context):
 def sheep_phase(state: WolfSheepState, params: WolfSheepParams, ctx: Context) -> WolfSheepState:
     """Sheep move, pay energy, die, graze (one sheep per grown cell) and reproduce."""
     cells = state.width * state.width
-    cell = walk(state.sheep_cell, state.width, ctx)
+    cell = walk(state.sheep_cell, state.sheep_alive, state.width, ctx)
     energy = state.sheep_energy - 1
     alive = state.sheep_alive & (energy >= 0)
     on_grass = alive & torch.gather(state.grown, 1, cell)
@@ -222,7 +225,7 @@ def sheep_phase(state: WolfSheepState, params: WolfSheepParams, ctx: Context) ->
 def wolf_phase(state: WolfSheepState, params: WolfSheepParams, ctx: Context) -> WolfSheepState:
     """Wolves move, pay energy, die, hunt (one meal per cell) and reproduce."""
     cells = state.width * state.width
-    cell = walk(state.wolf_cell, state.width, ctx)
+    cell = walk(state.wolf_cell, state.wolf_alive, state.width, ctx)
     energy = state.wolf_energy - 1
     alive = state.wolf_alive & (energy >= 0)
     prey_here = occupied(state.sheep_cell, state.sheep_alive, cells)

@@ -22,11 +22,24 @@ def brute_counts(grid: torch.Tensor, radius: int) -> tuple[torch.Tensor, torch.T
     return similar, occupied
 
 
-@pytest.mark.parametrize("radius, shape", [(1, (3, 7)), (2, (9, 6))])
-def test_neighbour_counts_match_brute_force_on_a_torus(radius, shape):
+@pytest.mark.parametrize("path", ["kernel", "torch"])
+@pytest.mark.parametrize("radius, shape", [(1, (3, 7)), (2, (9, 6)), (2, (5, 12))])
+def test_neighbour_counts_match_brute_force_on_a_torus(radius, shape, path, monkeypatch):
+    """Both the numba counts (running sums over wrapped windows) and the torch ones, on grids
+    whose sides are the window itself or barely above it."""
+    from populace.kernels import segregation
+
+    if path == "kernel":
+        pytest.importorskip("numba")
+        fused, calls = segregation.counts, []
+        monkeypatch.setattr(segregation, "counts", lambda *a: calls.append(1) or fused(*a))
+    else:
+        monkeypatch.setattr(segregation, "counts", lambda *a: None)  # the kernel cannot run
     g = torch.Generator().manual_seed(radius)
     grid = torch.randint(0, 3, (2, *shape), generator=g, dtype=torch.int8)
     similar, occupied = schelling.neighbour_counts(grid, radius)
+    if path == "kernel":
+        assert calls and similar.dtype == occupied.dtype == torch.float32
     want_similar, want_occupied = brute_counts(grid, radius)
     assert torch.equal(similar, want_similar)
     assert torch.equal(occupied, want_occupied)
@@ -121,7 +134,8 @@ def test_numba_step_equals_the_torch_step(dtype, monkeypatch):
     monkeypatch.setattr(segregation, "step", lambda *a: calls.append(1) or fused(*a))
     kernel = run()
     assert len(calls) == 10
-    monkeypatch.setattr(segregation, "step", lambda *a: None)  # the kernel cannot run
+    monkeypatch.setattr(segregation, "step", lambda *a: None)  # the kernels cannot run
+    monkeypatch.setattr(segregation, "counts", lambda *a: None)
     reference = run()
     assert torch.equal(kernel.final_state.grid, reference.final_state.grid)
     assert kernel.metrics.equals(reference.metrics)
