@@ -61,30 +61,39 @@ def _fill_block(u, p, key, first, m, double, p_member, lo, per_agent):
         p[:m] = p_member[0]
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _seir_agent(k, u, h, o, infected, onset, p, sig, gam, one, zero):
-    """Agent ``k`` of one member (rows ``h``, ``o``: S, E, I, R) with uniform ``u``, as the
-    reference's sums."""
-    new_inf = h[0, k] * (one if u < p else zero)
-    onset_k = h[1, k] * (one if u < sig else zero)
-    new_rec = h[2, k] * (one if u < gam else zero)
-    o[0, k] = h[0, k] - new_inf
-    o[1, k] = h[1, k] + new_inf - onset_k
-    o[2, k] = h[2, k] + onset_k - new_rec
-    o[3, k] = h[3, k] + new_rec
-    infected[k] = new_inf
-    onset[k] = onset_k
+@numba.njit(cache=True, nogil=True)
+def _seir_block(h, o, infected, onset, u, p, sig, gam, one, zero):
+    """One block of agents of one member (``h``, ``o``: tuples of the S, E, I, R rows, each a
+    1-d slice, as ``infected``, ``onset``, the uniforms ``u`` and probabilities ``p``), as the
+    reference's sums. A function of its own on 1-d slices, not inlined: so LLVM sees one plain
+    loop over contiguous rows and compiles it to vector code (inlined into the member loop it
+    did not, at about 2.3x the time)."""
+    s0, e0, i0, r0 = h
+    s1, e1, i1, r1 = o
+    for k in range(u.shape[0]):
+        new_inf = s0[k] * (one if u[k] < p[k] else zero)
+        onset_k = e0[k] * (one if u[k] < sig else zero)
+        new_rec = i0[k] * (one if u[k] < gam else zero)
+        s1[k] = s0[k] - new_inf
+        e1[k] = e0[k] + new_inf - onset_k
+        i1[k] = i0[k] + onset_k - new_rec
+        r1[k] = r0[k] + new_rec
+        infected[k] = new_inf
+        onset[k] = onset_k
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _sir_agent(k, u, h, o, infected, p, gam, one, zero):
-    """As :func:`_seir_agent` for S, I, R (the onset is the infection)."""
-    new_inf = h[0, k] * (one if u < p else zero)
-    new_rec = h[1, k] * (one if u < gam else zero)
-    o[0, k] = h[0, k] - new_inf
-    o[1, k] = h[1, k] + new_inf - new_rec
-    o[2, k] = h[2, k] + new_rec
-    infected[k] = new_inf
+@numba.njit(cache=True, nogil=True)
+def _sir_block(h, o, infected, u, p, gam, one, zero):
+    """As :func:`_seir_block` for S, I, R (the onset is the infection)."""
+    s0, i0, r0 = h
+    s1, i1, r1 = o
+    for k in range(u.shape[0]):
+        new_inf = s0[k] * (one if u[k] < p[k] else zero)
+        new_rec = i0[k] * (one if u[k] < gam else zero)
+        s1[k] = s0[k] - new_inf
+        i1[k] = i0[k] + new_inf - new_rec
+        r1[k] = r0[k] + new_rec
+        infected[k] = new_inf
 
 
 @numba.njit(cache=True, nogil=True)
@@ -118,13 +127,20 @@ def markov(
         sig, gam = p_onset[b], p_recover[b]
         for lo in range(0, n, _BLOCK):
             m = min(_BLOCK, n - lo)
+            hi = lo + m
             _fill_block(u, p, key, start + lo, m, double, p_infect[b], lo, per_agent)
             if h.shape[0] == 4:
-                for i in range(m):
-                    _seir_agent(lo + i, u[i], h, o, inf, ons, p[i], sig, gam, one, zero)
+                _seir_block(
+                    (h[0, lo:hi], h[1, lo:hi], h[2, lo:hi], h[3, lo:hi]),
+                    (o[0, lo:hi], o[1, lo:hi], o[2, lo:hi], o[3, lo:hi]),
+                    inf[lo:hi], ons[lo:hi], u[:m], p[:m], sig, gam, one, zero,
+                )  # fmt: skip
             else:
-                for i in range(m):
-                    _sir_agent(lo + i, u[i], h, o, inf, p[i], gam, one, zero)
+                _sir_block(
+                    (h[0, lo:hi], h[1, lo:hi], h[2, lo:hi]),
+                    (o[0, lo:hi], o[1, lo:hi], o[2, lo:hi]),
+                    inf[lo:hi], u[:m], p[:m], gam, one, zero,
+                )  # fmt: skip
 
 
 @numba.njit(cache=True, nogil=True)
