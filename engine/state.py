@@ -86,17 +86,28 @@ def _statics(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("static"))
 
 
-@functools.cache
+#: per state class: field name -> whether it is a tensor field, and whether the class
+#: validates as :class:`State` does. Plain dicts, not ``functools.cache``: ``torch.compile``
+#: traces a dict lookup quietly but warns at every cache-wrapped call in a compiled step.
+_NAMES: dict[type, dict[str, bool]] = {}
+_PLAIN: dict[type, bool] = {}
+
+
 def _names(cls: type) -> dict[str, bool]:
     """Every field of a state class, each mapped to whether it is a tensor field."""
-    return {f.name: "shape" in f.metadata for f in dataclasses.fields(cls)}
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = {f.name: "shape" in f.metadata for f in dataclasses.fields(cls)}
+    return names
 
 
-@functools.cache
 def _plain(cls: type) -> bool:
     """Whether a state class validates as :class:`State` does (no ``__post_init__`` of its
     own), so that a copy with alike tensors needs no new check."""
-    return cls.__post_init__ is State.__post_init__
+    plain = _PLAIN.get(cls)
+    if plain is None:
+        plain = _PLAIN[cls] = cls.__post_init__ is State.__post_init__
+    return plain
 
 
 def _alike(new: Any, old: torch.Tensor) -> bool:
