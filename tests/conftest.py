@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from types import ModuleType
 
 import pytest
 import torch
@@ -18,6 +19,19 @@ from populace.engine import (
     static_field,
     tensor_field,
 )
+
+
+def switch_kernel(monkeypatch, module: ModuleType, name: str, on: bool) -> list[int]:
+    """Route a fused kernel's dispatcher ``module.name`` for one test: ``on``, spied (each call
+    appends 1 to the returned list, then runs it); off, as if it could not run (it returns
+    None, so the caller takes the torch reference)."""
+    calls: list[int] = []
+    if on:
+        fused = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a: calls.append(1) or fused(*a))
+    else:
+        monkeypatch.setattr(module, name, lambda *a: None)
+    return calls
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,6 +10,7 @@ import torch
 from populace.engine import ParamError, Simulation
 from populace.kernels import HAS_TRITON, INTERPRET
 from populace.models import boids
+from tests.conftest import switch_kernel
 
 
 def test_defaults_are_the_comparison_suite_spec():
@@ -116,8 +117,10 @@ def test_a_run_with_the_turn_kernel_equals_one_with_the_torch_turn(monkeypatch):
     from populace.kernels import flight
 
     model = boids.build(agents=150, extent=50.0, visual_distance=8.0)
+    calls = switch_kernel(monkeypatch, flight, "turn", on=True)
     a = Simulation(model, members=2, seed=1, device="cpu").run(25)
-    monkeypatch.setattr(flight, "turn", lambda *args: None)  # the kernel cannot run
+    assert len(calls) == 25
+    switch_kernel(monkeypatch, flight, "turn", on=False)  # the kernel cannot run
     b = Simulation(model, members=2, seed=1, device="cpu").run(25)
     assert a.metrics.equals(b.metrics)
     assert torch.equal(a.final_state.pos, b.final_state.pos)

@@ -12,6 +12,7 @@ import torch
 from populace.engine import Simulation
 from populace.engine.activation import random_rank
 from populace.models import boltzmann
+from tests.conftest import switch_kernel
 
 
 @pytest.mark.parametrize("path", ["numba", "torch"])
@@ -22,10 +23,7 @@ def test_the_step_equals_a_one_at_a_time_loop_with_the_same_numbers(path, monkey
 
     if path == "numba":
         pytest.importorskip("numba")
-        fused, calls = exchange.step, []
-        monkeypatch.setattr(exchange, "step", lambda *a: calls.append(1) or fused(*a))
-    else:
-        monkeypatch.setattr(exchange, "step", lambda *a: None)  # the kernel cannot run
+    calls = switch_kernel(monkeypatch, exchange, "step", on=path == "numba")
     agents, side, steps = 60, 5, 8
     model = boltzmann.build(agents=agents, width=side, height=side)
     sim = Simulation(model, members=2, seed=4, device="cpu")

@@ -3,6 +3,7 @@ import torch
 
 from populace.engine import ParamError, Simulation
 from populace.models import schelling
+from tests.conftest import switch_kernel
 
 
 def brute_counts(grid: torch.Tensor, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,10 +32,7 @@ def test_neighbour_counts_match_brute_force_on_a_torus(radius, shape, path, monk
 
     if path == "kernel":
         pytest.importorskip("numba")
-        fused, calls = segregation.counts, []
-        monkeypatch.setattr(segregation, "counts", lambda *a: calls.append(1) or fused(*a))
-    else:
-        monkeypatch.setattr(segregation, "counts", lambda *a: None)  # the kernel cannot run
+    calls = switch_kernel(monkeypatch, segregation, "counts", on=path == "kernel")
     g = torch.Generator().manual_seed(radius)
     grid = torch.randint(0, 3, (2, *shape), generator=g, dtype=torch.int8)
     similar, occupied = schelling.neighbour_counts(grid, radius)
@@ -130,12 +128,11 @@ def test_numba_step_equals_the_torch_step(dtype, monkeypatch):
     def run():
         return Simulation(model, members=3, seed=2, device="cpu", dtype=dtype).run(10)
 
-    fused, calls = segregation.step, []
-    monkeypatch.setattr(segregation, "step", lambda *a: calls.append(1) or fused(*a))
+    calls = switch_kernel(monkeypatch, segregation, "step", on=True)
     kernel = run()
     assert len(calls) == 10
-    monkeypatch.setattr(segregation, "step", lambda *a: None)  # the kernels cannot run
-    monkeypatch.setattr(segregation, "counts", lambda *a: None)
+    for name in ("step", "counts"):  # the kernels cannot run
+        switch_kernel(monkeypatch, segregation, name, on=False)
     reference = run()
     assert torch.equal(kernel.final_state.grid, reference.final_state.grid)
     assert kernel.metrics.equals(reference.metrics)

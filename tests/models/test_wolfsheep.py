@@ -3,6 +3,7 @@ import torch
 
 from populace.engine import Context, ParamError, Simulation, Streams
 from populace.models import wolfsheep as ws
+from tests.conftest import switch_kernel
 
 
 def ctx(members=2, seed=0):
@@ -111,12 +112,10 @@ def test_numba_step_equals_the_torch_phases_bit_for_bit(dtype, monkeypatch):
         sim = Simulation(model, members=3, seed=1, device="cpu", dtype=dtype)
         return sim.run(30)
 
-    fused = predation.step
-    calls = []
-    monkeypatch.setattr(predation, "step", lambda *a: calls.append(1) or fused(*a))
+    calls = switch_kernel(monkeypatch, predation, "step", on=True)
     kernel = run()
     assert len(calls) == 30 and all(calls)
-    monkeypatch.setattr(predation, "step", lambda *a: None)  # the kernel cannot run
+    switch_kernel(monkeypatch, predation, "step", on=False)  # the kernel cannot run
     torch_run = run()
     for name, value in kernel.final_state.tensors().items():
         other = getattr(torch_run.final_state, name)
