@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import torch
 
 S = TypeVar("S", bound="State")
+T = TypeVar("T")
 
 #: dtype kinds a field may declare instead of one exact dtype.
 DTYPE_KINDS = {
@@ -69,7 +70,22 @@ def _dtype_ok(dtype: torch.dtype, spec: str | torch.dtype) -> bool:
     return DTYPE_KINDS[spec](dtype) if isinstance(spec, str) else dtype == spec
 
 
-@functools.cache
+def _per_class(fn: Callable[[type], T]) -> Callable[[type], T]:
+    """``fn(cls)`` computed once per state class, kept in a plain dict. Not
+    ``functools.cache``: ``torch.compile`` traces a dict lookup quietly but warns at every
+    cache-wrapped call in a compiled step (and states are replaced and validated every step)."""
+    table: dict[type, T] = {}
+
+    @functools.wraps(fn)
+    def lookup(cls: type) -> T:
+        if cls not in table:
+            table[cls] = fn(cls)
+        return table[cls]
+
+    return lookup
+
+
+@_per_class
 def _declared(cls: type) -> tuple[tuple[str, tuple, str | torch.dtype], ...]:
     """``(name, shape, dtype kind)`` of each tensor field of a state class, in field order
     (looked up once per class: states are validated at every step)."""
@@ -80,34 +96,23 @@ def _declared(cls: type) -> tuple[tuple[str, tuple, str | torch.dtype], ...]:
     )
 
 
-@functools.cache
+@_per_class
 def _statics(cls: type) -> tuple[str, ...]:
     """The static fields of a state class."""
     return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("static"))
 
 
-#: per state class: field name -> whether it is a tensor field, and whether the class
-#: validates as :class:`State` does. Plain dicts, not ``functools.cache``: ``torch.compile``
-#: traces a dict lookup quietly but warns at every cache-wrapped call in a compiled step.
-_NAMES: dict[type, dict[str, bool]] = {}
-_PLAIN: dict[type, bool] = {}
-
-
+@_per_class
 def _names(cls: type) -> dict[str, bool]:
     """Every field of a state class, each mapped to whether it is a tensor field."""
-    names = _NAMES.get(cls)
-    if names is None:
-        names = _NAMES[cls] = {f.name: "shape" in f.metadata for f in dataclasses.fields(cls)}
-    return names
+    return {f.name: "shape" in f.metadata for f in dataclasses.fields(cls)}
 
 
+@_per_class
 def _plain(cls: type) -> bool:
     """Whether a state class validates as :class:`State` does (no ``__post_init__`` of its
     own), so that a copy with alike tensors needs no new check."""
-    plain = _PLAIN.get(cls)
-    if plain is None:
-        plain = _PLAIN[cls] = cls.__post_init__ is State.__post_init__
-    return plain
+    return cls.__post_init__ is State.__post_init__
 
 
 def _alike(new: Any, old: torch.Tensor) -> bool:
