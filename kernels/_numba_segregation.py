@@ -56,6 +56,17 @@ def _window_sums(grid, group, radius, rows, out):
             out[y, x] = out[y - 1, x] + rows[bottom, x] - rows[top, x]
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _similar(code, same_a, same_b):
+    """Neighbours of a cell's own group, from its window counts of each group (self removed);
+    0 on an empty cell or a code other than the groups' (nobody alike, as the reference)."""
+    if code == 1:
+        return same_a - 1
+    if code == 2:
+        return same_b - 1
+    return 0
+
+
 @numba.njit(cache=True, nogil=True)
 def _ordered(cells, count, key, start, u, scratch, order):
     """``cells[:count]`` (in cell order) rearranged into the stable order of their uniforms
@@ -107,12 +118,7 @@ def step(grid, radius, min_similar, keys, sites, starts):
                     empty[n_empty] = y * w + x
                     n_empty += 1
                     continue
-                similar = 0  # (a code other than the groups': nobody alike, as the reference)
-                if code == 1:
-                    similar = same_a[y, x] - 1  # self removed
-                elif code == 2:
-                    similar = same_b[y, x] - 1
-                if similar < threshold:
+                if _similar(code, same_a[y, x], same_b[y, x]) < threshold:
                     movers[n_movers] = y * w + x
                     n_movers += 1
         moves = min(n_movers, n_empty)
@@ -149,7 +155,6 @@ def counts(grid, radius):
         for y in range(h):
             for x in range(w):
                 code = g[y, x]
-                a, c = same_a[y, x] - (code == 1), same_b[y, x] - (code == 2)
-                occupied[b, y, x] = a + c
-                similar[b, y, x] = a if code == 1 else (c if code == 2 else 0)
+                occupied[b, y, x] = same_a[y, x] + same_b[y, x] - (code == 1) - (code == 2)
+                similar[b, y, x] = _similar(code, same_a[y, x], same_b[y, x])
     return similar, occupied
