@@ -565,7 +565,11 @@ def anchored(
 
 
 def summarize(scores: pl.DataFrame) -> dict[str, Any]:
-    """Per origin and overall: MAE and mean WIS of model and baselines, and their ratios."""
+    """Per origin and overall: MAE and mean WIS of model and baselines, and their ratios.
+
+    ``mean`` averages the per-origin ratios (every origin weighs the same: the floor of issue
+    16); ``pooled`` divides the model's score summed over origins by the baseline's (the
+    Forecast Hub's relative score: origins with large counts weigh more)."""
     per = (
         scores.with_columns(
             *[
@@ -589,7 +593,14 @@ def summarize(scores: pl.DataFrame) -> dict[str, Any]:
         )
     )
     mean = {c: float(per[c].mean()) for c in per.columns if c != "origin"}
-    return {"per_origin": per.to_dicts(), "mean": mean}
+    pooled = {
+        f"relative_{score}{suffix}": float(
+            per[f"model_{score}"].sum() / per[f"{base}_{score}"].sum()
+        )
+        for score in ("mae", "wis")
+        for base, suffix in (("persistence", ""), ("log_linear", "_log_linear"))
+    }
+    return {"per_origin": per.to_dicts(), "mean": mean, "pooled": pooled}
 
 
 def calibrate_nyc(
@@ -692,6 +703,7 @@ def calibrate_nyc(
             "forecast_relative_mae_log_linear": summary["mean"]["relative_mae_log_linear"],
             "forecast_relative_wis": summary["mean"]["relative_wis"],
             "forecast_relative_wis_log_linear": summary["mean"]["relative_wis_log_linear"],
+            "forecast_pooled": summary["pooled"],
             "forecast_per_origin": summary["per_origin"],
             "forecast_seconds": time.perf_counter() - t0,
         }

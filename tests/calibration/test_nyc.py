@@ -144,6 +144,12 @@ def test_rolling_forecasts_score_every_origin_against_both_baselines(small_nyc, 
     assert summary["mean"]["relative_mae"] == pytest.approx(
         np.mean([p["model_mae"] / p["persistence_mae"] for p in per])
     )
+    assert summary["pooled"]["relative_mae"] == pytest.approx(
+        sum(p["model_mae"] for p in per) / sum(p["persistence_mae"] for p in per)
+    )
+    assert summary["pooled"]["relative_wis_log_linear"] == pytest.approx(
+        sum(p["model_wis"] for p in per) / sum(p["log_linear_wis"] for p in per)
+    )
 
 
 def test_forecast_origins_outside_the_data_or_the_fit_are_refused(small_nyc, march):
