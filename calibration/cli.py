@@ -22,6 +22,7 @@ import torch
 
 from populace.calibration.data import read_series
 from populace.calibration.fit import CalibrationError, Free, Problem
+from populace.calibration.nyc import HOLDS
 from populace.calibration.observation import Series
 from populace.calibration.optimize import METHODS, differentiable, multistart
 from populace.calibration.posterior import Ensemble
@@ -120,6 +121,20 @@ def add_nyc_parser(sub) -> None:
         default=None,
         help="hold the rate nowcast on the next week's incomplete window of at least N rows",
     )
+    p.add_argument(
+        "--hold",
+        choices=HOLDS,
+        default=HOLDS[0],
+        help="what forecasts hold after the last filtered week: the reproduction number "
+        "(the rate times the susceptible fraction) or the rate",
+    )
+    p.add_argument(
+        "--rolling-lag",
+        type=int,
+        default=None,
+        help="days from a week's infections to the cases the rolling filter matches it on "
+        "(default: the first wave's fitted infection-to-report lag)",
+    )
     p.add_argument("--fit-end", default="2020-06-30", help="last day of the first-wave fit")
     p.add_argument("--origins", type=int, default=9, help="rolling forecast origins (0: none)")
     p.add_argument("--first-origin", default="2020-07-01", help="first forecast origin")
@@ -159,6 +174,8 @@ def cmd_calibrate_nyc(args: argparse.Namespace) -> None:
             anchors=args.anchors,
             rolling_anchors=args.rolling_anchors,
             nowcast_rows=args.nowcast_rows,
+            held=args.hold,
+            rolling_lag=args.rolling_lag,
             out=tmp,
         )
     if args.out is not None:

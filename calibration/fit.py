@@ -494,12 +494,12 @@ class Problem:
             if short:
                 raise CalibrationError(f"fixed metric rows {short} end before row {rows}")
             return {m: r[:, :rows].to(self.dtype) for m, r in self.metrics.items()}, None
-        out, sim, result = self._carry(values, seed, rows)
+        out, sim, result = self.carry(values, seed, rows)
         if sim.shard is not None:  # the rank's members: the whole ensemble's rows on every rank
             out = {m: distributed.gather_members(r, sim.shard.comm) for m, r in out.items()}
         return out, result.final_state
 
-    def _carry(self, values: Mapping[str, Any], seed: int | None, rows: int):
+    def carry(self, values: Mapping[str, Any], seed: int | None, rows: int):
         """Simulate to row ``rows`` (from the warm start, if any): (metric → ``[B, rows]``
         rows, the simulation, its result)."""
         sim = self.simulation(values, seed)
@@ -617,7 +617,7 @@ class Problem:
         if row <= first:
             raise CalibrationError(f"warm-start row {row} must lie after the current {first}")
         with torch.no_grad():
-            history, sim, result = self._carry(values, seed, row)
+            history, sim, result = self.carry(values, seed, row)
         return WarmStart(row, result.final_state, sim.rng.get_state(), history, seed)
 
 

@@ -22,12 +22,15 @@ fixed: no simulation). Cases alone cannot tell more infections from a lower asce
 time and moves the ascertainment by their drift (:func:`anchored`): the next pass's infections
 then follow the hospitalisations and deaths, and the last pass fits those ratios constant.
 
-:func:`rolling_forecasts` then walks the filter forward week by week; at each origin (every 28
+:func:`rolling_forecasts` then walks the filter forward week by week, each week now matched on
+the cases as many days later as the first wave's fit puts between infection and report
+(:func:`report_lag`: latency plus the fitted mean delay, 15-16 days). At each origin (every 28
 days from 2020-07-01) it refits the observation params on the data up to the origin, holds the
-last rate for the weeks not yet fitted and the next 28 days, starts the forecast from the last
-week's observed level, and scores the weekly totals 1-4 weeks ahead per borough against
-persistence and a log-linear trend (MAE, and the weighted interval score of the predictive
-quantiles: members x negative-binomial draws).
+reproduction number of the last rate (the rate, moved each week by the susceptibles depleted
+since, :func:`susceptible_ratio`) for the weeks not yet fitted and the next 28 days, starts the
+forecast from the last week's observed level, and scores the weekly totals 1-4 weeks ahead per
+borough against persistence and a log-linear trend (MAE, and the weighted interval score of the
+predictive quantiles: members x negative-binomial draws).
 """
 
 from __future__ import annotations
@@ -79,6 +82,9 @@ KNOT_DAYS = 14
 #: ascertainment is re-anchored on them, see :func:`anchored`), and their rows per knot.
 ANCHORS = ("fatality", "hospitalised")
 ANCHOR_DAYS = 28
+#: what a forecast holds after the last filtered week: the reproduction number (the rate times
+#: the susceptible fraction, :func:`susceptible_ratio`) or the rate itself.
+HOLDS = ("reproduction", "rate")
 
 
 def check_anchors(anchors: Sequence[str], passes: int | None = None) -> None:
@@ -89,6 +95,49 @@ def check_anchors(anchors: Sequence[str], passes: int | None = None) -> None:
         raise ValueError(f"unknown anchor ratio(s) {unknown}; valid: {', '.join(ANCHORS)}")
     if anchors and passes is not None and passes < 2:
         raise ValueError(f"anchors {list(anchors)} need passes >= 2, got {passes}")
+
+
+def check_hold(held: str) -> None:
+    if held not in HOLDS:
+        raise ValueError(f"unknown hold {held!r}; valid: {', '.join(HOLDS)}")
+
+
+def susceptible_ratio(
+    model: Model, since: int
+) -> Callable[[Mapping[str, torch.Tensor], int], torch.Tensor]:
+    """``(history, row) -> [5]`` per borough ``S(since) / S(row)``, the susceptible fraction at
+    the start of row ``since`` over that at row ``row``: the factor that holds the reproduction
+    number ``beta_borough * S`` of a rate fitted around ``since`` (a ``rescale`` of
+    :func:`~populace.calibration.sequential.hold`).
+
+    ``S(r) = 1 - onsets before r / residents`` per borough, from the member mean of the
+    ``cases_<borough>`` history (``[B, r]``, model agents); the agents exposed but not yet
+    infectious and those infectious at step 0 are left out (a few days of onsets).
+    """
+    residents = torch.bincount(model.data["borough"].long(), minlength=len(NYC_BOROUGHS))
+    residents = residents.to(torch.float64)
+
+    def fraction(history: Mapping[str, torch.Tensor], row: int) -> torch.Tensor:
+        onsets = [
+            history[f"cases_{b}"][:, :row].to(torch.float64).sum(1).mean() for b in NYC_BOROUGHS
+        ]
+        return 1 - torch.stack(onsets) / residents
+
+    def ratio(history: Mapping[str, torch.Tensor], row: int) -> torch.Tensor:
+        return fraction(history, since) / fraction(history, row)
+
+    return ratio
+
+
+def report_lag(model: Model, values: Mapping[str, Any]) -> int:
+    """Days from infection to report under a fit: the mean latent period ``1 / sigma`` plus the
+    fitted mean reporting delay ``values["delay"]`` (a Schedule: its knots' geometric mean),
+    rounded. The rolling filter matches each week on the cases this many days later."""
+    sigma = model.params.sigma
+    sigma = float(torch.as_tensor(sigma.values if isinstance(sigma, Schedule) else sigma).mean())
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0 for a report lag, got {sigma}")
+    return round(1 / sigma + level(values["delay"]))
 
 
 def row_of(date: str) -> int:
@@ -437,11 +486,12 @@ def rolling_forecasts(
     origins: Sequence[int],
     members: int = 2,
     seed: int = 0,
-    lag: int = 12,
+    lag: int | None = None,
     max_updates: int = 4,
     max_epochs: int = 300,
     anchors: Sequence[str] = (),
     nowcast_rows: int | None = None,
+    held: str = "reproduction",
     log: Callable[[str], None] | None = None,
 ) -> pl.DataFrame:
     """Walk the filter on from the end of the first-wave fit through every origin; score each.
@@ -453,18 +503,28 @@ def rolling_forecasts(
     Args:
         wave: the first-wave fit (its filter's warm start and pieces continue).
         origins: data rows of the forecast origins, increasing, after the first-wave fit.
+        lag: days from a week's infections to the cases it is matched on; None: the first
+            wave's infection-to-report lag (:func:`report_lag`, 15-16 days for NYC's fit, where the
+            first wave's filter, its delay not yet known, takes 12).
         anchors: ratios (of :data:`ANCHORS`) fitted over time at each origin, the
             ascertainment after the first wave then re-anchored on their first-wave values
             (:func:`anchored`) for the weeks filtered next; () fits them constant.
         nowcast_rows: hold the rate :func:`~populace.calibration.sequential.nowcast` fits on
             the next week's incomplete window when it has at least this many rows (None: hold
             the last filtered week's).
+        held: ``"reproduction"`` holds the reproduction number of the rate held (the rate
+            times the susceptible fraction of its days, :func:`susceptible_ratio`): each week
+            after the origin takes the held rate times ``S(then) / S(now)``, so the depletion
+            of susceptibles in the model since those days no longer turns a flat epidemic
+            into a falling forecast; ``"rate"`` holds the rate itself.
 
     Raises:
         ValueError: origins not increasing, before the first wave's end, or whose 28 days of
             forecast run past the data.
     """
     check_anchors(anchors)
+    check_hold(held)
+    lag = report_lag(model, wave.values) if lag is None else lag
     origins = list(origins)
     start = wave.filtered.warm.row
     if not origins or origins != sorted(set(origins)) or origins[0] <= start:
@@ -497,8 +557,9 @@ def rolling_forecasts(
             targets=targets,
         )
         warm, pieces = filt.warm, filt.pieces
-        rate = pieces[-1]
-        if nowcast_rows is not None:
+        rate, since = pieces[-1], warm.row - 4  # the last week's middle day
+        if nowcast_rows is not None and origin - (warm.row + lag) >= nowcast_rows:
+            since = (warm.row + origin) // 2
             rate = nowcast(
                 problem,
                 "beta_borough",
@@ -510,7 +571,10 @@ def rolling_forecasts(
                 max_updates=max_updates,
                 targets=targets,
             )
-        metrics = hold(problem, "beta_borough", rate, warm, origin + HORIZON, values)
+        rescale = susceptible_ratio(model, since) if held == "reproduction" else None
+        metrics = hold(
+            problem, "beta_borough", rate, warm, origin + HORIZON, values, rescale=rescale
+        )
         values, _ = observation_fit(
             problem, metrics, values, rows=origin, max_epochs=max_epochs, varying=varying
         )
@@ -616,6 +680,8 @@ def calibrate_nyc(
     anchors: Sequence[str] = (),
     rolling_anchors: Sequence[str] = (),
     nowcast_rows: int | None = None,
+    held: str = "reproduction",
+    rolling_lag: int | None = None,
     out: str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -629,7 +695,8 @@ def calibrate_nyc(
         anchors: ratios the first-wave fit re-anchors the ascertainment on (see
             :func:`fit_wave`; needs ``passes`` >= 2, e.g. :data:`ANCHORS`); () (the default)
             fits the three series with constant ratios on the infections the cases imply.
-        rolling_anchors, nowcast_rows: as :func:`rolling_forecasts`.
+        rolling_anchors, nowcast_rows, held: as :func:`rolling_forecasts`.
+        rolling_lag: its ``lag`` (None: the fit's :func:`report_lag`).
 
     Raises:
         ValueError: a fit window or forecast origins outside the data, an unknown anchor or
@@ -641,6 +708,11 @@ def calibrate_nyc(
         raise ValueError(f"origins must be >= 0, got {origins}")
     check_anchors(anchors, passes)  # before any work
     check_anchors(rolling_anchors)
+    check_hold(held)
+    if rolling_lag is not None and (
+        isinstance(rolling_lag, bool) or not isinstance(rolling_lag, int) or rolling_lag < 0
+    ):
+        raise ValueError(f"rolling_lag must be a non-negative integer, got {rolling_lag!r}")
     began = time.perf_counter()
     model = nyc_model(agents)
     build_seconds = time.perf_counter() - began
@@ -667,6 +739,7 @@ def calibrate_nyc(
         "anchors": list(anchors),
         "rolling_anchors": list(rolling_anchors),
         "nowcast_rows": nowcast_rows,
+        "held": held,
         "nd": nd_by_borough["NYC"],
         "nd_by_borough": {b: nd_by_borough[b] for b in NYC_BOROUGHS},
         "nd_all": errors.to_dicts(),
@@ -694,10 +767,13 @@ def calibrate_nyc(
             max_updates=max_updates,
             anchors=rolling_anchors,
             nowcast_rows=nowcast_rows,
+            held=held,
+            lag=rolling_lag,
             log=log,
         )
         summary = summarize(scores)
         record |= {
+            "rolling_lag": report_lag(model, wave.values) if rolling_lag is None else rolling_lag,
             "forecast_origins": [date_of(o) for o in rows],
             "forecast_relative_mae": summary["mean"]["relative_mae"],
             "forecast_relative_mae_log_linear": summary["mean"]["relative_mae_log_linear"],

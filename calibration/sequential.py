@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -328,19 +328,56 @@ def hold(
     warm: WarmStart | None,
     rows: int,
     values: Mapping[str, Any] | None = None,
+    *,
+    rescale: Callable[[Mapping[str, torch.Tensor], int], torch.Tensor] | None = None,
+    period: int = 7,
 ) -> dict[str, torch.Tensor]:
     """Metric rows ``0..rows`` (``[B, rows]`` per metric) continuing ``warm`` with ``name`` held
     at ``value`` (the last filtered piece) to ``rows``: the nowcast and forecast of a filter.
 
+    Args:
+        rescale: hold ``value * rescale(history, r)`` over each ``period`` rows from row ``r``
+            instead, ``history`` the metric rows ``[B, r]`` simulated so far (e.g. the
+            susceptible fraction when ``value`` was fitted over the current one, to hold the
+            reproduction number rather than the rate: :func:`~populace.calibration.nyc.
+            susceptible_ratio`); None holds ``value`` as is, in one run.
+        period: rows per rescaled piece.
+
     Raises:
-        CalibrationError: ``rows`` not after the warm start's row.
+        CalibrationError: ``rows`` not after the warm start's row, a ``period`` below 1, or a
+            ``rescale`` factor not of ``value``'s shape, not finite or not positive.
     """
     first = 0 if warm is None else warm.row
     if rows <= first:
         raise CalibrationError(f"hold to row {rows}: not after the warm start's row {first}")
+    if isinstance(period, bool) or not isinstance(period, int) or period < 1:
+        raise CalibrationError(f"period must be a positive integer, got {period!r}")
     model_values = {n: v for n, v in (values or {}).items() if n not in problem.observation}
-    shaped = value if value.numel() > 1 else value.reshape(())
     base = dataclasses.replace(problem, free=(), warm=warm, fixed={}, metrics=None)
-    with torch.no_grad():
-        metrics, _ = base.metric_rows({**model_values, name: shaped}, None, rows)
-    return metrics
+    if rescale is None:
+        with torch.no_grad():
+            metrics, _ = base.metric_rows({**model_values, name: _shaped(value)}, None, rows)
+        return metrics
+    row, history = first, dict(warm.history) if warm is not None else {}
+    while row < rows:
+        factor = torch.as_tensor(rescale(history, row), dtype=value.dtype)
+        if factor.shape != value.shape or not bool(torch.all(factor > 0) & factor.isfinite().all()):
+            raise CalibrationError(
+                f"rescale at row {row} gave {factor.tolist()}: need positive finite factors "
+                f"of {name!r}'s shape {tuple(value.shape)}"
+            )
+        end = min(row + period, rows)
+        values_now = {**model_values, name: _shaped(value * factor)}
+        with torch.no_grad():
+            history, sim, result = base.carry(values_now, None, end)
+        snap = WarmStart(end, result.final_state, sim.rng.get_state(), history, problem.seed)
+        base = dataclasses.replace(base, warm=snap)
+        row = end
+    if sim.shard is not None:  # the rank's members: the whole ensemble's rows on every rank
+        history = {m: distributed.gather_members(r, sim.shard.comm) for m, r in history.items()}
+    return history
+
+
+def _shaped(value: torch.Tensor) -> torch.Tensor:
+    """A one-entry value as a scalar tensor, else as is."""
+    return value if value.numel() > 1 else value.reshape(())

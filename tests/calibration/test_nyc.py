@@ -23,10 +23,13 @@ from populace.calibration.nyc import (
     observation_fit,
     observed,
     origins_of,
+    report_lag,
     rolling_forecasts,
     row_of,
     summarize,
+    susceptible_ratio,
 )
+from populace.calibration.sequential import hold
 from populace.engine import ParamError, Schedule, Simulation, per_agent
 from populace.models import covid_nyc_seir
 
@@ -152,6 +155,53 @@ def test_rolling_forecasts_score_every_origin_against_both_baselines(small_nyc, 
     )
 
 
+def test_susceptible_ratio_is_the_fraction_not_yet_infected_then_over_now(small_nyc):
+    residents = torch.bincount(small_nyc.data["borough"].long(), minlength=5).double()
+    onsets = torch.zeros(2, 10, 5, dtype=torch.float64)
+    onsets[0, 2] = residents * 0.1  # member 0: 10 % of every borough before row 3
+    onsets[1, 6, 0] = residents[0] * 0.3  # member 1: 30 % of BX on row 6
+    history = {f"cases_{b}": onsets[:, :, k] for k, b in enumerate(NYC_BOROUGHS)}
+    got = susceptible_ratio(small_nyc, since=3)(history, 8)
+    s_then = 1 - torch.full((5,), 0.05, dtype=torch.float64)  # member mean: 5 %
+    s_now = s_then - torch.tensor([0.15, 0, 0, 0, 0], dtype=torch.float64)
+    torch.testing.assert_close(got, s_then / s_now)
+    torch.testing.assert_close(
+        susceptible_ratio(small_nyc, since=8)(history, 8), torch.ones(5, dtype=torch.float64)
+    )
+
+
+def test_report_lag_is_latency_plus_the_fitted_delay():
+    model = covid_nyc_seir.build(agents=200, population="well_mixed", sigma=0.25)
+    assert report_lag(model, {"delay": 12.4}) == 16  # 4 + 12.4
+    knots = Schedule.every(torch.tensor([4.0, 16.0]), 14)  # geometric mean 8
+    assert report_lag(model, {"delay": knots}) == 12
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        report_lag(model.with_params(sigma=0.0), {"delay": 5.0})
+
+
+def test_holding_the_reproduction_number_raises_the_rate_as_susceptibles_deplete(small_nyc, march):
+    problem, wave = march
+    warm, rate = wave.filtered.warm, wave.pieces[-1]
+    seen = []
+
+    def rescale(history, row):
+        seen.append(susceptible_ratio(small_nyc, warm.row - 4)(history, row))
+        return seen[-1]
+
+    by_rate = hold(problem, "beta_borough", rate, warm, warm.row + 21, wave.values)
+    by_reff = hold(problem, "beta_borough", rate, warm, warm.row + 21, wave.values, rescale=rescale)
+    assert len(seen) == 3 and all((f > 1).all() for f in seen)  # S(then) / S(now) > 1
+    assert all((b >= a).all() for a, b in zip(seen, seen[1:], strict=False))  # and grows
+    later = slice(warm.row, None)  # common random numbers: higher rates infect a superset
+    for b in NYC_BOROUGHS:
+        more = by_reff[f"cases_{b}"][:, later].sum(1) - by_rate[f"cases_{b}"][:, later].sum(1)
+        assert (more >= 0).all(), b
+    total = sum(by_reff[f"cases_{b}"][:, later].sum() for b in NYC_BOROUGHS)
+    assert total > sum(by_rate[f"cases_{b}"][:, later].sum() for b in NYC_BOROUGHS)
+    with pytest.raises(ValueError, match="unknown hold 'beta'; valid: reproduction, rate"):
+        rolling_forecasts(small_nyc, wave, origins=[row_of("2020-04-04")], held="beta")
+
+
 def test_forecast_origins_outside_the_data_or_the_fit_are_refused(small_nyc, march):
     _, wave = march
     with pytest.raises(ValueError, match="origins must increase and begin after"):
@@ -201,6 +251,8 @@ def test_calibrate_nyc_cli_prints_the_contract(tmp_path, capsys):
     assert "unknown anchor ratio(s) ['tests']" in capsys.readouterr().err
     assert main([*args[:-1], str(other), "--anchors", "fatality"]) == 2  # --passes 1
     assert "anchors ['fatality'] need passes >= 2, got 1" in capsys.readouterr().err
+    assert main([*args[:-1], str(other), "--rolling-lag", "-1"]) == 2
+    assert "rolling_lag must be a non-negative integer, got -1" in capsys.readouterr().err
     assert not other.exists()  # nothing half-written
 
 

@@ -53,6 +53,33 @@ def test_hold_continues_the_filtered_simulation(weekly_problem):
     torch.testing.assert_close(rows["cases"], direct["cases"])
 
 
+def test_hold_rescales_the_value_week_by_week(weekly_problem):
+    filt = filter_schedule(weekly_problem, "beta", 7, start=0.5, lag=2)
+    last = filt.pieces[-1]
+    seen = []
+
+    def rescale(history, row):
+        seen.append((row, history["cases"].shape))
+        return torch.tensor(1.0 if row < 35 else 0.5, dtype=torch.float64)
+
+    rows = hold(weekly_problem, "beta", last, filt.warm, 40, rescale=rescale)
+    assert seen == [(28, (4, 28)), (35, (4, 35))]  # each week sees the rows simulated so far
+    pieces = torch.cat([filt.pieces, torch.stack([last, last * 0.5])]).float()
+    whole = dataclasses.replace(weekly_problem, free=[])
+    with torch.no_grad():
+        direct, _ = whole.metric_rows({"beta": Schedule.every(pieces, 7)}, None, 40)
+    torch.testing.assert_close(rows["cases"], direct["cases"])
+    ones = hold(weekly_problem, "beta", last, filt.warm, 40, rescale=lambda h, r: torch.ones(()))
+    torch.testing.assert_close(
+        ones["cases"], hold(weekly_problem, "beta", last, filt.warm, 40)["cases"]
+    )
+    for bad in (torch.zeros(()), torch.tensor(float("nan")), torch.ones(2)):
+        with pytest.raises(CalibrationError, match="need positive finite factors"):
+            hold(weekly_problem, "beta", last, filt.warm, 40, rescale=lambda h, r, b=bad: b)
+    with pytest.raises(CalibrationError, match="period must be a positive integer"):
+        hold(weekly_problem, "beta", last, filt.warm, 40, rescale=rescale, period=0)
+
+
 def test_the_filter_uses_no_data_after_until(weekly_problem):
     cut = dataclasses.replace(
         weekly_problem, observed={"cases": weekly_problem.observed["cases"].clone()}
