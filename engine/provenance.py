@@ -21,12 +21,29 @@ def versions() -> dict[str, str | None]:
 
 
 def device_name(device: torch.device) -> str:
-    """Human name of a device: the GPU model, or the CPU with its core count."""
+    """Human name of a device: the GPU model, or the CPU (its model where the system names it)
+    with its core count: float results of two hosts of the same architecture can differ."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     import os
 
-    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
+    name = f"{platform.processor() or platform.machine()} CPU"
+    model = _cpu_model()
+    return (
+        f"{name} ({model}), {os.cpu_count()} cores" if model else f"{name}, {os.cpu_count()} cores"
+    )
+
+
+def _cpu_model() -> str | None:
+    """The first ``model name`` of /proc/cpuinfo (Linux), else None."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip() or None
+    except OSError:
+        return None
+    return None
 
 
 def now() -> str:
