@@ -758,6 +758,7 @@ def calibrate_nyc(
     if origins:
         rows = origins_of(first_origin, origins)
         t0 = time.perf_counter()
+        lag = report_lag(model, wave.values) if rolling_lag is None else rolling_lag
         scores = rolling_forecasts(
             model,
             wave,
@@ -768,12 +769,12 @@ def calibrate_nyc(
             anchors=rolling_anchors,
             nowcast_rows=nowcast_rows,
             held=held,
-            lag=rolling_lag,
+            lag=lag,
             log=log,
         )
         summary = summarize(scores)
         record |= {
-            "rolling_lag": report_lag(model, wave.values) if rolling_lag is None else rolling_lag,
+            "rolling_lag": lag,
             "forecast_origins": [date_of(o) for o in rows],
             "forecast_relative_mae": summary["mean"]["relative_mae"],
             "forecast_relative_mae_log_linear": summary["mean"]["relative_mae_log_linear"],

@@ -228,7 +228,7 @@ def nowcast(
     period = until - r0
     piece = _Piece(window, model_values, name, targets, bounds, r0, period, until, matched)
     (_, value, _), _ = piece.fit(last.reshape(-1).clone(), tol, max_updates, elasticity)
-    return value if value.numel() > 1 else value[0]
+    return _shaped(value)
 
 
 @dataclasses.dataclass
@@ -260,8 +260,7 @@ class _Piece:
         slope = torch.full((width,), float(elasticity), dtype=torch.float64)
         for _ in range(max_updates):
             value = log_v.exp().clamp(max(lo, 1e-9), hi)
-            shaped = value if width > 1 else value[0]
-            values = {**self.model_values, self.name: shaped}
+            values = {**self.model_values, self.name: _shaped(value)}
             preds, snap = _window(self.window, values, self.r0, self.period, self.end)
             runs += 1
             log_ratio, log_pred = _log_ratio(self.window, preds, self.targets, rows)
