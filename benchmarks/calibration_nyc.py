@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--nowcast-rows", type=int, default=None)
     parser.add_argument("--hold", choices=HOLDS, default=HOLDS[0], help="what forecasts hold")
     parser.add_argument(
+        "--held-weeks", type=int, default=2, help="filtered weeks the held value averages"
+    )
+    parser.add_argument(
         "--rolling-lag", type=int, default=None, help="days (default: the fit's report lag)"
     )
     parser.add_argument("--origins", type=int, default=8)
@@ -138,6 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
                     rolling_anchors=args.rolling_anchors,
                     nowcast_rows=args.nowcast_rows,
                     held=args.hold,
+                    held_weeks=args.held_weeks,
                     rolling_lag=args.rolling_lag,
                     out=None if folder is None else folder / f"seed-{seed}",
                     log=lambda text, seed=seed: print(

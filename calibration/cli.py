@@ -129,6 +129,12 @@ def add_nyc_parser(sub) -> None:
         "(the rate times the susceptible fraction) or the rate",
     )
     p.add_argument(
+        "--held-weeks",
+        type=_positive_int,
+        default=2,
+        help="filtered weeks whose rates (reproduction numbers) the held one averages",
+    )
+    p.add_argument(
         "--rolling-lag",
         type=int,
         default=None,
@@ -175,6 +181,7 @@ def cmd_calibrate_nyc(args: argparse.Namespace) -> None:
             rolling_anchors=args.rolling_anchors,
             nowcast_rows=args.nowcast_rows,
             held=args.hold,
+            held_weeks=args.held_weeks,
             rolling_lag=args.rolling_lag,
             out=tmp,
         )

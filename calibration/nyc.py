@@ -26,8 +26,9 @@ then follow the hospitalisations and deaths, and the last pass fits those ratios
 the cases as many days later as the first wave's fit puts between infection and report
 (:func:`report_lag`: latency plus the fitted mean delay, 15-16 days). At each origin (every 28
 days from 2020-07-01) it refits the observation params on the data up to the origin, holds the
-reproduction number of the last rate (the rate, moved each week by the susceptibles depleted
-since, :func:`susceptible_ratio`) for the weeks not yet fitted and the next 28 days, starts the
+reproduction number of the last two weekly rates (their geometric mean at the last week's
+susceptibles, :func:`held_rate`, moved each week by the susceptibles depleted since,
+:func:`susceptible_ratio`) for the weeks not yet fitted and the next 28 days, starts the
 forecast from the last week's observed level, and scores the weekly totals 1-4 weeks ahead per
 borough against persistence and a log-linear trend (MAE, and the weighted interval score of the
 predictive quantiles: members x negative-binomial draws).
@@ -59,7 +60,7 @@ from populace.calibration.forecast import (
 from populace.calibration.observation import Series, ratio_rows
 from populace.calibration.optimize import adam
 from populace.calibration.report import error_table, plot_fit, write_report
-from populace.calibration.sequential import filter_schedule, hold, nowcast
+from populace.calibration.sequential import filter_schedule, hold, nowcast, nowcasts
 from populace.engine import Model, Schedule
 
 FIT_WINDOW = ("2020-03-01", "2020-06-30")
@@ -127,6 +128,44 @@ def susceptible_ratio(
         return fraction(history, since) / fraction(history, row)
 
     return ratio
+
+
+def check_weeks(weeks: int, filtered: int | None = None) -> None:
+    """Refuse a held-weeks count that is not a positive integer, or more than the ``filtered``
+    weeks there are."""
+    if isinstance(weeks, bool) or not isinstance(weeks, int) or weeks < 1:
+        raise ValueError(f"held weeks must be a positive integer, got {weeks!r}")
+    if filtered is not None and weeks > filtered:
+        raise ValueError(f"held weeks {weeks} exceed the {filtered} weeks filtered")
+
+
+def held_rate(
+    model: Model,
+    pieces: torch.Tensor,
+    history: Mapping[str, torch.Tensor],
+    row: int,
+    weeks: int,
+    held: str,
+) -> tuple[torch.Tensor, int]:
+    """``([5] rate, its day)``: the rate a forecast holds from the end ``row`` of a weekly
+    filter, the geometric mean of its last ``weeks`` pieces (``pieces`` ``[K, 5]``), standing
+    for the last week's middle day ``row - 4``.
+
+    With ``held="reproduction"`` each piece is first brought to that day's susceptibles (x
+    ``S(its middle day) / S(row - 4)``, :func:`susceptible_ratio` over the filter's metric
+    ``history``), so the mean is one of reproduction numbers: a week whose cases jumped or
+    dipped moves the held one by half as much with two weeks."""
+    check_weeks(weeks, len(pieces))
+    since = row - 4  # the last week's middle day
+    if weeks == 1:
+        return pieces[-1], since
+    logs = []
+    for j in range(1, weeks + 1):
+        rate = pieces[-j].to(torch.float64)
+        if held == "reproduction" and j > 1:
+            rate = rate * susceptible_ratio(model, since - 7 * (j - 1))(history, since)
+        logs.append(rate.log())
+    return torch.stack(logs).mean(0).exp(), since
 
 
 def report_lag(model: Model, values: Mapping[str, Any]) -> int:
@@ -492,13 +531,15 @@ def rolling_forecasts(
     anchors: Sequence[str] = (),
     nowcast_rows: int | None = None,
     held: str = "reproduction",
+    held_weeks: int = 2,
     log: Callable[[str], None] | None = None,
 ) -> pl.DataFrame:
     """Walk the filter on from the end of the first-wave fit through every origin; score each.
 
     At each origin the weekly rates are filtered on to it with the data up to it (each week once,
-    when its window is complete), the last rate is held for the weeks not yet fitted and the 28
-    days ahead, and the observation params are refitted on the data up to the origin.
+    when its window is complete), the rate of the last weeks (:func:`held_rate`) is held for the
+    weeks not yet fitted and the 28 days ahead, and the observation params are refitted on the
+    data up to the origin.
 
     Args:
         wave: the first-wave fit (its filter's warm start and pieces continue).
@@ -517,13 +558,18 @@ def rolling_forecasts(
             after the origin takes the held rate times ``S(then) / S(now)``, so the depletion
             of susceptibles in the model since those days no longer turns a flat epidemic
             into a falling forecast; ``"rate"`` holds the rate itself.
+        held_weeks: filtered weeks whose rates (reproduction numbers, with
+            ``"reproduction"``) the held one averages (:func:`held_rate`; a nowcast rate is
+            held alone).
 
     Raises:
         ValueError: origins not increasing, before the first wave's end, or whose 28 days of
-            forecast run past the data.
+            forecast run past the data; ``held_weeks`` not a positive integer or more than
+            the first wave's weeks.
     """
     check_anchors(anchors)
     check_hold(held)
+    check_weeks(held_weeks, len(wave.pieces))
     lag = report_lag(model, wave.values) if lag is None else lag
     origins = list(origins)
     start = wave.filtered.warm.row
@@ -557,8 +603,8 @@ def rolling_forecasts(
             targets=targets,
         )
         warm, pieces = filt.warm, filt.pieces
-        rate, since = pieces[-1], warm.row - 4  # the last week's middle day
-        if nowcast_rows is not None and origin - (warm.row + lag) >= nowcast_rows:
+        rate, since = held_rate(model, pieces, filt.metrics, warm.row, held_weeks, held)
+        if nowcast_rows is not None and nowcasts(filt, origin, lag, nowcast_rows):
             since = (warm.row + origin) // 2
             rate = nowcast(
                 problem,
@@ -681,6 +727,7 @@ def calibrate_nyc(
     rolling_anchors: Sequence[str] = (),
     nowcast_rows: int | None = None,
     held: str = "reproduction",
+    held_weeks: int = 2,
     rolling_lag: int | None = None,
     out: str | Path | None = None,
     log: Callable[[str], None] | None = None,
@@ -695,7 +742,7 @@ def calibrate_nyc(
         anchors: ratios the first-wave fit re-anchors the ascertainment on (see
             :func:`fit_wave`; needs ``passes`` >= 2, e.g. :data:`ANCHORS`); () (the default)
             fits the three series with constant ratios on the infections the cases imply.
-        rolling_anchors, nowcast_rows, held: as :func:`rolling_forecasts`.
+        rolling_anchors, nowcast_rows, held, held_weeks: as :func:`rolling_forecasts`.
         rolling_lag: its ``lag`` (None: the fit's :func:`report_lag`).
 
     Raises:
@@ -709,6 +756,7 @@ def calibrate_nyc(
     check_anchors(anchors, passes)  # before any work
     check_anchors(rolling_anchors)
     check_hold(held)
+    check_weeks(held_weeks)
     if rolling_lag is not None and (
         isinstance(rolling_lag, bool) or not isinstance(rolling_lag, int) or rolling_lag < 0
     ):
@@ -740,6 +788,7 @@ def calibrate_nyc(
         "rolling_anchors": list(rolling_anchors),
         "nowcast_rows": nowcast_rows,
         "held": held,
+        "held_weeks": held_weeks,
         "nd": nd_by_borough["NYC"],
         "nd_by_borough": {b: nd_by_borough[b] for b in NYC_BOROUGHS},
         "nd_all": errors.to_dicts(),
@@ -769,6 +818,7 @@ def calibrate_nyc(
             anchors=rolling_anchors,
             nowcast_rows=nowcast_rows,
             held=held,
+            held_weeks=held_weeks,
             lag=lag,
             log=log,
         )

@@ -195,8 +195,8 @@ def nowcast(
     """The value of ``name`` in force since the end of ``filtered``: one value from its warm
     start's row ``r0`` on, fitted on the data rows ``r0 + lag .. until`` that are already in
     (the next piece's window, incomplete), or the last filtered piece where fewer than
-    ``min_rows`` rows are in. Holding it (:func:`hold`) rather than the last piece forecasts
-    from a rate up to ``period`` rows more recent.
+    ``min_rows`` rows are in (:func:`nowcasts` says which). Holding it (:func:`hold`) rather
+    than the last piece forecasts from a rate up to ``period`` rows more recent.
 
     Args: as :func:`filter_schedule` (``filtered`` its result with at least one piece).
 
@@ -218,9 +218,9 @@ def nowcast(
     if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
         raise CalibrationError(f"min_rows must be a positive integer, got {min_rows!r}")
     last = filtered.pieces[-1]
-    matched = until - (r0 + lag)
-    if matched < min_rows:
+    if not nowcasts(filtered, until, lag, min_rows):
         return last
+    matched = until - (r0 + lag)
     base, model_values, targets, bounds = _setup(problem, name, values, targets)
     window = dataclasses.replace(
         base, observed={n: s[:until] for n, s in problem.observed.items()}, warm=filtered.warm
@@ -229,6 +229,13 @@ def nowcast(
     piece = _Piece(window, model_values, name, targets, bounds, r0, period, until, matched)
     (_, value, _), _ = piece.fit(last.reshape(-1).clone(), tol, max_updates, elasticity)
     return _shaped(value)
+
+
+def nowcasts(filtered: Filtered, until: int, lag: int, min_rows: int) -> bool:
+    """Whether :func:`nowcast` fits a value (at least ``min_rows`` rows of the next piece's
+    window, from ``filtered``'s warm start row plus ``lag``, lie before ``until``) rather than
+    return the last piece."""
+    return until - (filtered.warm.row + lag) >= min_rows
 
 
 @dataclasses.dataclass

@@ -16,6 +16,7 @@ from populace.calibration.nyc import (
     anchored,
     date_of,
     fit_wave,
+    held_rate,
     level,
     nd_rows,
     nyc_model,
@@ -126,10 +127,20 @@ def test_the_wave_fit_and_its_nd_by_hand(march):
         assert r["nd"] == pytest.approx(nd, rel=1e-6), b
 
 
-def test_rolling_forecasts_score_every_origin_against_both_baselines(small_nyc, march):
+def test_rolling_forecasts_score_every_origin_against_both_baselines(small_nyc, march, monkeypatch):
+    import populace.calibration.nyc as nyc
+
     _, wave = march
     origins = [row_of("2020-04-04"), row_of("2020-04-11")]
+    calls = []
+
+    def spy(model, pieces, history, row, weeks, held):
+        calls.append((weeks, held))
+        return held_rate(model, pieces, history, row, weeks, held)
+
+    monkeypatch.setattr(nyc, "held_rate", spy)
     scores = rolling_forecasts(small_nyc, wave, origins=origins, max_updates=1, max_epochs=20)
+    assert calls == [(2, "reproduction")] * 2  # each origin holds the last two weeks' mean
     assert scores.height == 2 * 5 * 4  # origins x boroughs x weeks
     assert set(scores["origin"]) == {"2020-04-04", "2020-04-11"}
     first = scores.filter((scores["origin"] == "2020-04-04") & (scores["borough"] == "BK"))
@@ -170,6 +181,27 @@ def test_susceptible_ratio_is_the_fraction_not_yet_infected_then_over_now(small_
     )
 
 
+def test_the_held_rate_averages_the_last_weeks_reproduction_numbers(small_nyc):
+    residents = torch.bincount(small_nyc.data["borough"].long(), minlength=5).double()
+    onsets = torch.zeros(2, 21, 5, dtype=torch.float64)
+    onsets[:, 12] = residents * 0.2  # 20 % of every borough infected on row 12
+    history = {f"cases_{b}": onsets[:, :, k] for k, b in enumerate(NYC_BOROUGHS)}
+    pieces = torch.tensor([[9.0] * 5, [0.2, 0.3, 0.4, 0.5, 0.6], [0.8, 0.3, 0.1, 0.5, 0.6]])
+    pieces = pieces.double()
+    last, since = held_rate(small_nyc, pieces, history, 21, 1, "reproduction")
+    assert since == 17 and torch.equal(last, pieces[-1])
+    rates, _ = held_rate(small_nyc, pieces, history, 21, 2, "rate")
+    torch.testing.assert_close(rates, (pieces[-1] * pieces[-2]).sqrt())
+    # the week before (middle row 10) had S = 1, this one (row 17) 0.8: its rate x 1 / 0.8
+    two, since = held_rate(small_nyc, pieces, history, 21, 2, "reproduction")
+    torch.testing.assert_close(two, (pieces[-1] * pieces[-2] / 0.8).sqrt())
+    three, _ = held_rate(small_nyc, pieces, history, 21, 3, "reproduction")
+    torch.testing.assert_close(three, (pieces[-1] * pieces[-2] / 0.8 * 9.0 / 0.8) ** (1 / 3))
+    for weeks, match in ((0, "positive integer"), (True, "positive integer"), (4, "exceed the 3")):
+        with pytest.raises(ValueError, match=match):
+            held_rate(small_nyc, pieces, history, 21, weeks, "reproduction")
+
+
 def test_report_lag_is_latency_plus_the_fitted_delay():
     model = covid_nyc_seir.build(agents=200, population="well_mixed", sigma=0.25)
     assert report_lag(model, {"delay": 12.4}) == 16  # 4 + 12.4
@@ -208,6 +240,8 @@ def test_forecast_origins_outside_the_data_or_the_fit_are_refused(small_nyc, mar
         rolling_forecasts(small_nyc, wave, origins=[row_of("2020-03-10")])
     with pytest.raises(ValueError, match="lies outside the data"):
         rolling_forecasts(small_nyc, wave, origins=[row_of("2025-10-01")])
+    with pytest.raises(ValueError, match="held weeks 3 exceed the 2 weeks filtered"):
+        rolling_forecasts(small_nyc, wave, origins=[row_of("2020-04-04")], held_weeks=3)
 
 
 @pytest.mark.slow
@@ -253,6 +287,10 @@ def test_calibrate_nyc_cli_prints_the_contract(tmp_path, capsys):
     assert "anchors ['fatality'] need passes >= 2, got 1" in capsys.readouterr().err
     assert main([*args[:-1], str(other), "--rolling-lag", "-1"]) == 2
     assert "rolling_lag must be a non-negative integer, got -1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # argparse refuses it
+        main([*args[:-1], str(other), "--held-weeks", "0"])
+    assert exit_.value.code == 2
+    assert "--held-weeks: expected a positive integer, got '0'" in capsys.readouterr().err
     assert not other.exists()  # nothing half-written
 
 

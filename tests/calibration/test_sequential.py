@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from populace.calibration.fit import CalibrationError, Problem
-from populace.calibration.sequential import entry_targets, filter_schedule, hold, nowcast
+from populace.calibration.sequential import (
+    entry_targets,
+    filter_schedule,
+    hold,
+    nowcast,
+    nowcasts,
+)
 from populace.engine import Schedule, Simulation
 from populace.models import covid_nyc_seir
 
@@ -114,6 +120,8 @@ def test_nowcast_fits_the_rate_in_force_since_the_last_piece(weekly_problem):
     # too few rows in: the last piece
     held = nowcast(weekly_problem, "beta", filt, 20, lag=2, min_rows=5)
     assert float(held) == float(filt.pieces[-1])
+    # 20 - (14 + 2) = 4 rows in: fitted with 4, the last piece with 5
+    assert nowcasts(filt, 20, 2, 4) and not nowcasts(filt, 20, 2, 5)
     # no data after until are used
     cut = dataclasses.replace(
         weekly_problem, observed={"cases": weekly_problem.observed["cases"].clone()}
