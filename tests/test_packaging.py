@@ -33,6 +33,34 @@ def test_kernels_do_not_import_upper_layers():
     assert not bad
 
 
+def test_root_kernels_folder_yields_to_an_installed_kernels_package(tmp_path):
+    """From the repository root, ``import kernels`` is the installed PyPI package of that name
+    (transformers >= 5.25 imports Hugging Face's), not this folder; with none installed, a
+    ModuleNotFoundError that names populace.kernels."""
+    fake = tmp_path / "site" / "kernels"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("CUDAProperties = 'hub'\n")
+    (fake / "layer.py").write_text("NAME = 'hub layer'\n")
+    code = "import kernels, kernels.layer; print(kernels.CUDAProperties, kernels.layer.NAME)"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["hub", "hub", "layer"]
+
+    env.pop("PYTHONPATH")
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", "import kernels"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode != 0
+    assert "ModuleNotFoundError" in out.stderr and "populace.kernels" in out.stderr
+
+
 @pytest.mark.slow
 def test_wheel_contains_packages_and_imports(tmp_path):
     subprocess.run(
