@@ -17,12 +17,13 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
+import math
 
 import torch
 
 from populace.calibration.data import read_series
 from populace.calibration.fit import CalibrationError, Free, Problem
-from populace.calibration.nyc import HOLDS
+from populace.calibration.nyc import DAMPING, HOLDS
 from populace.calibration.observation import Series
 from populace.calibration.optimize import METHODS, differentiable, multistart
 from populace.calibration.posterior import Ensemble
@@ -141,6 +142,20 @@ def add_nyc_parser(sub) -> None:
         help="days from a week's infections to the cases the rolling filter matches it on "
         "(default: the first wave's fitted infection-to-report lag)",
     )
+    p.add_argument(
+        "--member-spread",
+        type=_spread,
+        default=None,
+        help="factor on the members' deviations from their mean in the forecasts "
+        "(default: sqrt(agents / residents), the city's demographic noise)",
+    )
+    p.add_argument(
+        "--damping",
+        type=_damping,
+        default=DAMPING,
+        help="per week, the factor on the forecasts' log growth from the last week's level "
+        "(1: none)",
+    )
     p.add_argument("--fit-end", default="2020-06-30", help="last day of the first-wave fit")
     p.add_argument("--origins", type=int, default=9, help="rolling forecast origins (0: none)")
     p.add_argument("--first-origin", default="2020-07-01", help="first forecast origin")
@@ -183,6 +198,8 @@ def cmd_calibrate_nyc(args: argparse.Namespace) -> None:
             held=args.hold,
             held_weeks=args.held_weeks,
             rolling_lag=args.rolling_lag,
+            spread=args.member_spread,
+            damping=args.damping,
             out=tmp,
         )
     if args.out is not None:
@@ -210,6 +227,26 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _number(text: str, ok, expected: str) -> float:
+    """``text`` as a finite float that ``ok`` accepts, else an argparse error naming
+    ``expected``."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and ok(value)):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
+def _spread(text: str) -> float:
+    return _number(text, lambda v: v >= 0, "a finite number >= 0")
+
+
+def _damping(text: str) -> float:
+    return _number(text, lambda v: 0 < v <= 1, "a number in (0, 1]")
 
 
 def calibration_model(name: str, agents: int, settings: list[str]):

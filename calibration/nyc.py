@@ -30,14 +30,19 @@ reproduction number of the last two weekly rates (their geometric mean at the la
 susceptibles, :func:`held_rate`, moved each week by the susceptibles depleted since,
 :func:`susceptible_ratio`) for the weeks not yet fitted and the next 28 days, starts the
 forecast from the last week's observed level, and scores the weekly totals 1-4 weeks ahead per
-borough against persistence and a log-linear trend (MAE, and the weighted interval score of the
-predictive quantiles: members x negative-binomial draws).
+borough against persistence and a log-linear trend (MAE of the predictive median, and the
+weighted interval score of the predictive quantiles: members x negative-binomial draws). The
+members are first brought toward their mean, their deviations x ``sqrt(agents / residents)``
+(:func:`predictive_weeks`): they are replicates of the 1 % population, whose demographic noise
+is ten times the city's. The forecast's growth from the last week's level is damped (0.9 a
+week, :func:`damped`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -79,6 +84,9 @@ START = {
     "dispersion": 10.0,
 }
 KNOT_DAYS = 14
+#: per week, the factor on the log growth a forecast keeps (:func:`damped`): its growth from the
+#: last week's level relaxes toward flat with a time constant of ``-1 / log(0.9)`` = 9.5 weeks.
+DAMPING = 0.9
 #: observation ratios held at their first-wave values to pin the infections after it (the
 #: ascertainment is re-anchored on them, see :func:`anchored`), and their rows per knot.
 ANCHORS = ("fatality", "hospitalised")
@@ -445,13 +453,29 @@ def predictive_weeks(
     draws: int = 50,
     seed: int = 0,
     anchor: int = 7,
+    spread: float | None = None,
+    damping: float = DAMPING,
 ) -> dict[str, torch.Tensor]:
     """``cases_<b>`` → ``[S, 4]`` predictive samples of the weekly totals after ``origin``
     (members x negative-binomial draws of each day, summed per week).
 
     The forecast starts from the data's level: each borough's expected cases ahead are scaled
     by ``(observed + 1) / (expected + 1)`` over the ``anchor`` days before the origin (a jump-off
-    correction from data up to the origin only), so the model contributes the trend."""
+    correction from data up to the origin only), so the model contributes the trend.
+
+    Each member's expected cases ahead are first brought toward the members' mean, their
+    deviations times ``spread`` (None: ``1 / sqrt(problem.multiplier)``, 0.1 for the 1 %
+    population). The members are replicates of a population ``multiplier`` times smaller than
+    the city, so their spread is its demographic noise (relative size ``~ 1 / sqrt(agents)``),
+    not the city's: at 1 % a borough's members differ up to fourfold in the summer of 2020
+    (tens of onsets a week each), and the median of the unshrunk mixture sits far below the
+    members' mean (the members whose outbreak died down outnumber those it grew in).
+
+    The members' growth from the last week's level is then damped (``damping`` per week,
+    :func:`damped`; 1: as simulated).
+
+    Raises:
+        ValueError: ``spread`` negative or not finite, ``damping`` outside (0, 1]."""
     horizon_rows = origin + HORIZON
     cases = {f"cases_{b}": problem.series[f"cases_{b}"] for b in NYC_BOROUGHS}
     sub = dataclasses.replace(
@@ -463,19 +487,62 @@ def predictive_weeks(
         metrics={m: r[:, :horizon_rows] for m, r in metrics.items()},
         warm=None,
     )
+    spread = problem.multiplier**-0.5 if spread is None else float(spread)
+    check_spread(spread)
+    check_damping(damping)
     with torch.no_grad():
         mean, _ = sub.predict(values, horizon=HORIZON)
     out = {}
     for k, name in enumerate(cases):
         ahead = mean[name][:, origin:horizon_rows]  # [B, 28]
+        scale = 1.0
         if anchor:
             seen = float(problem.observed[name][origin - anchor : origin].sum())
             expected = float(mean[name][:, origin - anchor : origin].mean(dim=0).sum())
-            ahead = ahead * (seen + 1) / (expected + 1)
+            scale = (seen + 1) / (expected + 1)
+        ahead = toward_mean(ahead * scale, spread)
+        if damping != 1:
+            last = float(mean[name][:, origin - 7 : origin].mean()) * scale  # a day, last week
+            ahead = damped(ahead, last, damping)
         r = float(torch.as_tensor(sub.dispersion_of(name, values)))
         s = negbin_samples(ahead, r, draws, seed + k)  # [draws, B, 28]
         out[name] = weekly(s.reshape(-1, HORIZON))
     return out
+
+
+def check_spread(spread: float) -> None:
+    if not (math.isfinite(spread) and spread >= 0):
+        raise ValueError(f"member spread must be finite and >= 0, got {spread}")
+
+
+def check_damping(damping: float) -> None:
+    if not (math.isfinite(damping) and 0 < damping <= 1):
+        raise ValueError(f"damping must lie in (0, 1], got {damping}")
+
+
+def damped(ahead: torch.Tensor, last: float, damping: float) -> torch.Tensor:
+    """``[B, T]`` daily forecasts after an origin with the log growth of their members' mean
+    damped: its change into day ``d`` (from ``last``, the level of the week before the origin,
+    for day 0) times ``damping ** ((d + 1) / 7)``, the same factor on every member.
+
+    A reproduction number held constant grows or shrinks the incidence exponentially; real
+    epidemics bend toward flat (behaviour and testing answer the counts), so the forecast's
+    growth relaxes toward none: at 0.9 a week a day's log change keeps 90 % of itself by the end
+    of the first week and 66 % by the end of the fourth. ``damping`` 1 returns ``ahead``."""
+    check_damping(damping)
+    centre = ahead.to(torch.float64).mean(dim=0).clamp_min(1e-9)  # [T]
+    logs = torch.cat([centre.new_tensor([max(last, 1e-9)]).log(), centre.log()])
+    days = torch.arange(1, centre.numel() + 1, dtype=torch.float64)
+    keep = damping ** (days / 7)
+    shift = ((keep - 1) * logs.diff()).cumsum(0)
+    return ahead * shift.exp().to(ahead.dtype)
+
+
+def toward_mean(members: torch.Tensor, spread: float) -> torch.Tensor:
+    """``[B, ...]`` member values with their deviations from the members' mean times ``spread``
+    (the mean kept; 0: every member the mean, 1: as they were)."""
+    centre = members.mean(dim=0, keepdim=True)
+    return centre + (members - centre) * spread
 
 
 def score_origin(
@@ -483,10 +550,13 @@ def score_origin(
     metrics: Mapping[str, torch.Tensor],
     values: Mapping[str, Any],
     origin: int,
+    spread: float | None = None,
+    damping: float = DAMPING,
 ) -> list[dict[str, Any]]:
-    """Rows ``(origin, borough, week, observed, model, persistence, log_linear, *_wis)``."""
+    """Rows ``(origin, borough, week, observed, model, persistence, log_linear, *_wis)``
+    (``spread``, ``damping``: as :func:`predictive_weeks`)."""
     levels = torch.tensor(QUANTILES, dtype=torch.float64)
-    samples = predictive_weeks(problem, metrics, values, origin)
+    samples = predictive_weeks(problem, metrics, values, origin, spread=spread, damping=damping)
     rows = []
     for b in NYC_BOROUGHS:
         series = problem.observed[f"cases_{b}"]
@@ -532,6 +602,8 @@ def rolling_forecasts(
     nowcast_rows: int | None = None,
     held: str = "reproduction",
     held_weeks: int = 2,
+    spread: float | None = None,
+    damping: float = DAMPING,
     log: Callable[[str], None] | None = None,
 ) -> pl.DataFrame:
     """Walk the filter on from the end of the first-wave fit through every origin; score each.
@@ -561,6 +633,9 @@ def rolling_forecasts(
         held_weeks: filtered weeks whose rates (reproduction numbers, with
             ``"reproduction"``) the held one averages (:func:`held_rate`; a nowcast rate is
             held alone).
+        spread: the factor on the members' deviations from their mean in the predictive
+            samples (:func:`predictive_weeks`; None: ``sqrt(agents / residents)``).
+        damping: per week, the factor on the forecast's log growth (:func:`damped`).
 
     Raises:
         ValueError: origins not increasing, before the first wave's end, or whose 28 days of
@@ -570,6 +645,7 @@ def rolling_forecasts(
     check_anchors(anchors)
     check_hold(held)
     check_weeks(held_weeks, len(wave.pieces))
+    check_damping(damping)
     lag = report_lag(model, wave.values) if lag is None else lag
     origins = list(origins)
     start = wave.filtered.warm.row
@@ -624,7 +700,7 @@ def rolling_forecasts(
         values, _ = observation_fit(
             problem, metrics, values, rows=origin, max_epochs=max_epochs, varying=varying
         )
-        scores += score_origin(problem, metrics, values, origin)
+        scores += score_origin(problem, metrics, values, origin, spread, damping)
         if anchors:
             values = anchored(values, {n: wave.values[n] for n in anchors}, first_rows, origin)
         if log is not None:
@@ -729,6 +805,8 @@ def calibrate_nyc(
     held: str = "reproduction",
     held_weeks: int = 2,
     rolling_lag: int | None = None,
+    spread: float | None = None,
+    damping: float = DAMPING,
     out: str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -742,7 +820,8 @@ def calibrate_nyc(
         anchors: ratios the first-wave fit re-anchors the ascertainment on (see
             :func:`fit_wave`; needs ``passes`` >= 2, e.g. :data:`ANCHORS`); () (the default)
             fits the three series with constant ratios on the infections the cases imply.
-        rolling_anchors, nowcast_rows, held, held_weeks: as :func:`rolling_forecasts`.
+        rolling_anchors, nowcast_rows, held, held_weeks, spread, damping: as
+            :func:`rolling_forecasts`.
         rolling_lag: its ``lag`` (None: the fit's :func:`report_lag`).
 
     Raises:
@@ -761,6 +840,9 @@ def calibrate_nyc(
         isinstance(rolling_lag, bool) or not isinstance(rolling_lag, int) or rolling_lag < 0
     ):
         raise ValueError(f"rolling_lag must be a non-negative integer, got {rolling_lag!r}")
+    if spread is not None:
+        check_spread(spread)
+    check_damping(damping)
     began = time.perf_counter()
     model = nyc_model(agents)
     build_seconds = time.perf_counter() - began
@@ -789,6 +871,8 @@ def calibrate_nyc(
         "nowcast_rows": nowcast_rows,
         "held": held,
         "held_weeks": held_weeks,
+        "member_spread": problem.multiplier**-0.5 if spread is None else float(spread),
+        "damping": damping,
         "nd": nd_by_borough["NYC"],
         "nd_by_borough": {b: nd_by_borough[b] for b in NYC_BOROUGHS},
         "nd_all": errors.to_dicts(),
@@ -820,6 +904,8 @@ def calibrate_nyc(
             held=held,
             held_weeks=held_weeks,
             lag=lag,
+            spread=spread,
+            damping=damping,
             log=log,
         )
         summary = summarize(scores)

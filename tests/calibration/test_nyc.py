@@ -14,6 +14,7 @@ import torch
 from populace.calibration.data import NYC_BOROUGHS, NYC_CASES, NYC_SERIES, nyc_series
 from populace.calibration.nyc import (
     anchored,
+    damped,
     date_of,
     fit_wave,
     held_rate,
@@ -24,11 +25,13 @@ from populace.calibration.nyc import (
     observation_fit,
     observed,
     origins_of,
+    predictive_weeks,
     report_lag,
     rolling_forecasts,
     row_of,
     summarize,
     susceptible_ratio,
+    toward_mean,
 )
 from populace.calibration.sequential import hold
 from populace.engine import ParamError, Schedule, Simulation, per_agent
@@ -166,6 +169,56 @@ def test_rolling_forecasts_score_every_origin_against_both_baselines(small_nyc, 
     )
 
 
+def test_toward_mean_keeps_the_mean_and_scales_the_deviations():
+    members = torch.tensor([[1.0, 4.0], [3.0, 8.0], [8.0, 0.0]], dtype=torch.float64)
+    for spread in (0.0, 0.1, 1.0):
+        out = toward_mean(members, spread)
+        assert torch.allclose(out.mean(0), members.mean(0))
+        assert torch.allclose(out - out.mean(0), spread * (members - members.mean(0)))
+    assert torch.equal(toward_mean(members, 1.0), members)
+
+
+def test_damped_growth_keeps_a_shrinking_share_of_each_days_log_change():
+    last, r, phi = 40.0, 0.05, 0.9
+    days = torch.arange(28, dtype=torch.float64)
+    growth = last * torch.exp(r * (days + 1))  # from last, r a day
+    members = torch.stack([0.5 * growth, 1.5 * growth])  # [2, 28], their mean is growth
+    out = damped(members, last, phi)
+    keep = phi ** ((days + 1) / 7)
+    expected = last * torch.exp(r * keep.cumsum(0))  # analytic: sum_k r phi^((k+1)/7)
+    assert torch.allclose(out.mean(0), expected, rtol=1e-10)
+    assert torch.allclose(out[1] / out[0], torch.full((28,), 3.0, dtype=torch.float64))
+    assert torch.equal(damped(members, last, 1.0), members)
+    flat = torch.full((2, 28), last, dtype=torch.float64)
+    assert torch.allclose(damped(flat, last, phi), flat)  # no growth, nothing to damp
+    falling = last * torch.exp(-r * (days + 1)).expand(2, 28)
+    assert (damped(falling, last, phi) > falling).all()  # a decline is damped as well
+    for bad in (0.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="damping must lie in"):
+            damped(members, last, bad)
+
+
+def test_the_forecast_centres_its_members_on_their_mean_at_the_city_scale(march):
+    problem, _ = march
+    origin, rows = 14, 14 + 28
+    # three members: a borough's outbreak at 1 onset a day in two, 10 in the third
+    level = torch.tensor([[1.0], [1.0], [10.0]], dtype=torch.float64).expand(3, rows)
+    metrics = {f"cases_{b}": level.clone() for b in NYC_BOROUGHS}
+    values = dict(problem.fixed)
+    as_is = predictive_weeks(problem, metrics, values, origin, spread=1.0)["cases_BK"]
+    city = predictive_weeks(problem, metrics, values, origin)["cases_BK"]
+    spread = problem.multiplier**-0.5
+    default = predictive_weeks(problem, metrics, values, origin, spread=spread)
+    assert torch.equal(city, default["cases_BK"])  # None: 1 / sqrt(residents / agents)
+    # the members' mean is kept (negative-binomial draws: within their noise) ...
+    assert city.mean(0) == pytest.approx(as_is.mean(0), rel=0.05)
+    # ... but the unshrunk mixture's median sits with the two small members, far below it
+    assert (as_is.median(0).values < 0.5 * as_is.mean(0)).all()
+    assert city.median(0).values == pytest.approx(city.mean(0), rel=0.1)
+    with pytest.raises(ValueError, match="member spread must be finite and >= 0, got -1.0"):
+        predictive_weeks(problem, metrics, values, origin, spread=-1.0)
+
+
 def test_susceptible_ratio_is_the_fraction_not_yet_infected_then_over_now(small_nyc):
     residents = torch.bincount(small_nyc.data["borough"].long(), minlength=5).double()
     onsets = torch.zeros(2, 10, 5, dtype=torch.float64)
@@ -291,6 +344,15 @@ def test_calibrate_nyc_cli_prints_the_contract(tmp_path, capsys):
         main([*args[:-1], str(other), "--held-weeks", "0"])
     assert exit_.value.code == 2
     assert "--held-weeks: expected a positive integer, got '0'" in capsys.readouterr().err
+    for flag, bad, says in (
+        ("--damping", "0", "expected a number in (0, 1], got '0'"),
+        ("--damping", "1.2", "expected a number in (0, 1], got '1.2'"),
+        ("--member-spread", "-1", "expected a finite number >= 0, got '-1'"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            main([*args[:-1], str(other), flag, bad])
+        assert exit_.value.code == 2
+        assert f"{flag}: {says}" in capsys.readouterr().err
     assert not other.exists()  # nothing half-written
 
 
