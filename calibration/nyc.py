@@ -487,9 +487,7 @@ def predictive_weeks(
         metrics={m: r[:, :horizon_rows] for m, r in metrics.items()},
         warm=None,
     )
-    spread = problem.multiplier**-0.5 if spread is None else float(spread)
-    check_spread(spread)
-    check_damping(damping)
+    spread = member_spread(problem, spread)
     with torch.no_grad():
         mean, _ = sub.predict(values, horizon=HORIZON)
     out = {}
@@ -513,6 +511,15 @@ def predictive_weeks(
 def check_spread(spread: float) -> None:
     if not (math.isfinite(spread) and spread >= 0):
         raise ValueError(f"member spread must be finite and >= 0, got {spread}")
+
+
+def member_spread(problem: Problem, spread: float | None = None) -> float:
+    """The factor on the members' deviations a forecast of ``problem`` uses: ``spread``
+    (checked), or None: ``1 / sqrt(problem.multiplier)``, the city's demographic noise over
+    the simulated population's."""
+    spread = problem.multiplier**-0.5 if spread is None else float(spread)
+    check_spread(spread)
+    return spread
 
 
 def check_damping(damping: float) -> None:
@@ -871,7 +878,7 @@ def calibrate_nyc(
         "nowcast_rows": nowcast_rows,
         "held": held,
         "held_weeks": held_weeks,
-        "member_spread": problem.multiplier**-0.5 if spread is None else float(spread),
+        "member_spread": member_spread(problem, spread),
         "damping": damping,
         "nd": nd_by_borough["NYC"],
         "nd_by_borough": {b: nd_by_borough[b] for b in NYC_BOROUGHS},
