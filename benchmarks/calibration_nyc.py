@@ -50,7 +50,8 @@ def across_seeds(records: list[dict]) -> dict:
     The fit floors must hold for every seed, so ``nd`` and ``nd_by_borough`` are the worst over
     seeds; the forecast figures (``forecast_relative_mae`` and the others of
     :func:`~populace.calibration.nyc.summarize`) are their means over seeds, with every seed's
-    in ``by_seed`` and the seeds' mean per origin in ``forecast_per_origin``.
+    in ``by_seed`` and the seeds' mean per origin in ``forecast_per_origin``;
+    ``forecast_extinct`` lists every seed's origins and boroughs where the model died out.
     """
     first = records[0]
     out = {k: v for k, v in first.items() if k not in ("seed", "nd_all", "params", "convergence")}
@@ -72,6 +73,7 @@ def across_seeds(records: list[dict]) -> dict:
         k: float(np.mean([r["forecast_pooled"][k] for r in records]))
         for k in first["forecast_pooled"]
     }
+    out["forecast_extinct"] = sorted({e for r in records for e in r["forecast_extinct"]})
     origins = [p["origin"] for p in first["forecast_per_origin"]]
     out["forecast_per_origin"] = [
         {"origin": o}

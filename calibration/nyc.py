@@ -44,6 +44,7 @@ import dataclasses
 import datetime as dt
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -85,8 +86,10 @@ START = {
 }
 KNOT_DAYS = 14
 #: per week, the factor on the log growth a forecast keeps (:func:`damped`): its growth from the
-#: last week's level relaxes toward flat with a time constant of ``-1 / log(0.9)`` = 9.5 weeks.
-DAMPING = 0.9
+#: last week's level relaxes toward flat with a time constant of ``-1 / log(0.3)`` = 0.83 weeks,
+#: so the four weeks carry about five days of the model's growth at the origin (chosen on the
+#: rolling origins from four start dates; README, "NYC: first wave and rolling forecasts").
+DAMPING = 0.3
 #: observation ratios held at their first-wave values to pin the infections after it (the
 #: ascertainment is re-anchored on them, see :func:`anchored`), and their rows per knot.
 ANCHORS = ("fatality", "hospitalised")
@@ -463,7 +466,7 @@ def predictive_weeks(
     by ``(observed + 1) / (expected + 1)`` over the ``anchor`` days before the origin (a jump-off
     correction from data up to the origin only), so the model contributes the trend.
 
-    Each member's expected cases ahead are first brought toward the members' mean, their
+    Each member's expected cases ahead are then brought toward the members' mean, their
     deviations times ``spread`` (None: ``1 / sqrt(problem.multiplier)``, 0.1 for the 1 %
     population). The members are replicates of a population ``multiplier`` times smaller than
     the city, so their spread is its demographic noise (relative size ``~ 1 / sqrt(agents)``),
@@ -471,7 +474,7 @@ def predictive_weeks(
     (tens of onsets a week each), and the median of the unshrunk mixture sits far below the
     members' mean (the members whose outbreak died down outnumber those it grew in).
 
-    The members' growth from the last week's level is then damped (``damping`` per week,
+    Last, the members' growth from the last week's level is damped (``damping`` per week,
     :func:`damped`; 1: as simulated).
 
     Raises:
@@ -492,20 +495,53 @@ def predictive_weeks(
         mean, _ = sub.predict(values, horizon=HORIZON)
     out = {}
     for k, name in enumerate(cases):
-        ahead = mean[name][:, origin:horizon_rows]  # [B, 28]
-        scale = 1.0
-        if anchor:
-            seen = float(problem.observed[name][origin - anchor : origin].sum())
-            expected = float(mean[name][:, origin - anchor : origin].mean(dim=0).sum())
-            scale = (seen + 1) / (expected + 1)
-        ahead = toward_mean(ahead * scale, spread)
-        if damping != 1:
-            last = float(mean[name][:, origin - 7 : origin].mean()) * scale  # a day, last week
-            ahead = damped(ahead, last, damping)
+        ahead = expected_ahead(
+            problem.observed[name][:origin],
+            mean[name][:, :horizon_rows],
+            anchor,
+            spread,
+            damping,
+        )
         r = float(torch.as_tensor(sub.dispersion_of(name, values)))
         s = negbin_samples(ahead, r, draws, seed + k)  # [draws, B, 28]
         out[name] = weekly(s.reshape(-1, HORIZON))
     return out
+
+
+def expected_ahead(
+    seen: torch.Tensor,
+    expected: torch.Tensor,
+    anchor: int = 7,
+    spread: float = 1.0,
+    damping: float = DAMPING,
+) -> torch.Tensor:
+    """``[B, 28]`` the members' expected daily cases after the origin, as forecast.
+
+    Args:
+        seen: ``[origin]`` observed daily counts up to the origin.
+        expected: ``[B, origin + 28]`` the members' expected daily counts (the model's).
+        anchor, spread, damping: as :func:`predictive_weeks` (``spread`` a number).
+
+    In turn: the level anchored on the last ``anchor`` days' (jump-off), the members brought
+    toward their mean (:func:`toward_mean`), the growth damped (:func:`damped`)."""
+    origin = seen.shape[0]
+    if expected.shape[1] != origin + HORIZON:
+        raise ValueError(
+            f"expected must have {origin + HORIZON} rows (the origin's + {HORIZON}), "
+            f"got {tuple(expected.shape)}"
+        )
+    check_spread(spread)
+    ahead = expected[:, origin:]  # [B, 28]
+    scale = 1.0
+    if anchor:
+        observed_sum = float(seen[origin - anchor :].sum())
+        expected_sum = float(expected[:, origin - anchor : origin].mean(dim=0).sum())
+        scale = (observed_sum + 1) / (expected_sum + 1)
+    ahead = toward_mean(ahead * scale, spread)
+    if damping != 1:
+        last = float(expected[:, origin - 7 : origin].mean()) * scale  # a day, last week
+        ahead = damped(ahead, last, damping)
+    return ahead
 
 
 def check_spread(spread: float) -> None:
@@ -535,7 +571,8 @@ def damped(ahead: torch.Tensor, last: float, damping: float) -> torch.Tensor:
     A reproduction number held constant grows or shrinks the incidence exponentially; real
     epidemics bend toward flat (behaviour and testing answer the counts), so the forecast's
     growth relaxes toward none: at 0.9 a week a day's log change keeps 90 % of itself by the end
-    of the first week and 66 % by the end of the fourth. ``damping`` 1 returns ``ahead``."""
+    of the first week and 66 % by the end of the fourth; at 0.3 (the default) 30 % and 1 %.
+    ``damping`` 1 returns ``ahead``."""
     check_damping(damping)
     centre = ahead.to(torch.float64).mean(dim=0).clamp_min(1e-9)  # [T]
     logs = torch.cat([centre.new_tensor([max(last, 1e-9)]).log(), centre.log()])
@@ -560,8 +597,13 @@ def score_origin(
     spread: float | None = None,
     damping: float = DAMPING,
 ) -> list[dict[str, Any]]:
-    """Rows ``(origin, borough, week, observed, model, persistence, log_linear, *_wis)``
-    (``spread``, ``damping``: as :func:`predictive_weeks`)."""
+    """Rows ``(origin, borough, week, observed, model, persistence, log_linear, *_wis,
+    model_extinct)`` (``spread``, ``damping``: as :func:`predictive_weeks`).
+
+    ``model_extinct``: every predictive sample of the borough is 0 in all four weeks although
+    the week before the origin had cases, so the model's epidemic there has died out (its
+    susceptibles used up, with no waning, vaccination or new variants in ``covid_nyc_seir``) and
+    its forecast is 0; the rows are scored as they are, and :func:`rolling_forecasts` warns."""
     levels = torch.tensor(QUANTILES, dtype=torch.float64)
     samples = predictive_weeks(problem, metrics, values, origin, spread=spread, damping=damping)
     rows = []
@@ -576,6 +618,7 @@ def score_origin(
         }
         mid = QUANTILES.index(0.5)
         wis = {k: weighted_interval_score(v, truth, levels) for k, v in q.items()}
+        extinct = bool(samples[f"cases_{b}"].amax() == 0 and history[-7:].sum() > 0)
         for w in range(4):
             row = {
                 "origin": date_of(origin),
@@ -586,6 +629,7 @@ def score_origin(
             for k in q:
                 row[k] = float(q[k][mid, w])
                 row[f"{k}_wis"] = float(wis[k][w])
+            row["model_extinct"] = extinct
             rows.append(row)
     return rows
 
@@ -643,6 +687,10 @@ def rolling_forecasts(
         spread: the factor on the members' deviations from their mean in the predictive
             samples (:func:`predictive_weeks`; None: ``sqrt(agents / residents)``).
         damping: per week, the factor on the forecast's log growth (:func:`damped`).
+
+    Warns:
+        RuntimeWarning: at an origin where the model's epidemic has died out in a borough
+            (its forecast 0 there; the rows' ``model_extinct``, :func:`score_origin`).
 
     Raises:
         ValueError: origins not increasing, before the first wave's end, or whose 28 days of
@@ -707,7 +755,17 @@ def rolling_forecasts(
         values, _ = observation_fit(
             problem, metrics, values, rows=origin, max_epochs=max_epochs, varying=varying
         )
-        scores += score_origin(problem, metrics, values, origin, spread, damping)
+        rows = score_origin(problem, metrics, values, origin, spread, damping)
+        scores += rows
+        extinct = sorted({r["borough"] for r in rows if r["model_extinct"]})
+        if extinct:
+            warnings.warn(
+                f"origin {date_of(origin)}: the model's epidemic has died out in "
+                f"{', '.join(extinct)} (every forecast sample 0 after a week with cases); "
+                "its forecast there is 0 and is scored as such",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         if anchors:
             values = anchored(values, {n: wave.values[n] for n in anchors}, first_rows, origin)
         if log is not None:
@@ -762,7 +820,8 @@ def summarize(scores: pl.DataFrame) -> dict[str, Any]:
 
     ``mean`` averages the per-origin ratios (every origin weighs the same: the floor of issue
     16); ``pooled`` divides the model's score summed over origins by the baseline's (the
-    Forecast Hub's relative score: origins with large counts weigh more)."""
+    Forecast Hub's relative score: origins with large counts weigh more). Each origin also
+    counts its ``extinct_boroughs`` (:func:`score_origin`'s ``model_extinct``)."""
     per = (
         scores.with_columns(
             *[
@@ -777,6 +836,7 @@ def summarize(scores: pl.DataFrame) -> dict[str, Any]:
                 for k in ("model", "persistence", "log_linear")
             ],
             *[pl.col(f"{k}_wis").mean() for k in ("model", "persistence", "log_linear")],
+            pl.col("borough").filter(pl.col("model_extinct")).n_unique().alias("extinct_boroughs"),
         )
         .with_columns(
             (pl.col("model_mae") / pl.col("persistence_mae")).alias("relative_mae"),
@@ -785,7 +845,7 @@ def summarize(scores: pl.DataFrame) -> dict[str, Any]:
             (pl.col("model_wis") / pl.col("log_linear_wis")).alias("relative_wis_log_linear"),
         )
     )
-    mean = {c: float(per[c].mean()) for c in per.columns if c != "origin"}
+    mean = {c: float(per[c].mean()) for c in per.columns if c not in ("origin", "extinct_boroughs")}
     pooled = {
         f"relative_{score}{suffix}": float(
             per[f"model_{score}"].sum() / per[f"{base}_{score}"].sum()
@@ -925,6 +985,10 @@ def calibrate_nyc(
             "forecast_relative_wis_log_linear": summary["mean"]["relative_wis_log_linear"],
             "forecast_pooled": summary["pooled"],
             "forecast_per_origin": summary["per_origin"],
+            "forecast_extinct": sorted(
+                f"{r['origin']} {r['borough']}"
+                for r in scores.filter(pl.col("model_extinct") & (pl.col("week") == 1)).to_dicts()
+            ),
             "forecast_seconds": time.perf_counter() - t0,
         }
         tables |= {"forecasts": scores, "origins": pl.DataFrame(summary["per_origin"])}

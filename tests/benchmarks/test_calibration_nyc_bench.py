@@ -24,6 +24,7 @@ def _record(seed: int, nd: float, bx: float, mae: float, per_origin: list[float]
         "forecast_relative_mae": mae,
         "forecast_relative_wis": mae / 2,
         "forecast_pooled": {"relative_mae": mae - 0.5},
+        "forecast_extinct": [f"2020-0{7 + i}-01 SI" for i, v in enumerate(per_origin) if v > 1.9],
         "forecast_per_origin": [
             {"origin": f"2020-0{7 + i}-01", "relative_mae": v, "model_mae": 10.0 * v}
             for i, v in enumerate(per_origin)
@@ -45,6 +46,7 @@ def test_across_seeds_takes_the_worst_fit_and_the_mean_forecast():
         {"origin": "2020-07-01", "relative_mae": 1.5, "model_mae": 15.0},
         {"origin": "2020-08-01", "relative_mae": pytest.approx(0.9), "model_mae": 9.0},
     ]
+    assert out["forecast_extinct"] == ["2020-07-01 SI"]  # every seed's
     assert out["by_seed"] == records and out["held"] == "reproduction"
     assert "seed" not in out and "params" not in out
 

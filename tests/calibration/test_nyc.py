@@ -8,6 +8,7 @@ import json
 import warnings
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 
@@ -16,6 +17,7 @@ from populace.calibration.nyc import (
     anchored,
     damped,
     date_of,
+    expected_ahead,
     fit_wave,
     held_rate,
     level,
@@ -29,6 +31,7 @@ from populace.calibration.nyc import (
     report_lag,
     rolling_forecasts,
     row_of,
+    score_origin,
     summarize,
     susceptible_ratio,
     toward_mean,
@@ -178,6 +181,22 @@ def test_toward_mean_keeps_the_mean_and_scales_the_deviations():
     assert torch.equal(toward_mean(members, 1.0), members)
 
 
+def test_the_forecast_starts_from_the_last_weeks_observed_level():
+    origin = 35
+    seen = torch.full((origin,), 250.0, dtype=torch.float64)  # the data: 250 a day
+    flat = torch.tensor([[80.0], [120.0]], dtype=torch.float64).expand(2, origin + 28)
+    ahead = expected_ahead(seen, flat, spread=1.0)  # the model: 100 a day (members' mean)
+    scale = (7 * 250 + 1) / (7 * 100 + 1)
+    torch.testing.assert_close(ahead, flat[:, origin:] * scale)  # flat: nothing to damp
+    assert torch.equal(expected_ahead(seen, flat, anchor=0, spread=1.0), flat[:, origin:])
+    shrunk = expected_ahead(seen, flat, spread=0.0)  # every member the mean
+    torch.testing.assert_close(shrunk, torch.full((2, 28), 100 * scale, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"expected must have 63 rows"):
+        expected_ahead(seen, flat[:, :60])
+    with pytest.raises(ValueError, match="member spread must be finite and >= 0"):
+        expected_ahead(seen, flat, spread=float("nan"))
+
+
 def test_damped_growth_keeps_a_shrinking_share_of_each_days_log_change():
     last, r, phi = 40.0, 0.05, 0.9
     days = torch.arange(28, dtype=torch.float64)
@@ -217,6 +236,36 @@ def test_the_forecast_centres_its_members_on_their_mean_at_the_city_scale(march)
     assert city.median(0).values == pytest.approx(city.mean(0), rel=0.1)
     with pytest.raises(ValueError, match="member spread must be finite and >= 0, got -1.0"):
         predictive_weeks(problem, metrics, values, origin, spread=-1.0)
+
+
+def test_a_borough_whose_model_epidemic_died_out_is_flagged_and_scored_as_forecast(small_nyc):
+    problem = nyc_problem(small_nyc, "2020-04-30", members=2)
+    origin, rows = 21, 21 + 28
+    assert float(problem.observed["cases_BK"][origin - 7 : origin].sum()) > 0
+    alive = torch.full((2, rows), 10.0, dtype=torch.float64)
+    metrics = {f"cases_{b}": alive.clone() for b in NYC_BOROUGHS}
+    metrics["cases_BK"] = torch.zeros(2, rows, dtype=torch.float64)  # no infectious left
+    scores = pl.DataFrame(score_origin(problem, metrics, dict(problem.fixed), origin))
+    dead = scores.filter(pl.col("borough") == "BK")
+    assert dead["model_extinct"].all() and (dead["model"] == 0).all()  # scored, not dropped
+    assert not scores.filter(pl.col("borough") != "BK")["model_extinct"].any()
+    assert summarize(scores)["per_origin"][0]["extinct_boroughs"] == 1
+
+
+def test_rolling_forecasts_warn_where_the_model_died_out(small_nyc, march, monkeypatch):
+    import populace.calibration.nyc as nyc
+
+    _, wave = march
+
+    def died_out_in_si(*args):
+        rows = score_origin(*args)
+        return [r | {"model_extinct": r["borough"] == "SI"} for r in rows]
+
+    monkeypatch.setattr(nyc, "score_origin", died_out_in_si)
+    with pytest.warns(RuntimeWarning, match=r"origin 2020-04-04: .* died out in SI \("):
+        rolling_forecasts(
+            small_nyc, wave, origins=[row_of("2020-04-04")], max_updates=1, max_epochs=5
+        )
 
 
 def test_susceptible_ratio_is_the_fraction_not_yet_infected_then_over_now(small_nyc):
