@@ -986,8 +986,11 @@ def calibrate_nyc(
             "forecast_pooled": summary["pooled"],
             "forecast_per_origin": summary["per_origin"],
             "forecast_extinct": sorted(
-                f"{r['origin']} {r['borough']}"
-                for r in scores.filter(pl.col("model_extinct") & (pl.col("week") == 1)).to_dicts()
+                f"{origin} {borough}"
+                for origin, borough in scores.filter(pl.col("model_extinct"))
+                .select("origin", "borough")
+                .unique()
+                .iter_rows()
             ),
             "forecast_seconds": time.perf_counter() - t0,
         }

@@ -380,6 +380,11 @@ def test_calibrate_nyc_cli_prints_the_contract(tmp_path, capsys):
     assert last["forecast_origins"] == ["2020-04-04"]
     for name in ("nd.csv", "forecasts.csv", "origins.csv", "fit.png", "calibration.json"):
         assert (out / name).is_file(), name
+    rows = pl.read_csv(out / "forecasts.csv").filter(pl.col("model_extinct"))
+    record = json.loads((out / "calibration.json").read_text())
+    assert record["forecast_extinct"] == sorted(
+        {f"{r['origin']} {r['borough']}" for r in rows.to_dicts()}
+    )
     assert main([*args[:-2], "--fit-end", "2035-01-01"]) == 2
     assert "lies outside the data" in capsys.readouterr().err
     other = tmp_path / "other"
