@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from populace.calibration.cli import comma_names
-from populace.calibration.nyc import DAMPING, FIRST_ORIGIN, HOLDS, calibrate_nyc
+from populace.calibration.nyc import DAMPING, FIRST_ORIGIN, HOLDS, WEIGHT, calibrate_nyc
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -133,6 +133,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--damping", type=float, default=DAMPING, help="per week, the factor on forecast growth"
     )
+    parser.add_argument(
+        "--model-weight",
+        type=float,
+        default=WEIGHT,
+        help="the model's weight in the forecast's log-linear pool with persistence",
+    )
     parser.add_argument("--first-origin", default=FIRST_ORIGIN, help="first forecast origin")
     parser.add_argument("--origins", type=int, default=8)
     parser.add_argument("--max-updates", type=int, default=3, help="filter updates per week")
@@ -159,6 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
                     rolling_lag=args.rolling_lag,
                     spread=args.member_spread,
                     damping=args.damping,
+                    weight=args.model_weight,
                     first_origin=args.first_origin,
                     out=None if folder is None else folder / f"seed-{seed}",
                     log=lambda text, seed=seed: print(

@@ -23,7 +23,7 @@ import torch
 
 from populace.calibration.data import read_series
 from populace.calibration.fit import CalibrationError, Free, Problem
-from populace.calibration.nyc import DAMPING, HOLDS
+from populace.calibration.nyc import DAMPING, HOLDS, WEIGHT
 from populace.calibration.observation import Series
 from populace.calibration.optimize import METHODS, differentiable, multistart
 from populace.calibration.posterior import Ensemble
@@ -156,6 +156,13 @@ def add_nyc_parser(sub) -> None:
         help="per week, the factor on the forecasts' log growth from the last week's level "
         "(1: none)",
     )
+    p.add_argument(
+        "--model-weight",
+        type=_weight,
+        default=WEIGHT,
+        help="the model's weight in the forecasts' log-linear pool with persistence "
+        "(1: the model alone)",
+    )
     p.add_argument("--fit-end", default="2020-06-30", help="last day of the first-wave fit")
     p.add_argument("--origins", type=int, default=9, help="rolling forecast origins (0: none)")
     p.add_argument("--first-origin", default="2020-07-01", help="first forecast origin")
@@ -200,6 +207,7 @@ def cmd_calibrate_nyc(args: argparse.Namespace) -> None:
             rolling_lag=args.rolling_lag,
             spread=args.member_spread,
             damping=args.damping,
+            weight=args.model_weight,
             out=tmp,
         )
     if args.out is not None:
@@ -247,6 +255,10 @@ def _spread(text: str) -> float:
 
 def _damping(text: str) -> float:
     return _number(text, lambda v: 0 < v <= 1, "a number in (0, 1]")
+
+
+def _weight(text: str) -> float:
+    return _number(text, lambda v: 0 <= v <= 1, "a number in [0, 1]")
 
 
 def calibration_model(name: str, agents: int, settings: list[str]):

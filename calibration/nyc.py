@@ -90,6 +90,12 @@ KNOT_DAYS = 14
 #: so the four weeks carry about five days of the model's growth at the origin (chosen on the
 #: rolling origins from four start dates; README, "NYC: first wave and rolling forecasts").
 DAMPING = 0.3
+#: the model's weight in the forecast's log-linear pool with persistence (:func:`damped`): the
+#: forecast's log change from the last week's level is this share of the damped model's, the
+#: rest persistence's (none). 1: the model alone. Equal weights (0.5, the forecast-combination
+#: default) tie the start dates closer to persistence but lose the model's skill on the large
+#: winter counts (pooled MAE and WIS, the log-linear ratio), so they are an option (README).
+WEIGHT = 1.0
 #: observation ratios held at their first-wave values to pin the infections after it (the
 #: ascertainment is re-anchored on them, see :func:`anchored`), and their rows per knot.
 ANCHORS = ("fatality", "hospitalised")
@@ -458,6 +464,7 @@ def predictive_weeks(
     anchor: int = 7,
     spread: float | None = None,
     damping: float = DAMPING,
+    weight: float = WEIGHT,
 ) -> dict[str, torch.Tensor]:
     """``cases_<b>`` → ``[S, 4]`` predictive samples of the weekly totals after ``origin``
     (members x negative-binomial draws of each day, summed per week).
@@ -475,10 +482,12 @@ def predictive_weeks(
     members' mean (the members whose outbreak died down outnumber those it grew in).
 
     Last, the members' growth from the last week's level is damped (``damping`` per week,
-    :func:`damped`; 1: as simulated).
+    :func:`damped`; 1: as simulated) and pooled with persistence (``weight`` on the model;
+    1: the model alone).
 
     Raises:
-        ValueError: ``spread`` negative or not finite, ``damping`` outside (0, 1]."""
+        ValueError: ``spread`` negative or not finite, ``damping`` outside (0, 1], ``weight``
+            outside [0, 1]."""
     horizon_rows = origin + HORIZON
     cases = {f"cases_{b}": problem.series[f"cases_{b}"] for b in NYC_BOROUGHS}
     sub = dataclasses.replace(
@@ -501,6 +510,7 @@ def predictive_weeks(
             anchor,
             spread,
             damping,
+            weight,
         )
         r = float(torch.as_tensor(sub.dispersion_of(name, values)))
         s = negbin_samples(ahead, r, draws, seed + k)  # [draws, B, 28]
@@ -514,16 +524,18 @@ def expected_ahead(
     anchor: int = 7,
     spread: float = 1.0,
     damping: float = DAMPING,
+    weight: float = WEIGHT,
 ) -> torch.Tensor:
     """``[B, 28]`` the members' expected daily cases after the origin, as forecast.
 
     Args:
         seen: ``[origin]`` observed daily counts up to the origin.
         expected: ``[B, origin + 28]`` the members' expected daily counts (the model's).
-        anchor, spread, damping: as :func:`predictive_weeks` (``spread`` a number).
+        anchor, spread, damping, weight: as :func:`predictive_weeks` (``spread`` a number).
 
     In turn: the level anchored on the last ``anchor`` days' (jump-off), the members brought
-    toward their mean (:func:`toward_mean`), the growth damped (:func:`damped`)."""
+    toward their mean (:func:`toward_mean`), the growth damped and pooled with persistence
+    (:func:`damped`)."""
     origin = seen.shape[0]
     if expected.shape[1] != origin + HORIZON:
         raise ValueError(
@@ -538,9 +550,9 @@ def expected_ahead(
         expected_sum = float(expected[:, origin - anchor : origin].mean(dim=0).sum())
         scale = (observed_sum + 1) / (expected_sum + 1)
     ahead = toward_mean(ahead * scale, spread)
-    if damping != 1:
+    if damping != 1 or weight != 1:
         last = float(expected[:, origin - 7 : origin].mean()) * scale  # a day, last week
-        ahead = damped(ahead, last, damping)
+        ahead = damped(ahead, last, damping, weight)
     return ahead
 
 
@@ -563,23 +575,38 @@ def check_damping(damping: float) -> None:
         raise ValueError(f"damping must lie in (0, 1], got {damping}")
 
 
-def damped(ahead: torch.Tensor, last: float, damping: float) -> torch.Tensor:
+def damped(
+    ahead: torch.Tensor, last: float, damping: float, weight: float = WEIGHT
+) -> torch.Tensor:
     """``[B, T]`` daily forecasts after an origin with the log growth of their members' mean
-    damped: its change into day ``d`` (from ``last``, the level of the week before the origin,
-    for day 0) times ``damping ** ((d + 1) / 7)``, the same factor on every member.
+    damped and pooled: its change into day ``d`` (from ``last``, the level of the week before
+    the origin, for day 0) times ``weight * damping ** ((d + 1) / 7)``, the same factor on every
+    member.
 
     A reproduction number held constant grows or shrinks the incidence exponentially; real
     epidemics bend toward flat (behaviour and testing answer the counts), so the forecast's
     growth relaxes toward none: at 0.9 a week a day's log change keeps 90 % of itself by the end
     of the first week and 66 % by the end of the fourth; at 0.3 (the default) 30 % and 1 %.
-    ``damping`` 1 returns ``ahead``."""
+
+    ``weight`` pools the damped forecast with persistence (``last`` held flat) on the log scale:
+    its log change from ``last`` is ``weight`` times the damped one (1: the model alone, 0:
+    persistence). ``damping`` and ``weight`` 1 return ``ahead``.
+
+    Raises:
+        ValueError: ``damping`` outside (0, 1], ``weight`` outside [0, 1]."""
     check_damping(damping)
+    check_weight(weight)
     centre = ahead.to(torch.float64).mean(dim=0).clamp_min(1e-9)  # [T]
     logs = torch.cat([centre.new_tensor([max(last, 1e-9)]).log(), centre.log()])
     days = torch.arange(1, centre.numel() + 1, dtype=torch.float64)
-    keep = damping ** (days / 7)
+    keep = weight * damping ** (days / 7)
     shift = ((keep - 1) * logs.diff()).cumsum(0)
     return ahead * shift.exp().to(ahead.dtype)
+
+
+def check_weight(weight: float) -> None:
+    if not (math.isfinite(weight) and 0 <= weight <= 1):
+        raise ValueError(f"model weight must lie in [0, 1], got {weight}")
 
 
 def toward_mean(members: torch.Tensor, spread: float) -> torch.Tensor:
@@ -596,16 +623,19 @@ def score_origin(
     origin: int,
     spread: float | None = None,
     damping: float = DAMPING,
+    weight: float = WEIGHT,
 ) -> list[dict[str, Any]]:
     """Rows ``(origin, borough, week, observed, model, persistence, log_linear, *_wis,
-    model_extinct)`` (``spread``, ``damping``: as :func:`predictive_weeks`).
+    model_extinct)`` (``spread``, ``damping``, ``weight``: as :func:`predictive_weeks`).
 
     ``model_extinct``: every predictive sample of the borough is 0 in all four weeks although
     the week before the origin had cases, so the model's epidemic there has died out (its
     susceptibles used up, with no waning, vaccination or new variants in ``covid_nyc_seir``) and
     its forecast is 0; the rows are scored as they are, and :func:`rolling_forecasts` warns."""
     levels = torch.tensor(QUANTILES, dtype=torch.float64)
-    samples = predictive_weeks(problem, metrics, values, origin, spread=spread, damping=damping)
+    samples = predictive_weeks(
+        problem, metrics, values, origin, spread=spread, damping=damping, weight=weight
+    )
     rows = []
     for b in NYC_BOROUGHS:
         series = problem.observed[f"cases_{b}"]
@@ -655,6 +685,7 @@ def rolling_forecasts(
     held_weeks: int = 2,
     spread: float | None = None,
     damping: float = DAMPING,
+    weight: float = WEIGHT,
     log: Callable[[str], None] | None = None,
 ) -> pl.DataFrame:
     """Walk the filter on from the end of the first-wave fit through every origin; score each.
@@ -687,6 +718,8 @@ def rolling_forecasts(
         spread: the factor on the members' deviations from their mean in the predictive
             samples (:func:`predictive_weeks`; None: ``sqrt(agents / residents)``).
         damping: per week, the factor on the forecast's log growth (:func:`damped`).
+        weight: the model's weight in the forecast's log-linear pool with persistence
+            (:func:`damped`; 1: the model alone).
 
     Warns:
         RuntimeWarning: at an origin where the model's epidemic has died out in a borough
@@ -701,6 +734,7 @@ def rolling_forecasts(
     check_hold(held)
     check_weeks(held_weeks, len(wave.pieces))
     check_damping(damping)
+    check_weight(weight)
     lag = report_lag(model, wave.values) if lag is None else lag
     origins = list(origins)
     start = wave.filtered.warm.row
@@ -755,7 +789,7 @@ def rolling_forecasts(
         values, _ = observation_fit(
             problem, metrics, values, rows=origin, max_epochs=max_epochs, varying=varying
         )
-        rows = score_origin(problem, metrics, values, origin, spread, damping)
+        rows = score_origin(problem, metrics, values, origin, spread, damping, weight)
         scores += rows
         extinct = sorted({r["borough"] for r in rows if r["model_extinct"]})
         if extinct:
@@ -874,6 +908,7 @@ def calibrate_nyc(
     rolling_lag: int | None = None,
     spread: float | None = None,
     damping: float = DAMPING,
+    weight: float = WEIGHT,
     out: str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -887,7 +922,7 @@ def calibrate_nyc(
         anchors: ratios the first-wave fit re-anchors the ascertainment on (see
             :func:`fit_wave`; needs ``passes`` >= 2, e.g. :data:`ANCHORS`); () (the default)
             fits the three series with constant ratios on the infections the cases imply.
-        rolling_anchors, nowcast_rows, held, held_weeks, spread, damping: as
+        rolling_anchors, nowcast_rows, held, held_weeks, spread, damping, weight: as
             :func:`rolling_forecasts`.
         rolling_lag: its ``lag`` (None: the fit's :func:`report_lag`).
 
@@ -910,6 +945,7 @@ def calibrate_nyc(
     if spread is not None:
         check_spread(spread)
     check_damping(damping)
+    check_weight(weight)
     began = time.perf_counter()
     model = nyc_model(agents)
     build_seconds = time.perf_counter() - began
@@ -940,6 +976,7 @@ def calibrate_nyc(
         "held_weeks": held_weeks,
         "member_spread": member_spread(problem, spread),
         "damping": damping,
+        "model_weight": weight,
         "nd": nd_by_borough["NYC"],
         "nd_by_borough": {b: nd_by_borough[b] for b in NYC_BOROUGHS},
         "nd_all": errors.to_dicts(),
@@ -973,6 +1010,7 @@ def calibrate_nyc(
             lag=lag,
             spread=spread,
             damping=damping,
+            weight=weight,
             log=log,
         )
         summary = summarize(scores)

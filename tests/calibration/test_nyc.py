@@ -217,6 +217,35 @@ def test_damped_growth_keeps_a_shrinking_share_of_each_days_log_change():
             damped(members, last, bad)
 
 
+def test_the_pool_with_persistence_keeps_the_models_weight_of_the_damped_log_change():
+    last, r, phi = 40.0, 0.05, 0.3
+    days = torch.arange(28, dtype=torch.float64)
+    growth = last * torch.exp(r * (days + 1))
+    members = torch.stack([0.5 * growth, 1.5 * growth])  # [2, 28], their mean is growth
+    alone = damped(members, last, phi)
+    for w in (0.25, 0.5, 0.75):
+        pooled = damped(members, last, phi, w)
+        # log-linear pool: w log(model) + (1 - w) log(persistence, last held flat)
+        expected = last * (alone.mean(0) / last) ** w
+        assert torch.allclose(pooled.mean(0), expected, rtol=1e-10)
+        assert torch.allclose(pooled[1] / pooled[0], torch.full((28,), 3.0, dtype=torch.float64))
+    held = damped(members, last, phi, 0.0)  # persistence: the last week's level, members kept
+    assert torch.allclose(held.mean(0), torch.full((28,), last, dtype=torch.float64))
+    assert torch.equal(damped(members, last, 1.0, 1.0), members)
+    # through the forecast: a model falling 5 % a day from the data's level, undamped
+    origin = 35
+    seen = torch.full((origin,), 100.0, dtype=torch.float64)
+    path = 100.0 * torch.exp(-r * (torch.arange(origin + 28, dtype=torch.float64) - origin + 1))
+    path = path.clamp_max(100.0).expand(2, origin + 28)
+    model = expected_ahead(seen, path, spread=1.0, damping=1.0, weight=1.0)
+    half = expected_ahead(seen, path, spread=1.0, damping=1.0, weight=0.5)
+    # the model's last week is the data's (100 a day): no jump-off, 100 is persistence's level
+    torch.testing.assert_close(half[0], 100.0 * (model[0] / 100.0) ** 0.5)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="model weight must lie in"):
+            damped(members, last, phi, bad)
+
+
 def test_the_forecast_centres_its_members_on_their_mean_at_the_city_scale(march):
     problem, _ = march
     origin, rows = 14, 14 + 28
@@ -401,6 +430,8 @@ def test_calibrate_nyc_cli_prints_the_contract(tmp_path, capsys):
     for flag, bad, says in (
         ("--damping", "0", "expected a number in (0, 1], got '0'"),
         ("--damping", "1.2", "expected a number in (0, 1], got '1.2'"),
+        ("--model-weight", "-0.5", "expected a number in [0, 1], got '-0.5'"),
+        ("--model-weight", "nan", "expected a number in [0, 1], got 'nan'"),
         ("--member-spread", "-1", "expected a finite number >= 0, got '-1'"),
     ):
         with pytest.raises(SystemExit) as exit_:
